@@ -1,0 +1,59 @@
+# Two commands do all set-up (README): `make run` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+TEST_DATABASE_URL ?= postgres://registry:registry@127.0.0.1:5432/registry
+TEST_BROKER_URL ?= redis://127.0.0.1:6379/15
+# The tests run with production-like settings (DEBUG off) on PostgreSQL.
+TEST_ENV := DATABASE_URL=$(TEST_DATABASE_URL) SECRET_KEY=test-only-secret-key-not-for-production \
+	DEBUG=false SECURE_SSL_REDIRECT=false ALLOWED_HOSTS=testserver,localhost,127.0.0.1 \
+	TEST_CELERY_BROKER_URL=$(TEST_BROKER_URL)
+# The quick start: the embedded default (SQLite file in var/, eager Celery), whatever the shell exports.
+RUN_ENV := env -u DATABASE_URL -u CELERY_BROKER_URL DEBUG=true
+
+.PHONY: install run test lint typecheck schema migrations-check services bench clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed
+
+run: install
+	$(RUN_ENV) $(PY) manage.py migrate --noinput
+	$(RUN_ENV) $(PY) manage.py loaddata fixtures/demo.json
+	@$(RUN_ENV) $(PY) manage.py demo_admin_login admin
+	@echo "Admin API key (shown once; use it as 'Authorization: Bearer <key>'):"
+	@$(RUN_ENV) $(PY) manage.py issue_api_key --admin admin --name "make run" 2>/dev/null | tail -n 1
+	@echo "Serving on http://127.0.0.1:8000  (API docs: http://127.0.0.1:8000/api/docs/)"
+	$(RUN_ENV) $(PY) manage.py runserver 127.0.0.1:8000
+
+services:
+	@bash .ci/ensure-services
+
+test: install services
+	$(TEST_ENV) $(VENV)/bin/pytest -n 2 -p no:cacheprovider
+	$(MAKE) --no-print-directory lint typecheck schema migrations-check
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: install
+	$(RUN_ENV) $(VENV)/bin/mypy
+
+schema: install
+	$(RUN_ENV) $(PY) manage.py spectacular --validate --fail-on-warn --file /dev/null
+
+migrations-check: install
+	$(RUN_ENV) DATABASE_URL=sqlite:///:memory: $(PY) manage.py makemigrations --check --dry-run
+
+bench: install services
+	$(TEST_ENV) $(PY) bench/bulk_labs.py
+	$(TEST_ENV) $(PY) bench/authorization.py
+
+clean:
+	rm -rf $(VENV) var staticfiles .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,171 @@
+"""Patients, their screening, labs and contraindications (ACT-6..9, ID-4), and per-patient access."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
+
+from .base import UUIDModel
+
+
+class Sex(models.TextChoices):
+    FEMALE = "female"
+    MALE = "male"
+
+
+class PatientStatus(models.TextChoices):
+    ENROLLED = "enrolled"
+    AUTHORIZED = "authorized"
+    SUSPENDED = "suspended"
+    DISCONTINUED = "discontinued"
+    MONITORING_COMPLETE = "monitoring_complete"
+    DECEASED = "deceased"
+
+
+class Patient(UUIDModel):
+    rems_patient_id = models.CharField("REMS patient ID", max_length=16, unique=True, editable=False)
+    first_name = models.CharField(max_length=100)
+    last_name = models.CharField(max_length=100)
+    date_of_birth = models.DateField()
+    sex = models.CharField(max_length=8, choices=Sex.choices)
+    reproductive_potential = models.BooleanField()
+    enrollment_signed_on = models.DateField()
+    status = models.CharField(max_length=24, choices=PatientStatus.choices, default=PatientStatus.ENROLLED)
+    status_reason = models.TextField(blank=True)
+    status_changed_at = models.DateTimeField(null=True, blank=True)
+    # ACT-8: the status to return to when an administrator lifts a suspension.
+    status_before_suspension = models.CharField(max_length=24, choices=PatientStatus.choices, blank=True)
+    prescriber = models.ForeignKey(
+        "registry.Prescriber",
+        on_delete=models.PROTECT,
+        related_name="patients",
+        help_text="The prescriber of record.",
+    )
+    authorized_at = models.DateTimeField(null=True, blank=True)
+    first_infusion_on = models.DateField(null=True, blank=True)
+    last_infusion_on = models.DateField(null=True, blank=True)
+    monitoring_ends_on = models.DateField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ("-created_at",)
+        permissions = [("act_on_patient", "Record labs, screening, forms and reports for the patient")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=PatientStatus.values), name="patient_status_domain"
+            ),
+            models.CheckConstraint(condition=Q(sex__in=Sex.values), name="patient_sex_domain"),
+        ]
+        indexes = [
+            models.Index(fields=["last_name", "first_name"]),
+            models.Index(fields=["status"]),
+            models.Index(fields=["prescriber", "-created_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.rems_patient_id} {self.last_name}, {self.first_name}"
+
+
+class PatientUserObjectPermission(UserObjectPermissionBase):
+    """guardian's direct foreign-key table (STYLE.md 3): scoping stays an indexed join."""
+
+    content_object = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="user_permissions")
+
+    class Meta(UserObjectPermissionBase.Meta):
+        pass
+
+
+class PatientGroupObjectPermission(GroupObjectPermissionBase):
+    """Care-team grants: one group per prescriber holds the permissions on that prescriber's patients."""
+
+    content_object = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="group_permissions")
+
+    class Meta(GroupObjectPermissionBase.Meta):
+        pass
+
+
+class Screening(UUIDModel):
+    """ACT-7 attestations. Each submission is kept; the newest one counts."""
+
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="screenings")
+    hiv_negative = models.BooleanField()
+    no_active_infection = models.BooleanField()
+    tb_screened_on = models.DateField(null=True, blank=True)
+    vaccinations_completed_on = models.DateField(null=True, blank=True)
+    recorded_by = models.ForeignKey("registry.User", on_delete=models.PROTECT, related_name="+")
+
+    class Meta:
+        ordering = ("-created_at",)
+        indexes = [models.Index(fields=["patient", "-created_at"])]
+
+
+class LabTest(models.TextChoices):
+    CBC_DIFFERENTIAL = "cbc_differential"
+    SERUM_CREATININE = "serum_creatinine"
+    URINALYSIS = "urinalysis"
+    URINE_PROTEIN_CREATININE_RATIO = "urine_protein_creatinine_ratio"
+    THYROID_FUNCTION = "thyroid_function"
+    LIVER_FUNCTION = "liver_function"
+    SKIN_EXAM = "skin_exam"
+    HPV_SCREENING = "hpv_screening"
+    PREGNANCY_TEST = "pregnancy_test"
+
+
+class LabOutcome(models.TextChoices):
+    NORMAL = "normal"
+    ABNORMAL = "abnormal"
+    NEGATIVE = "negative"
+    POSITIVE = "positive"
+
+
+class LabResult(UUIDModel):
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="lab_results")
+    test = models.CharField(max_length=40, choices=LabTest.choices)
+    collected_on = models.DateField()
+    result = models.CharField(max_length=10, choices=LabOutcome.choices)
+    value = models.CharField(max_length=50, blank=True)
+    unit = models.CharField(max_length=30, blank=True)
+    notes = models.TextField(blank=True)
+    recorded_by = models.ForeignKey("registry.User", on_delete=models.PROTECT, related_name="+")
+
+    class Meta:
+        ordering = ("-collected_on", "-created_at")
+        constraints = [
+            models.CheckConstraint(condition=Q(test__in=LabTest.values), name="lab_test_domain"),
+            models.CheckConstraint(
+                condition=(
+                    Q(test=LabTest.PREGNANCY_TEST, result__in=[LabOutcome.NEGATIVE, LabOutcome.POSITIVE])
+                    | (
+                        ~Q(test=LabTest.PREGNANCY_TEST)
+                        & Q(result__in=[LabOutcome.NORMAL, LabOutcome.ABNORMAL])
+                    )
+                ),
+                name="lab_result_matches_test",
+            ),
+        ]
+        indexes = [models.Index(fields=["patient", "test", "-collected_on"])]
+
+
+class ContraindicationKind(models.TextChoices):
+    HIV = "hiv"
+    ACTIVE_INFECTION = "active_infection"
+    HYPERSENSITIVITY = "hypersensitivity"
+
+
+class Contraindication(UUIDModel):
+    """ACT-9: recorded at any time, blocks treatment."""
+
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="contraindications")
+    kind = models.CharField(max_length=20, choices=ContraindicationKind.choices)
+    noted_on = models.DateField()
+    notes = models.TextField(blank=True)
+    recorded_by = models.ForeignKey("registry.User", on_delete=models.PROTECT, related_name="+")
+
+    class Meta:
+        ordering = ("-noted_on", "-created_at")
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(kind__in=ContraindicationKind.values), name="contraindication_kind_domain"
+            )
+        ]

@@ -1,0 +1,216 @@
+"""Treatment courses, infusions, dispense authorizations and dispenses (CRS-1..4, GATE-1..3)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from django.db import models
+from django.db.models import F, Q
+
+from .base import UUIDModel
+
+
+class CourseStatus(models.TextChoices):
+    PLANNED = "planned"
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+
+
+OPEN_COURSE_STATUSES = (CourseStatus.PLANNED, CourseStatus.IN_PROGRESS)
+
+
+class Course(UUIDModel):
+    patient = models.ForeignKey("registry.Patient", on_delete=models.PROTECT, related_name="courses")
+    number = models.PositiveSmallIntegerField()
+    planned_doses = models.PositiveSmallIntegerField()
+    status = models.CharField(max_length=16, choices=CourseStatus.choices, default=CourseStatus.PLANNED)
+    planned_start_on = models.DateField()
+    doses_given = models.PositiveSmallIntegerField(default=0)
+    first_infusion_on = models.DateField(null=True, blank=True)
+    last_infusion_on = models.DateField(null=True, blank=True)
+    cancelled_reason = models.TextField(blank=True)
+    cancelled_at = models.DateTimeField(null=True, blank=True)
+    planned_by = models.ForeignKey("registry.User", on_delete=models.PROTECT, related_name="+")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ("number", "created_at")
+        constraints = [
+            # CRS-3: at most one open course per patient.
+            models.UniqueConstraint(
+                fields=["patient"],
+                condition=Q(status__in=OPEN_COURSE_STATUSES),
+                name="one_open_course_per_patient",
+            ),
+            # A course number is used once, unless a course was cancelled before any dose.
+            models.UniqueConstraint(
+                fields=["patient", "number"],
+                condition=~Q(status=CourseStatus.CANCELLED, doses_given=0),
+                name="course_number_unique_per_patient",
+            ),
+            models.CheckConstraint(condition=Q(status__in=CourseStatus.values), name="course_status_domain"),
+            models.CheckConstraint(condition=Q(planned_doses__in=[3, 5]), name="course_planned_doses_domain"),
+            models.CheckConstraint(
+                condition=Q(doses_given__lte=F("planned_doses")), name="course_doses_within_plan"
+            ),
+            models.CheckConstraint(condition=Q(number__gte=1), name="course_number_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"course {self.number} ({self.status})"
+
+    @property
+    def doses_remaining(self) -> int:
+        return self.planned_doses - self.doses_given
+
+
+class DecisionKind(models.TextChoices):
+    DISPENSE_AUTHORIZATION = "dispense_authorization"
+    INFUSION = "infusion"
+    INFUSION_CHECK = "infusion_check"
+    COURSE_PLAN = "course_plan"
+    PATIENT_AUTHORIZATION = "patient_authorization"
+
+
+class DecisionOutcome(models.TextChoices):
+    APPROVED = "approved"
+    DENIED = "denied"
+
+
+class Decision(UUIDModel):
+    """GATE-5: every check, approved or denied, with every requirement evaluated, its result, the program
+    settings in force, the inputs and the actor, so the decision can be explained later. Append-only:
+    the database refuses UPDATE and DELETE (migration 0002)."""
+
+    kind = models.CharField(max_length=32, choices=DecisionKind.choices)
+    outcome = models.CharField(max_length=8, choices=DecisionOutcome.choices)
+    patient = models.ForeignKey(
+        "registry.Patient", on_delete=models.PROTECT, null=True, blank=True, related_name="decisions"
+    )
+    actor = models.ForeignKey("registry.User", on_delete=models.PROTECT, related_name="+")
+    inputs = models.JSONField(default=dict)
+    requirements = models.JSONField(default=list)
+    reasons = models.JSONField(default=list)
+    program_settings = models.JSONField(default=dict)
+    request_id = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        ordering = ("-created_at",)
+        indexes = [
+            models.Index(fields=["patient", "-created_at"]),
+            models.Index(fields=["kind", "-created_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.outcome} {self.created_at:%Y-%m-%d %H:%M}"
+
+
+class AuthorizationStatus(models.TextChoices):
+    ACTIVE = "active"
+    USED = "used"
+    EXPIRED = "expired"
+    REVOKED = "revoked"
+
+
+class DispenseAuthorization(models.Model):
+    """GATE-2: an approved authorization; its id is the id of the Decision that granted it."""
+
+    id = models.UUIDField(primary_key=True, editable=False)
+    decision = models.OneToOneField(Decision, on_delete=models.PROTECT, related_name="authorization")
+    number = models.CharField(max_length=24, unique=True)
+    pharmacy = models.ForeignKey("registry.Pharmacy", on_delete=models.PROTECT, related_name="authorizations")
+    facility = models.ForeignKey("registry.Facility", on_delete=models.PROTECT, related_name="authorizations")
+    prescriber = models.ForeignKey(
+        "registry.Prescriber", on_delete=models.PROTECT, related_name="authorizations"
+    )
+    patient = models.ForeignKey("registry.Patient", on_delete=models.PROTECT, related_name="authorizations")
+    course = models.ForeignKey(Course, on_delete=models.PROTECT, related_name="authorizations")
+    doses_authorized = models.PositiveSmallIntegerField()
+    status = models.CharField(
+        max_length=8, choices=AuthorizationStatus.choices, default=AuthorizationStatus.ACTIVE
+    )
+    issued_at = models.DateTimeField()
+    expires_at = models.DateTimeField(db_index=True)
+    used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_by = models.ForeignKey(
+        "registry.User", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    revoke_reason = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ("-issued_at",)
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=AuthorizationStatus.values), name="authorization_status_domain"
+            ),
+            models.CheckConstraint(
+                condition=Q(doses_authorized__gte=1, doses_authorized__lte=5),
+                name="authorization_doses_range",
+            ),
+        ]
+        indexes = [models.Index(fields=["status", "expires_at"])]
+
+    def __str__(self) -> str:
+        return self.number
+
+    def status_at(self, at: dt.datetime) -> str:
+        """The status a reader sees: an active number past its expiry is expired even before the sweep."""
+        if self.status == AuthorizationStatus.ACTIVE and self.expires_at <= at:
+            return AuthorizationStatus.EXPIRED
+        return self.status
+
+
+class Dispense(UUIDModel):
+    """GATE-2: consumes exactly one authorization; the one-to-one is the database's guarantee."""
+
+    authorization = models.OneToOneField(
+        DispenseAuthorization, on_delete=models.PROTECT, related_name="dispense"
+    )
+    pharmacy = models.ForeignKey("registry.Pharmacy", on_delete=models.PROTECT, related_name="dispenses")
+    patient = models.ForeignKey("registry.Patient", on_delete=models.PROTECT, related_name="dispenses")
+    vials = models.PositiveSmallIntegerField()
+    ndc = models.CharField("NDC", max_length=13, blank=True)
+    lot_number = models.CharField(max_length=40, blank=True)
+    dispensed_by = models.ForeignKey("registry.User", on_delete=models.PROTECT, related_name="+")
+
+    class Meta:
+        ordering = ("-created_at",)
+        constraints = [
+            models.CheckConstraint(condition=Q(vials__gte=1, vials__lte=5), name="dispense_vials_range")
+        ]
+
+
+class Infusion(UUIDModel):
+    """GATE-3: one 12 mg dose (CRS-1) on one calendar day."""
+
+    patient = models.ForeignKey("registry.Patient", on_delete=models.PROTECT, related_name="infusions")
+    course = models.ForeignKey(Course, on_delete=models.PROTECT, related_name="infusions")
+    facility = models.ForeignKey("registry.Facility", on_delete=models.PROTECT, related_name="infusions")
+    dispense = models.ForeignKey(
+        Dispense, on_delete=models.PROTECT, null=True, blank=True, related_name="infusions"
+    )
+    administered_on = models.DateField()
+    day_in_course = models.PositiveSmallIntegerField()
+    dose_mg = models.PositiveSmallIntegerField()
+    corticosteroid_premedication = models.BooleanField()
+    antiviral_prophylaxis = models.BooleanField()
+    observation_minutes = models.PositiveSmallIntegerField()
+    recorded_by = models.ForeignKey("registry.User", on_delete=models.PROTECT, related_name="+")
+    decision = models.OneToOneField(Decision, on_delete=models.PROTECT, related_name="infusion")
+
+    class Meta:
+        ordering = ("administered_on",)
+        constraints = [
+            # CRS-1: at most one infusion per calendar day.
+            models.UniqueConstraint(
+                fields=["patient", "administered_on"], name="one_infusion_per_patient_day"
+            ),
+            models.UniqueConstraint(fields=["course", "day_in_course"], name="one_infusion_per_course_day"),
+            models.CheckConstraint(condition=Q(dose_mg=12), name="infusion_dose_12mg"),
+            models.CheckConstraint(
+                condition=Q(day_in_course__gte=1, day_in_course__lte=5), name="infusion_day_range"
+            ),
+        ]
+        indexes = [models.Index(fields=["patient", "-administered_on"])]

@@ -1,0 +1,33 @@
+"""Deny by default (STYLE.md 3). A view names, per action, the roles that may call it; anything unnamed
+is refused. What a caller may see is decided by the `visible_to` selectors (404 otherwise); this module
+only answers "may this role do this at all" (403 otherwise)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework.permissions import BasePermission
+from rest_framework.request import Request
+
+from registry.models import Role
+
+ALL_ROLES = frozenset(Role.values)
+ADMIN = frozenset({Role.ADMIN})
+PRESCRIBING = frozenset({Role.ADMIN, Role.PRESCRIBER})
+CARE_TEAM = frozenset({Role.ADMIN, Role.PRESCRIBER, Role.DELEGATE})
+
+
+class IsAuthenticatedWithRole(BasePermission):
+    """Authenticated, and the user's role is listed for the action in the view's `roles` mapping
+    (`{"action_name": {roles}}`, with `"*"` as the view-wide default)."""
+
+    message = "Your role may not do this."
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        user = request.user
+        if user is None or not getattr(user, "is_authenticated", False):
+            return False
+        roles: dict[str, frozenset[str]] = getattr(view, "roles", {})
+        action = getattr(view, "action", None) or request.method.lower()  # type: ignore[union-attr]
+        allowed = roles.get(action, roles.get("*", frozenset()))
+        return getattr(user, "role", None) in allowed

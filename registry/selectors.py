@@ -1,0 +1,44 @@
+"""Reads scoped to a user (STYLE.md 3). Every queryset an endpoint touches starts here: what a caller may
+not see does not exist for it (404)."""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from django.db.models import QuerySet
+
+from registry.models import Facility, Patient, Pharmacy, Prescriber, Role, User
+
+P = TypeVar("P", Prescriber, Facility, Pharmacy)
+
+PATIENT_VIEW_PERMISSION = "view_patient"
+PATIENT_ACT_PERMISSION = "act_on_patient"
+CARE_TEAM_PERMISSIONS = (PATIENT_VIEW_PERMISSION, PATIENT_ACT_PERMISSION)
+
+
+def participants_visible_to(user: User, model: type[P]) -> QuerySet[P]:
+    """Admins see every participant; a participant sees its own record (a delegate its prescriber's)."""
+    qs = model.objects.all()
+    if user.role == Role.ADMIN:
+        return qs
+    own = {
+        (Role.PRESCRIBER, Prescriber): user.prescriber_id,
+        (Role.DELEGATE, Prescriber): user.prescriber_id,
+        (Role.FACILITY, Facility): user.facility_id,
+        (Role.PHARMACY, Pharmacy): user.pharmacy_id,
+    }.get((Role(user.role), model))
+    return qs.filter(pk=own) if own else qs.none()
+
+
+def patients_visible_to(user: User) -> QuerySet[Patient]:
+    """Admins see every patient. The prescriber of record and its delegates see a patient through the
+    care-team group's guardian grant (a direct foreign-key permission row: one indexed join). Pharmacies and
+    facilities see none: they identify a patient by registry ID and date of birth at the gate instead."""
+    if user.role == Role.ADMIN:
+        return Patient.objects.all()
+    if user.role in (Role.PRESCRIBER, Role.DELEGATE):
+        return Patient.objects.filter(
+            group_permissions__group__user=user,
+            group_permissions__permission__codename=PATIENT_VIEW_PERMISSION,
+        )
+    return Patient.objects.none()

@@ -1,0 +1,166 @@
+"""Users, API keys and delegates (API.md "Conventions", "Bootstrap", delegates)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import secrets
+
+from django.contrib.auth.models import Group
+from django.db import transaction
+from django.utils import timezone
+
+from registry.errors import Conflict, NotFound
+from registry.models import ApiKey, Facility, Pharmacy, Prescriber, Role, User
+
+from .audit import audit_record
+
+KEY_PREFIX = "rems"
+LAST_USED_RESOLUTION = dt.timedelta(minutes=1)
+
+
+def _hash(raw: str) -> str:
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def api_key_issue(*, user: User, actor: User | None, name: str = "") -> tuple[ApiKey, str]:
+    """A new key for `user`. The raw key is returned once and never stored: only its SHA-256 is."""
+    prefix = secrets.token_hex(6)
+    raw = f"{KEY_PREFIX}_{prefix}_{secrets.token_urlsafe(32)}"
+    with transaction.atomic():
+        key = ApiKey.objects.create(
+            user=user, name=name, prefix=prefix, key_hash=_hash(raw), created_by=actor
+        )
+        audit_record(
+            actor=actor, action="api_key.issue", subject=key, changes={"user": user.pk, "name": name}
+        )
+    return key, raw
+
+
+def api_key_authenticate(raw: str, *, now: dt.datetime | None = None) -> ApiKey | None:
+    """The live key for a raw bearer value, or None. One indexed lookup by prefix, a constant-time hash
+    comparison, and at most one `last_used_at` write a minute per key."""
+    parts = raw.split("_", 2)
+    if len(parts) != 3 or parts[0] != KEY_PREFIX:
+        return None
+    key = (
+        ApiKey.objects.select_related("user")
+        .filter(prefix=parts[1], revoked_at__isnull=True, user__is_active=True)
+        .first()
+    )
+    if key is None or not hmac.compare_digest(key.key_hash, _hash(raw)):
+        return None
+    now = now or timezone.now()
+    if key.last_used_at is None or key.last_used_at < now - LAST_USED_RESOLUTION:
+        ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
+        key.last_used_at = now
+    return key
+
+
+def api_key_revoke(*, api_key: ApiKey, actor: User | None, now: dt.datetime) -> ApiKey:
+    with transaction.atomic():
+        updated = ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=now)
+        if updated:
+            api_key.revoked_at = now
+            audit_record(actor=actor, action="api_key.revoke", subject=api_key)
+    return api_key
+
+
+def admin_user_ensure(*, username: str, actor: User | None = None) -> User:
+    """The admin user `username`, created (staff, superuser, no password) if missing."""
+    with transaction.atomic():
+        user, created = User.objects.get_or_create(
+            username=username, defaults={"role": Role.ADMIN, "is_staff": True, "is_superuser": True}
+        )
+        if created:
+            user.set_unusable_password()
+            user.save(update_fields=["password"])
+            audit_record(actor=actor, action="user.create", subject=user, changes={"role": Role.ADMIN})
+        elif user.role != Role.ADMIN:
+            raise Conflict(f"User {username!r} exists with role {user.role!r}.", code="user_role_conflict")
+    return user
+
+
+def participant_user_ensure(*, participant: Prescriber | Facility | Pharmacy, actor: User | None) -> User:
+    """The participant's own user (one per participant, a database constraint), created on first call."""
+    role = Role(participant.kind)
+    with transaction.atomic():
+        user = User.objects.filter(role=role, **{participant.kind: participant}).first()
+        if user is None:
+            user = User(
+                username=f"{participant.kind}-{participant.pk}", role=role, **{participant.kind: participant}
+            )
+            user.email = getattr(participant, "email", "") or getattr(participant, "authorized_rep_email", "")
+            user.set_unusable_password()
+            user.save()
+            audit_record(
+                actor=actor,
+                action="user.create",
+                subject=user,
+                changes={"role": role, participant.kind: participant.pk},
+            )
+            if isinstance(participant, Prescriber):
+                care_team_ensure(prescriber=participant)
+                user.groups.add(care_team_ensure(prescriber=participant))
+    return user
+
+
+def care_team_ensure(*, prescriber: Prescriber) -> Group:
+    """The prescriber's care-team group: holds the object permissions on the prescriber's patients; the
+    prescriber's user and its delegates are its members (ACT-8, API.md delegates)."""
+    if prescriber.care_team_id is not None:
+        return prescriber.care_team  # type: ignore[return-value]
+    group = Group.objects.create(name=f"care-team-{prescriber.pk}")
+    Prescriber.objects.filter(pk=prescriber.pk).update(care_team=group)
+    prescriber.care_team = group
+    return group
+
+
+def delegate_add(
+    *, prescriber: Prescriber, actor: User, email: str, first_name: str, last_name: str
+) -> tuple[User, ApiKey, str]:
+    """A delegate acting for `prescriber`, a member of its care team, with a first API key."""
+    with transaction.atomic():
+        prescriber = Prescriber.objects.select_for_update().get(pk=prescriber.pk)
+        user = User(
+            username=f"delegate-{secrets.token_hex(8)}",
+            role=Role.DELEGATE,
+            prescriber=prescriber,
+            email=email,
+            first_name=first_name,
+            last_name=last_name,
+        )
+        user.set_unusable_password()
+        user.save()
+        user.groups.add(care_team_ensure(prescriber=prescriber))
+        audit_record(
+            actor=actor,
+            action="delegate.add",
+            subject=user,
+            changes={"prescriber": prescriber.pk, "email": email},
+        )
+        key, raw = api_key_issue(user=user, actor=actor, name="delegate")
+    return user, key, raw
+
+
+def delegate_remove(*, prescriber: Prescriber, delegate_id: str, actor: User, now: dt.datetime) -> None:
+    """Removes the delegate and all its access at once: out of the care team, user inactive, keys revoked."""
+    with transaction.atomic():
+        user = (
+            User.objects.select_for_update()
+            .filter(pk=delegate_id, role=Role.DELEGATE, prescriber=prescriber, is_active=True)
+            .first()
+        )
+        if user is None:
+            raise NotFound("No such delegate.")
+        user.groups.clear()
+        user.is_active = False
+        user.save(update_fields=["is_active"])
+        revoked = ApiKey.objects.filter(user=user, revoked_at__isnull=True).update(revoked_at=now)
+        audit_record(
+            actor=actor,
+            action="delegate.remove",
+            subject=user,
+            changes={"prescriber": prescriber.pk, "keys_revoked": revoked},
+        )

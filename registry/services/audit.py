@@ -1,0 +1,59 @@
+"""ACT-5 and STYLE.md 5: every state change writes an audit event in the same transaction."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+from django.db import models, transaction
+
+from registry.middleware import current_request_id
+from registry.models import AuditEvent, User
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def audit_record(
+    *,
+    actor: User | None,
+    action: str,
+    subject: models.Model,
+    changes: dict[str, Any] | None = None,
+    at: dt.datetime | None = None,
+) -> AuditEvent:
+    """Append one audit event. Must run inside the transaction of the change it records."""
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("audit_record must run inside the transaction of the change it records")
+    event = AuditEvent(
+        actor=actor,
+        actor_role=actor.role if actor is not None else "system",
+        action=action,
+        subject_type=subject._meta.model_name or "",
+        subject_id=subject.pk,
+        changes=_jsonable(changes or {}),
+        request_id=current_request_id(),
+    )
+    if at is not None:
+        event.created_at = at
+    event.save(force_insert=True)
+    return event
+
+
+def field_changes(instance: models.Model, data: dict[str, Any]) -> dict[str, list[Any]]:
+    """`{field: [old, new]}` for the fields in `data` whose value differs."""
+    return {
+        name: [getattr(instance, name), value]
+        for name, value in data.items()
+        if getattr(instance, name) != value
+    }

@@ -1,0 +1,241 @@
+"""Participant registration and the certification lifecycle (ACT-1..5).
+
+Transitions (ACT-5)::
+
+    pending --certify--> certified --suspend--> suspended --reinstate--> certified
+    pending | certified | suspended --deactivate--> deactivated   (terminal)
+
+`certify` also renews a certified participant whose certification has expired. Every transition locks the
+row, checks the current status, records who, when and why in the audit trail, and is refused with 409
+`invalid_status_transition` from any other status.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, TypeVar
+
+from django.db import IntegrityError, transaction
+
+from registry import rules
+from registry.errors import CertificationRequirementsUnmet, DuplicateIdentifier, InvalidTransition
+from registry.identifiers import is_valid_ncpdp_id, is_valid_npi
+from registry.models import CertificationStatus, Facility, Pharmacy, Prescriber, User
+
+from .audit import audit_record, field_changes
+
+P = TypeVar("P", Prescriber, Facility, Pharmacy)
+
+S = CertificationStatus
+
+
+def prescriber_requirements(p: Prescriber, program: rules.ProgramSettings) -> list[str]:
+    """ACT-2: valid NPI; knowledge assessment passed (score and date); enrollment form signed."""
+    missing = []
+    if not is_valid_npi(p.npi):
+        missing.append("valid_npi")
+    if (
+        p.knowledge_assessment_score is None
+        or p.knowledge_assessment_score < program.knowledge_assessment_pass_score
+        or p.knowledge_assessment_passed_on is None
+    ):
+        missing.append("knowledge_assessment_passed")
+    if p.enrollment_signed_on is None:
+        missing.append("enrollment_form_signed")
+    return missing
+
+
+def facility_requirements(f: Facility, program: rules.ProgramSettings) -> list[str]:
+    """ACT-3: valid NPI; authorized representative; enrollment form; infusion-reaction readiness attested."""
+    missing = []
+    if not is_valid_npi(f.npi):
+        missing.append("valid_npi")
+    if not (f.authorized_rep_name and f.authorized_rep_email):
+        missing.append("authorized_representative")
+    if f.enrollment_signed_on is None:
+        missing.append("enrollment_form_signed")
+    if f.infusion_reaction_readiness_attested_on is None:
+        missing.append("infusion_reaction_readiness_attested")
+    return missing
+
+
+def pharmacy_requirements(ph: Pharmacy, program: rules.ProgramSettings) -> list[str]:
+    """ACT-4: valid NPI and NCPDP ID; authorized representative; enrollment form; staff training."""
+    missing = []
+    if not is_valid_npi(ph.npi):
+        missing.append("valid_npi")
+    if not is_valid_ncpdp_id(ph.ncpdp_id):
+        missing.append("valid_ncpdp_id")
+    if not (ph.authorized_rep_name and ph.authorized_rep_email):
+        missing.append("authorized_representative")
+    if ph.enrollment_signed_on is None:
+        missing.append("enrollment_form_signed")
+    if ph.staff_training_completed_on is None:
+        missing.append("staff_training_completed")
+    return missing
+
+
+def participant_requirements(participant: Prescriber | Facility | Pharmacy) -> list[str]:
+    """The unmet certification requirements of a participant, as stable codes."""
+    program = rules.current()
+    if isinstance(participant, Prescriber):
+        return prescriber_requirements(participant, program)
+    if isinstance(participant, Facility):
+        return facility_requirements(participant, program)
+    return pharmacy_requirements(participant, program)
+
+
+def _action(participant: Prescriber | Facility | Pharmacy, verb: str) -> str:
+    return f"{participant.kind}.{verb}"
+
+
+def participant_register(*, model: type[P], actor: User, data: dict[str, Any]) -> P:
+    """Registers a participant as `pending`. A duplicate NPI (or NCPDP ID) among participants that are not
+    deactivated is refused by the database and answered 409 `duplicate_identifier`."""
+    try:
+        with transaction.atomic():
+            participant = model.objects.create(**data)
+            audit_record(
+                actor=actor, action=_action(participant, "register"), subject=participant, changes=data
+            )
+    except IntegrityError as exc:
+        raise DuplicateIdentifier(_duplicate_detail(exc)) from exc
+    return participant
+
+
+def _duplicate_detail(exc: IntegrityError) -> str:
+    if "ncpdp" in str(exc):
+        return "A pharmacy with this NCPDP provider ID is already registered."
+    return "A participant of this kind with this NPI is already registered."
+
+
+def participant_update(*, participant: P, actor: User, data: dict[str, Any]) -> P:
+    """Edits registration details; `status` never changes here."""
+    data = {k: v for k, v in data.items() if k not in {"status", "id"}}
+    try:
+        with transaction.atomic():
+            locked = type(participant).objects.select_for_update().get(pk=participant.pk)
+            changes = field_changes(locked, data)
+            for name, value in data.items():
+                setattr(locked, name, value)
+            locked.save()
+            if changes:
+                audit_record(actor=actor, action=_action(locked, "update"), subject=locked, changes=changes)
+    except IntegrityError as exc:
+        raise DuplicateIdentifier(_duplicate_detail(exc)) from exc
+    return locked
+
+
+_PAST = {
+    "certify": "certified",
+    "suspend": "suspended",
+    "reinstate": "reinstated",
+    "deactivate": "deactivated",
+}
+
+
+def _transition(
+    *,
+    participant: P,
+    actor: User,
+    verb: str,
+    allowed_from: set[str],
+    to: str,
+    reason: str,
+    now: dt.datetime,
+    extra: dict[str, Any] | None = None,
+    check: bool = False,
+) -> P:
+    with transaction.atomic():
+        locked = type(participant).objects.select_for_update().get(pk=participant.pk)
+        renewing = verb == "certify" and locked.status == S.CERTIFIED and not locked.is_certified_at(now)
+        if locked.status not in allowed_from and not renewing:
+            raise InvalidTransition(
+                f"A {locked.kind} that is {locked.status} cannot be {_PAST[verb]}.",
+                status=locked.status,
+            )
+        if check:
+            missing = participant_requirements(locked)
+            if missing:
+                raise CertificationRequirementsUnmet(missing=missing)
+        before = locked.status
+        locked.status = to
+        locked.status_reason = reason
+        locked.status_changed_at = now
+        for name, value in (extra or {}).items():
+            setattr(locked, name, value)
+        locked.save()
+        audit_record(
+            actor=actor,
+            action=_action(locked, verb),
+            subject=locked,
+            changes={"status": [before, to], "reason": reason, **(extra or {})},
+            at=now,
+        )
+    return locked
+
+
+def participant_certify(*, participant: P, actor: User, now: dt.datetime, reason: str = "") -> P:
+    """ACT-2..5: pending -> certified when every requirement is met (409 with `missing` otherwise).
+    Sets the expiry when the program has a certification validity (ACT-5 *setting*)."""
+    validity = rules.current().certification_validity_days
+    expires = now + dt.timedelta(days=validity) if validity else None
+    return _transition(
+        participant=participant,
+        actor=actor,
+        verb="certify",
+        allowed_from={S.PENDING},
+        to=S.CERTIFIED,
+        reason=reason,
+        now=now,
+        extra={"certified_at": now, "certification_expires_at": expires},
+        check=True,
+    )
+
+
+def participant_suspend(*, participant: P, actor: User, reason: str, now: dt.datetime) -> P:
+    """ACT-5: certified -> suspended. A suspended participant fails every gate that needs it."""
+    return _transition(
+        participant=participant,
+        actor=actor,
+        verb="suspend",
+        allowed_from={S.CERTIFIED},
+        to=S.SUSPENDED,
+        reason=reason,
+        now=now,
+    )
+
+
+def participant_reinstate(*, participant: P, actor: User, reason: str, now: dt.datetime) -> P:
+    """ACT-5: suspended -> certified, provided the certification requirements are still met."""
+    return _transition(
+        participant=participant,
+        actor=actor,
+        verb="reinstate",
+        allowed_from={S.SUSPENDED},
+        to=S.CERTIFIED,
+        reason=reason,
+        now=now,
+        check=True,
+    )
+
+
+def participant_deactivate(*, participant: P, actor: User, reason: str, now: dt.datetime) -> P:
+    """ACT-5: any non-terminal status -> deactivated (terminal; re-enrollment registers anew)."""
+    return _transition(
+        participant=participant,
+        actor=actor,
+        verb="deactivate",
+        allowed_from={S.PENDING, S.CERTIFIED, S.SUSPENDED},
+        to=S.DEACTIVATED,
+        reason=reason,
+        now=now,
+    )
+
+
+TRANSITIONS = {
+    "certify": participant_certify,
+    "suspend": participant_suspend,
+    "reinstate": participant_reinstate,
+    "deactivate": participant_deactivate,
+}

@@ -1,0 +1,13 @@
+"""Celery tasks: take ids and dates, call one service (STYLE.md 1). JSON messages only."""
+
+from __future__ import annotations
+
+from celery import shared_task
+from django.utils import timezone
+
+from registry.services.idempotency import idempotency_purge
+
+
+@shared_task
+def purge_idempotency_records() -> int:
+    return idempotency_purge(now=timezone.now())
