@@ -171,7 +171,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
-    "ENUM_NAME_OVERRIDES": {},
+    "ENUM_NAME_OVERRIDES": {
+        "CertificationStatusEnum": "registry.models.parties.CertificationStatus",
+        "PatientStatusEnum": "registry.models.patients.PatientStatus",
+        "CourseStatusEnum": "registry.models.treatment.CourseStatus",
+    },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "registry.api.schema.strip_trailing_slashes",

@@ -3,6 +3,8 @@ from rest_framework.routers import DefaultRouter
 
 from .views.health import HealthView
 from .views.participants import FacilityViewSet, MeView, PharmacyViewSet, PrescriberViewSet
+from .views.patients import LabResultBulkViewSet, PatientViewSet
+from .views.treatment import CourseViewSet, DispenseAuthorizationViewSet, DispenseViewSet, InfusionViewSet
 
 
 class Router(DefaultRouter):
@@ -19,9 +21,17 @@ router = Router()
 router.register("prescribers", PrescriberViewSet, basename="prescriber")
 router.register("facilities", FacilityViewSet, basename="facility")
 router.register("pharmacies", PharmacyViewSet, basename="pharmacy")
+router.register("patients", PatientViewSet, basename="patient")
+router.register("courses", CourseViewSet, basename="course")
+router.register("infusions", InfusionViewSet, basename="infusion")
+router.register("dispense-authorizations", DispenseAuthorizationViewSet, basename="dispense-authorization")
+router.register("dispenses", DispenseViewSet, basename="dispense")
 
 urlpatterns = [
     re_path(r"^health/?$", HealthView.as_view(), name="health"),
     re_path(r"^me/?$", MeView.as_view(), name="me"),
+    re_path(
+        r"^lab-results/bulk/?$", LabResultBulkViewSet.as_view({"post": "create"}), name="lab-results-bulk"
+    ),
     path("", include(router.urls)),
 ]

@@ -45,7 +45,7 @@ def api_key_authenticate(raw: str, *, now: dt.datetime | None = None) -> ApiKey 
     if len(parts) != 3 or parts[0] != KEY_PREFIX:
         return None
     key = (
-        ApiKey.objects.select_related("user")
+        ApiKey.objects.select_related("user", "user__prescriber", "user__facility", "user__pharmacy")
         .filter(prefix=parts[1], revoked_at__isnull=True, user__is_active=True)
         .first()
     )

@@ -1,0 +1,141 @@
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from registry.models import Contraindication, LabOutcome, LabResult, LabTest, Patient, Screening
+
+from .common import ReasonSerializer
+
+
+class PatientSerializer(serializers.ModelSerializer):
+    prescriber = serializers.UUIDField(
+        source="prescriber_id", read_only=True, help_text="The prescriber of record."
+    )
+
+    class Meta:
+        model = Patient
+        fields = (
+            "id",
+            "rems_patient_id",
+            "first_name",
+            "last_name",
+            "date_of_birth",
+            "sex",
+            "reproductive_potential",
+            "enrollment_signed_on",
+            "status",
+            "status_reason",
+            "prescriber",
+            "authorized_at",
+            "first_infusion_on",
+            "last_infusion_on",
+            "monitoring_ends_on",
+            "created_at",
+            "updated_at",
+        )
+        read_only_fields = (
+            "id",
+            "rems_patient_id",
+            "status",
+            "status_reason",
+            "prescriber",
+            "authorized_at",
+            "first_infusion_on",
+            "last_infusion_on",
+            "monitoring_ends_on",
+            "created_at",
+            "updated_at",
+        )
+
+
+class PatientEnrollSerializer(serializers.Serializer):
+    first_name = serializers.CharField(max_length=100)
+    last_name = serializers.CharField(max_length=100)
+    date_of_birth = serializers.DateField()
+    sex = serializers.ChoiceField(choices=["female", "male"])
+    reproductive_potential = serializers.BooleanField()
+    enrollment_signed_on = serializers.DateField()
+
+
+class ScreeningSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Screening
+        fields = (
+            "id",
+            "hiv_negative",
+            "no_active_infection",
+            "tb_screened_on",
+            "vaccinations_completed_on",
+            "created_at",
+        )
+        read_only_fields = ("id", "created_at")
+        extra_kwargs = {"hiv_negative": {"required": True}, "no_active_infection": {"required": True}}
+
+
+class LabResultSerializer(serializers.ModelSerializer):
+    test = serializers.ChoiceField(choices=LabTest.choices)
+    result = serializers.ChoiceField(
+        choices=LabOutcome.choices,
+        help_text="`normal`/`abnormal`; for `pregnancy_test`, `negative`/`positive`.",
+    )
+
+    class Meta:
+        model = LabResult
+        fields = ("id", "test", "collected_on", "result", "value", "unit", "notes", "created_at")
+        read_only_fields = ("id", "created_at")
+
+
+class BulkLabRowSerializer(LabResultSerializer):
+    rems_patient_id = serializers.CharField(max_length=32)
+
+    class Meta:
+        model = LabResult
+        fields = ("rems_patient_id", "test", "collected_on", "result", "value", "unit", "notes")
+
+
+class BulkLabSerializer(serializers.Serializer):
+    results = serializers.ListField(
+        child=serializers.DictField(),
+        min_length=1,
+        max_length=5000,
+        help_text="Up to 5,000 rows, each a lab result with `rems_patient_id`.",
+    )
+
+
+class BulkLabResponseSerializer(serializers.Serializer):
+    created = serializers.IntegerField()
+
+
+class ContraindicationSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Contraindication
+        fields = ("id", "kind", "noted_on", "notes", "created_at")
+        read_only_fields = ("id", "created_at")
+
+
+class TransferSerializer(serializers.Serializer):
+    prescriber_npi = serializers.CharField(max_length=10)
+
+
+class AuthorizationUnmetSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    detail = serializers.CharField()
+    reasons = ReasonSerializer(many=True)
+
+
+def bulk_row_errors(rows: list[Any]) -> tuple[list[dict[str, Any] | None], dict[str, list[str]]]:
+    """Validates each bulk row's format; returns the validated rows (None where invalid) and the errors
+    keyed `results.<index>.<field>`."""
+    valid: list[dict[str, Any] | None] = []
+    errors: dict[str, list[str]] = {}
+    for index, row in enumerate(rows):
+        serializer = BulkLabRowSerializer(data=row)
+        if serializer.is_valid():
+            valid.append(dict(serializer.validated_data))
+        else:
+            valid.append(None)
+            for name, messages in serializer.errors.items():
+                errors[f"results.{index}.{name}"] = [str(m) for m in messages]
+    return valid, errors
