@@ -17,13 +17,25 @@ from registry.errors import RegistryError
 from registry.models import (
     ApiKey,
     AuditEvent,
+    AuthorizationStatus,
+    Contraindication,
+    Course,
+    Decision,
+    Dispense,
+    DispenseAuthorization,
     Facility,
+    Infusion,
+    LabResult,
+    Patient,
     Pharmacy,
     Prescriber,
+    Screening,
     User,
 )
 from registry.services import certification
 from registry.services.accounts import api_key_revoke
+from registry.services.dispensing import authorization_revoke
+from registry.services.enrollment import patient_status_change
 
 
 class ReasonForm(forms.Form):
@@ -273,7 +285,7 @@ class PharmacyAdmin(ParticipantAdmin):
     )
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(AuditedAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
@@ -326,3 +338,244 @@ class UserAdmin(ReadOnlyAdmin):
     list_filter = ("role", "is_active")
     search_fields = ("username", "email", "first_name", "last_name")
     exclude = ("password",)
+
+
+# --- Patients (ACT-6..9) ----------------------------------------------------------------------------
+
+
+class _ReadOnlyInline(admin.TabularInline):
+    extra = 0
+    can_delete = False
+    show_change_link = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class ScreeningInline(_ReadOnlyInline):
+    model = Screening
+    fields = (
+        "created_at",
+        "hiv_negative",
+        "no_active_infection",
+        "tb_screened_on",
+        "vaccinations_completed_on",
+        "recorded_by",
+    )
+    readonly_fields = fields
+
+
+class LabResultInline(_ReadOnlyInline):
+    model = LabResult
+    fields = ("test", "collected_on", "result", "value", "unit", "notes", "recorded_by")
+    readonly_fields = fields
+    ordering = ("-collected_on",)
+    max_num = 0
+
+
+class ContraindicationInline(_ReadOnlyInline):
+    model = Contraindication
+    fields = ("kind", "noted_on", "notes", "recorded_by")
+    readonly_fields = fields
+
+
+class CourseInline(_ReadOnlyInline):
+    model = Course
+    fields = (
+        "number",
+        "status",
+        "planned_doses",
+        "doses_given",
+        "planned_start_on",
+        "first_infusion_on",
+        "last_infusion_on",
+        "cancelled_reason",
+    )
+    readonly_fields = fields
+
+
+class InfusionInline(_ReadOnlyInline):
+    model = Infusion
+    fields = (
+        "administered_on",
+        "course",
+        "day_in_course",
+        "dose_mg",
+        "corticosteroid_premedication",
+        "antiviral_prophylaxis",
+        "observation_minutes",
+        "facility",
+    )
+    readonly_fields = fields
+
+
+@admin.register(Patient)
+class PatientAdmin(AuditedAdmin):
+    """Patients are enrolled by prescribers through the API; here administrators read them and suspend or
+    reinstate them (ACT-8) through the same service, with a reason."""
+
+    list_display = (
+        "rems_patient_id",
+        "last_name",
+        "first_name",
+        "date_of_birth",
+        "status",
+        "prescriber",
+        "last_infusion_on",
+        "monitoring_ends_on",
+    )
+    list_filter = ("status", "sex", "reproductive_potential")
+    search_fields = ("rems_patient_id", "last_name", "first_name", "prescriber__npi", "prescriber__last_name")
+    list_select_related = ("prescriber",)
+    readonly_fields = (
+        "id",
+        "rems_patient_id",
+        "first_name",
+        "last_name",
+        "date_of_birth",
+        "sex",
+        "reproductive_potential",
+        "enrollment_signed_on",
+        "status",
+        "status_reason",
+        "status_changed_at",
+        "prescriber",
+        "authorized_at",
+        "first_infusion_on",
+        "last_infusion_on",
+        "monitoring_ends_on",
+        "created_at",
+        "updated_at",
+        "audit_history",
+    )
+    exclude = ("status_before_suspension",)
+    inlines = (ScreeningInline, LabResultInline, ContraindicationInline, CourseInline, InfusionInline)
+    actions = ("suspend", "reinstate")
+    list_per_page = 50
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # enrollment is the prescriber's act (ACT-6), through the API
+
+    def _status(self, request: HttpRequest, queryset: QuerySet[Any], verb: str) -> HttpResponse | None:
+        def service(*, participant: Patient, actor: User, now: Any, reason: str) -> Patient:
+            return patient_status_change(patient=participant, actor=actor, verb=verb, reason=reason, now=now)
+
+        return self.run_service(request, queryset, verb, service, True)
+
+    @admin.action(description="Suspend selected patients (reason required)")
+    def suspend(self, request: HttpRequest, queryset: QuerySet[Any]) -> HttpResponse | None:
+        return self._status(request, queryset, "suspend")
+
+    @admin.action(description="Reinstate selected patients (reason required)")
+    def reinstate(self, request: HttpRequest, queryset: QuerySet[Any]) -> HttpResponse | None:
+        return self._status(request, queryset, "reinstate")
+
+
+@admin.register(Course)
+class CourseAdmin(ReadOnlyAdmin):
+    list_display = (
+        "patient",
+        "number",
+        "status",
+        "planned_doses",
+        "doses_given",
+        "planned_start_on",
+        "last_infusion_on",
+    )
+    list_filter = ("status", "number")
+    search_fields = ("patient__rems_patient_id", "patient__last_name")
+    list_select_related = ("patient",)
+    inlines = (InfusionInline,)
+
+
+@admin.register(Decision)
+class DecisionAdmin(ReadOnlyAdmin):
+    """GATE-5: every decision with its requirements, the settings in force, inputs and actor."""
+
+    list_display = ("created_at", "kind", "outcome", "patient", "actor", "reason_codes")
+    list_filter = ("kind", "outcome")
+    search_fields = ("patient__rems_patient_id", "request_id", "actor__username")
+    date_hierarchy = "created_at"
+    list_select_related = ("patient", "actor")
+
+    @admin.display(description="Reasons")
+    def reason_codes(self, obj: Decision) -> str:
+        return ", ".join(r.get("code", "") for r in obj.reasons) or "—"
+
+
+@admin.register(DispenseAuthorization)
+class DispenseAuthorizationAdmin(ReadOnlyAdmin):
+    list_display = (
+        "number",
+        "current_status",
+        "pharmacy",
+        "facility",
+        "patient",
+        "doses_authorized",
+        "issued_at",
+        "expires_at",
+    )
+    list_filter = ("status",)
+    search_fields = ("number", "patient__rems_patient_id", "pharmacy__name", "pharmacy__npi")
+    list_select_related = ("pharmacy", "facility", "patient")
+    readonly_fields = ("stored_requirements", "program_settings")
+    actions = ("revoke",)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return obj is None and bool(request.user.is_superuser)  # the changelist, for the revoke action
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return bool(request.user.is_staff)
+
+    @admin.display(description="Status")
+    def current_status(self, obj: DispenseAuthorization) -> str:
+        return obj.status_at(timezone.now())
+
+    @admin.display(description="Requirements evaluated (GATE-5)")
+    def stored_requirements(self, obj: DispenseAuthorization) -> str:
+        return format_html_join(
+            "",
+            "<div>{} — {}</div>",
+            (
+                (r["requirement"], "met" if r["met"] else f"unmet ({r.get('code')})")
+                for r in obj.decision.requirements
+            ),
+        )
+
+    @admin.display(description="Program settings in force")
+    def program_settings(self, obj: DispenseAuthorization) -> str:
+        return format_html("<code>{}</code>", obj.decision.program_settings)
+
+    @admin.action(description="Revoke selected authorizations (reason required)")
+    def revoke(self, request: HttpRequest, queryset: QuerySet[Any]) -> HttpResponse | None:
+        active = queryset.filter(status=AuthorizationStatus.ACTIVE)
+
+        def service(*, participant: DispenseAuthorization, actor: User, now: Any, reason: str) -> Any:
+            return authorization_revoke(actor=actor, number=participant.number, reason=reason, now=now)
+
+        return self.run_service(request, active, "revoke", service, True)
+
+
+@admin.register(Dispense)
+class DispenseAdmin(ReadOnlyAdmin):
+    list_display = ("created_at", "authorization", "pharmacy", "patient", "vials", "ndc", "lot_number")
+    search_fields = ("authorization__number", "patient__rems_patient_id", "lot_number")
+    list_select_related = ("authorization", "pharmacy", "patient")
+
+
+@admin.register(Infusion)
+class InfusionAdmin(ReadOnlyAdmin):
+    list_display = (
+        "administered_on",
+        "patient",
+        "course",
+        "day_in_course",
+        "facility",
+        "observation_minutes",
+    )
+    search_fields = ("patient__rems_patient_id", "facility__name", "facility__npi")
+    list_select_related = ("patient", "course", "facility")
+    date_hierarchy = "administered_on"

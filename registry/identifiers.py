@@ -2,8 +2,9 @@
 dispense authorization numbers (GATE-2).
 
 Registry IDs and authorization numbers use upper-case Crockford base32 (no I, L, O, U: unambiguous read
-aloud) with a Luhn mod-32 check character over the same alphabet, so every single-character error and
-every adjacent transposition is caught before a lookup. The random part comes from `secrets`: the IDs
+aloud) with a Damm check character over the same alphabet. The Damm quasigroup is x*y = 2x + y in GF(32)
+(a totally anti-symmetric quasigroup), so every single-character error and every adjacent transposition
+is caught before a lookup (a Luhn mod-32 check misses the 0<->Z transposition). The random part comes from `secrets`: the IDs
 reveal no sequence and cannot be guessed.
 """
 
@@ -17,9 +18,10 @@ _CROCKFORD_INDEX = {ch: i for i, ch in enumerate(CROCKFORD)}
 # Crockford decoding: read-aloud confusions map to the canonical symbol.
 _CROCKFORD_ALIASES = str.maketrans({"O": "0", "I": "1", "L": "1"})
 
-_NPI_RE = re.compile(r"^[12]\d{9}$")
-_NCPDP_RE = re.compile(r"^\d{7}$")
-_DEA_RE = re.compile(r"^[A-Z]{2}\d{7}$")
+# ASCII only, whole string only: `\d` would admit other scripts' digits and `$` a trailing newline.
+_NPI_RE = re.compile(r"[12][0-9]{9}")
+_NCPDP_RE = re.compile(r"[0-9]{7}")
+_DEA_RE = re.compile(r"[A-Z]{2}[0-9]{7}")
 
 
 def _luhn_digits_ok(digits: str) -> bool:
@@ -36,45 +38,46 @@ def _luhn_digits_ok(digits: str) -> bool:
 
 def is_valid_npi(value: str) -> bool:
     """ID-1: 10 digits, first 1 or 2, Luhn check digit over the prefix 80840 plus the first 9 digits."""
-    return bool(_NPI_RE.match(value)) and _luhn_digits_ok("80840" + value)
+    return isinstance(value, str) and bool(_NPI_RE.fullmatch(value)) and _luhn_digits_ok("80840" + value)
 
 
 def is_valid_ncpdp_id(value: str) -> bool:
     """ID-2: exactly 7 digits (the check-digit rule is not public)."""
-    return bool(_NCPDP_RE.match(value))
+    return isinstance(value, str) and bool(_NCPDP_RE.fullmatch(value))
 
 
 def is_valid_dea_number(value: str) -> bool:
     """ID-3: 2 letters + 7 digits; (d1+d3+d5) + 2*(d2+d4+d6) ends in d7."""
-    if not _DEA_RE.match(value):
+    if not isinstance(value, str) or not _DEA_RE.fullmatch(value):
         return False
     d = [int(c) for c in value[2:]]
     return (d[0] + d[2] + d[4] + 2 * (d[1] + d[3] + d[5])) % 10 == d[6]
 
 
-# --- Crockford base32 with a Luhn mod-32 check character ----------------------------------------------
+# --- Crockford base32 with a Damm check character over GF(32) ---------------------------------------
+
+_GF32_MODULUS = 0b100101  # x^5 + x^2 + 1, primitive
 
 
-def _luhn_mod_n_check(payload: str) -> str:
-    n = len(CROCKFORD)
-    factor = 2
-    total = 0
-    for ch in reversed(payload):
-        addend = factor * _CROCKFORD_INDEX[ch]
-        factor = 1 if factor == 2 else 2
-        total += addend // n + addend % n
-    return CROCKFORD[(n - total % n) % n]
+def _gf32_double(x: int) -> int:
+    x <<= 1
+    return x ^ _GF32_MODULUS if x & 0b100000 else x
 
 
-def _luhn_mod_n_valid(code: str) -> bool:
-    n = len(CROCKFORD)
-    factor = 1
-    total = 0
-    for ch in reversed(code):
-        addend = factor * _CROCKFORD_INDEX[ch]
-        factor = 1 if factor == 2 else 2
-        total += addend // n + addend % n
-    return total % n == 0
+def _damm_interim(code: str) -> int:
+    interim = 0
+    for ch in code:
+        interim = _gf32_double(interim) ^ _CROCKFORD_INDEX[ch]
+    return interim
+
+
+def _check_symbol(payload: str) -> str:
+    """The symbol c with 2*interim + c = 0 in GF(32), i.e. c = 2*interim (addition is XOR)."""
+    return CROCKFORD[_gf32_double(_damm_interim(payload))]
+
+
+def _check_valid(code: str) -> bool:
+    return _damm_interim(code) == 0
 
 
 def _random_symbols(count: int) -> str:
@@ -96,13 +99,13 @@ AUTHORIZATION_NUMBER_SYMBOLS = 12  # 60 random bits (GATE-2 asks for at least 40
 def new_registry_id() -> str:
     """ID-4: e.g. ``7KQ2-M9XD-4``: 8 random symbols and a check character."""
     payload = _random_symbols(REGISTRY_ID_SYMBOLS)
-    return f"{_group(payload, 4)}-{_luhn_mod_n_check(payload)}"
+    return f"{_group(payload, 4)}-{_check_symbol(payload)}"
 
 
 def new_authorization_number() -> str:
     """GATE-2: e.g. ``B3TX-9QKM-2HZR-7``: 12 random symbols and a check character."""
     payload = _random_symbols(AUTHORIZATION_NUMBER_SYMBOLS)
-    return f"{_group(payload, 4)}-{_luhn_mod_n_check(payload)}"
+    return f"{_group(payload, 4)}-{_check_symbol(payload)}"
 
 
 def _parse(value: str, symbols: int) -> str | None:
@@ -111,7 +114,7 @@ def _parse(value: str, symbols: int) -> str | None:
     code = _normalise(value)
     if len(code) != symbols + 1 or any(ch not in _CROCKFORD_INDEX for ch in code):
         return None
-    if not _luhn_mod_n_valid(code):
+    if not _check_valid(code):
         return None
     return f"{_group(code[:-1], 4)}-{code[-1]}"
 

@@ -27,7 +27,14 @@ class IsAuthenticatedWithRole(BasePermission):
         user = request.user
         if user is None or not getattr(user, "is_authenticated", False):
             return False
+        method = (request.method or "").lower()
+        if method not in getattr(view, "http_method_names", ()) or (
+            not hasattr(view, "action") and not hasattr(view, method)
+        ):
+            return True  # no handler: let the view answer 405
+        if hasattr(view, "action") and view.action is None:
+            return True  # a viewset route without this method: 405
         roles: dict[str, frozenset[str]] = getattr(view, "roles", {})
-        action = getattr(view, "action", None) or request.method.lower()  # type: ignore[union-attr]
+        action = getattr(view, "action", None) or method
         allowed = roles.get(action, roles.get("*", frozenset()))
         return getattr(user, "role", None) in allowed

@@ -5,9 +5,15 @@ from __future__ import annotations
 from celery import shared_task
 from django.utils import timezone
 
+from registry.services.dispensing import authorizations_expire
 from registry.services.idempotency import idempotency_purge
 
 
 @shared_task
 def purge_idempotency_records() -> int:
     return idempotency_purge(now=timezone.now())
+
+
+@shared_task
+def expire_dispense_authorizations() -> int:
+    return authorizations_expire(now=timezone.now())

@@ -50,6 +50,12 @@ BASELINE_LABS = (
 PRE_COURSE_LABS = (LabTest.CBC_DIFFERENTIAL, LabTest.SERUM_CREATININE, LabTest.URINALYSIS)
 
 
+def _sentence(parts: list[str]) -> str:
+    """Joins problem phrases into one sentence without lower-casing acronyms (HIV, TB)."""
+    text = "; ".join(parts)
+    return text[:1].upper() + text[1:] + "."
+
+
 def _ok(name: str) -> Check:
     return Check(name, True)
 
@@ -237,7 +243,7 @@ def screening_complete(f: Facts) -> Check:
             )
     if not problems:
         return _ok("screening_complete")
-    return _fail("screening_complete", "screening_incomplete", "; ".join(problems).capitalize() + ".")
+    return _fail("screening_complete", "screening_incomplete", _sentence(problems))
 
 
 @needs_patient("pregnancy_test_required")
@@ -409,7 +415,7 @@ def premedication_given(f: Facts) -> Check:
         missing.append("antiviral prophylaxis must start on day 1")
     if not missing:
         return _ok("premedication_given")
-    return _fail("premedication_given", "premedication_missing", "; ".join(missing).capitalize() + ".")
+    return _fail("premedication_given", "premedication_missing", _sentence(missing))
 
 
 def observation_long_enough(f: Facts) -> Check:
@@ -513,6 +519,21 @@ class Evaluation:
         ]
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """What a gated service returns: the stored decision, its evaluation, and what it created when approved.
+    Gated services return refusals instead of raising them, so that no enclosing transaction (an
+    Idempotency-Key claim, say) can roll the stored decision back (GATE-5)."""
+
+    decision: Decision | None
+    evaluation: Evaluation
+    created: Any = None
+
+    @property
+    def approved(self) -> bool:
+        return self.evaluation.approved
+
+
 def evaluate(requirements: Sequence[Requirement], facts: Facts) -> Evaluation:
     """Runs every requirement: pure, no database access."""
     return Evaluation(tuple(req(facts) for req in requirements))
@@ -523,7 +544,7 @@ def decision_record(
 ) -> Decision:
     """GATE-5: stores the decision with every requirement, the settings in force, inputs and actor, and
     audits it. Runs inside the caller's transaction (or its own)."""
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):
         decision = Decision.objects.create(
             kind=kind,
             outcome=DecisionOutcome.APPROVED if evaluation.approved else DecisionOutcome.DENIED,

@@ -7,10 +7,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from registry.errors import Conflict, InvalidTransition, NotFound
 from registry.identifiers import new_authorization_number, parse_authorization_number
 from registry.models import (
+    AuditEvent,
     AuthorizationStatus,
     Decision,
     DecisionKind,
@@ -53,7 +55,7 @@ def authorization_request(
             patient=patient,
             annotated=True,
             now=now,
-            as_of=now.date(),
+            as_of=timezone.localdate(now),
             pharmacy=pharmacy,
             facility=facility,
             prescriber=prescriber,
@@ -114,26 +116,21 @@ def _issue(
     now: dt.datetime,
     validity_days: int,
 ) -> DispenseAuthorization:
-    for attempt in range(5):
-        try:
-            with transaction.atomic():
-                return DispenseAuthorization.objects.create(
-                    id=decision.pk,
-                    decision=decision,
-                    number=new_authorization_number(),
-                    pharmacy=pharmacy,
-                    facility=facility,
-                    prescriber=prescriber,
-                    patient_id=patient_id,
-                    course_id=course_id,
-                    doses_authorized=doses,
-                    issued_at=now,
-                    expires_at=now + dt.timedelta(days=validity_days),
-                )
-        except IntegrityError:  # a 60-bit collision: draw again
-            if attempt == 4:
-                raise
-    raise AssertionError("unreachable")
+    """GATE-2: 60 random bits make a collision of live numbers negligible; the unique index still refuses
+    one (the request then fails whole and the client retries it under its Idempotency-Key)."""
+    return DispenseAuthorization.objects.create(
+        id=decision.pk,
+        decision=decision,
+        number=new_authorization_number(),
+        pharmacy=pharmacy,
+        facility=facility,
+        prescriber=prescriber,
+        patient_id=patient_id,
+        course_id=course_id,
+        doses_authorized=doses,
+        issued_at=now,
+        expires_at=now + dt.timedelta(days=validity_days),
+    )
 
 
 def authorization_for(*, user: User, number: str, lock: bool = False) -> DispenseAuthorization | None:
@@ -228,8 +225,27 @@ def dispense_record(*, actor: User, data: dict[str, Any], now: dt.datetime) -> D
 
 
 def authorizations_expire(*, now: dt.datetime) -> int:
-    """MON-5: flips active numbers past their expiry to `expired` in one statement (reads already treat
-    them as expired). Idempotent."""
-    return DispenseAuthorization.objects.filter(
-        status=AuthorizationStatus.ACTIVE, expires_at__lte=now
-    ).update(status=AuthorizationStatus.EXPIRED)
+    """MON-5: flips active numbers past their expiry to `expired` (reads already treat them as expired),
+    set-based: one locking read, one UPDATE, one multi-row audit insert. Idempotent; rows another worker
+    holds are skipped and picked up next run."""
+    with transaction.atomic():
+        ids = list(
+            DispenseAuthorization.objects.select_for_update(skip_locked=True)
+            .filter(status=AuthorizationStatus.ACTIVE, expires_at__lte=now)
+            .values_list("pk", flat=True)
+        )
+        if not ids:
+            return 0
+        DispenseAuthorization.objects.filter(pk__in=ids).update(status=AuthorizationStatus.EXPIRED)
+        AuditEvent.objects.bulk_create(
+            AuditEvent(
+                actor=None,
+                actor_role="system",
+                action="authorization.expire",
+                subject_type="dispenseauthorization",
+                subject_id=pk,
+                changes={"status": [AuthorizationStatus.ACTIVE, AuthorizationStatus.EXPIRED]},
+            )
+            for pk in ids
+        )
+    return len(ids)

@@ -10,6 +10,7 @@ from dateutil.relativedelta import relativedelta
 from django.contrib.auth.models import Permission
 from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
+from django.utils import timezone
 
 from registry import rules
 from registry.errors import Conflict, InvalidTransition, NotFound, ValidationFailed
@@ -35,17 +36,13 @@ from registry.selectors import CARE_TEAM_PERMISSIONS, patients_visible_to
 
 from .accounts import care_team_ensure
 from .audit import audit_record
-from .decisions import AUTHORIZATION_REQUIREMENTS, decision_record, evaluate
+from .decisions import AUTHORIZATION_REQUIREMENTS, Evaluation, Outcome, decision_record, evaluate
 from .facts import facts_load
 
 PS = PatientStatus
 
 
-class AuthorizationRequirementsUnmet(Conflict):
-    """ACT-7: `reasons` lists every unmet requirement."""
-
-    code = "authorization_requirements_unmet"
-    default_detail = "The patient does not meet the authorization requirements."
+AUTHORIZATION_REQUIREMENTS_UNMET = "authorization_requirements_unmet"  # ACT-7; `reasons` lists every one
 
 
 class PrescriberNotCertified(Conflict):
@@ -66,7 +63,7 @@ def patient_enroll(*, actor: User, data: dict[str, Any], now: dt.datetime) -> Pa
     """ACT-6: a certified prescriber enrolls a patient with a signed enrollment form and becomes the
     prescriber of record. ACT-9: under 17 (*setting*) at enrollment is refused. ID-4: the registry ID is
     random with a check character; a collision (vanishingly rare) is retried."""
-    today = now.date()
+    today = timezone.localdate(now)
     program = rules.current()
     errors: dict[str, list[str]] = {}
     _not_future(errors, "date_of_birth", data["date_of_birth"], today)
@@ -121,7 +118,7 @@ def screening_record(*, patient: Patient, actor: User, data: dict[str, Any], now
     """ACT-7 attestations; the newest submission counts."""
     errors: dict[str, list[str]] = {}
     for name in ("tb_screened_on", "vaccinations_completed_on"):
-        _not_future(errors, name, data.get(name), now.date())
+        _not_future(errors, name, data.get(name), timezone.localdate(now))
     if errors:
         raise ValidationFailed(errors)
     with transaction.atomic():
@@ -154,7 +151,7 @@ def _lab_errors(row: dict[str, Any], today: dt.date) -> dict[str, list[str]]:
 def lab_result_record(*, patient: Patient, actor: User, data: dict[str, Any], now: dt.datetime) -> LabResult:
     """MON-1..2 lab kinds. A result cannot be dated in the future; pregnancy tests are negative/positive,
     other tests normal/abnormal."""
-    errors = _lab_errors(data, now.date())
+    errors = _lab_errors(data, timezone.localdate(now))
     if errors:
         raise ValidationFailed(errors)
     with transaction.atomic():
@@ -179,7 +176,7 @@ def lab_results_bulk_record(
     transaction, set-based (one query resolves every patient, one multi-row insert for the results and one
     for the audit events, one event per patient). `rows` holds None where the caller's format validation
     already failed (`format_errors`). A patient the caller may not see reads exactly like an unknown one."""
-    today = now.date()
+    today = timezone.localdate(now)
     errors: dict[str, list[str]] = dict(format_errors or {})
     canonical = [parse_registry_id(str(r["rems_patient_id"])) if r else None for r in rows]
     wanted = {c for c in canonical if c}
@@ -232,7 +229,7 @@ def contraindication_record(
 ) -> Contraindication:
     """ACT-9: recorded at any time; blocks every gate from then on."""
     errors: dict[str, list[str]] = {}
-    _not_future(errors, "noted_on", data.get("noted_on"), now.date())
+    _not_future(errors, "noted_on", data.get("noted_on"), timezone.localdate(now))
     if errors:
         raise ValidationFailed(errors)
     with transaction.atomic():
@@ -250,21 +247,21 @@ def _lock(patient: Patient) -> Patient:
     return Patient.objects.select_for_update().select_related("prescriber").get(pk=patient.pk)
 
 
-def patient_authorize(*, patient: Patient, actor: User, now: dt.datetime) -> Patient:
-    """ACT-7: `enrolled -> authorized` when every requirement holds; otherwise 409
-    `authorization_requirements_unmet` listing every unmet reason. Either way the decision is stored
-    (GATE-5). Authorizing an authorized patient changes nothing."""
+def patient_authorize(*, patient: Patient, actor: User, now: dt.datetime) -> Outcome:
+    """ACT-7: `enrolled -> authorized` when every requirement holds. A refusal (answered 409
+    `authorization_requirements_unmet` with every unmet reason) is returned, not raised; either way the
+    decision is stored (GATE-5). Authorizing an authorized patient changes nothing and stores nothing."""
     with transaction.atomic():
         locked = _lock(patient)
         if locked.status == PS.AUTHORIZED:
-            return locked
+            return Outcome(None, Evaluation(()), locked)
         if locked.status != PS.ENROLLED:
             raise InvalidTransition(
                 f"A patient who is {locked.status} cannot be authorized.", status=locked.status
             )
-        facts = facts_load(patient=locked, now=now, as_of=now.date())
+        facts = facts_load(patient=locked, now=now, as_of=timezone.localdate(now))
         evaluation = evaluate(AUTHORIZATION_REQUIREMENTS, facts)
-        decision_record(
+        decision = decision_record(
             kind=DecisionKind.PATIENT_AUTHORIZATION,
             evaluation=evaluation,
             facts=facts,
@@ -283,8 +280,8 @@ def patient_authorize(*, patient: Patient, actor: User, now: dt.datetime) -> Pat
                 subject=locked,
                 changes={"status": [PS.ENROLLED, PS.AUTHORIZED]},
             )
-            return locked
-    raise AuthorizationRequirementsUnmet(reasons=evaluation.reasons)
+            return Outcome(decision, evaluation, locked)
+    return Outcome(decision, evaluation)
 
 
 def patient_transfer(*, patient: Patient, actor: User, prescriber_npi: str, now: dt.datetime) -> Patient:

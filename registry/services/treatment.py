@@ -8,6 +8,7 @@ from typing import Any
 
 from dateutil.relativedelta import relativedelta
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from registry import rules
 from registry.errors import Conflict, InvalidTransition, ValidationFailed
@@ -32,6 +33,7 @@ from .decisions import (
     COURSE_REQUIREMENTS,
     INFUSION_REQUIREMENTS,
     Evaluation,
+    Outcome,
     decision_record,
     evaluate,
     next_day_in_course,
@@ -39,10 +41,9 @@ from .decisions import (
 )
 from .facts import Facts, certified_participant, facts_load, patient_by_registry_id
 
-
-class CourseNotAllowed(Conflict):
-    code = "course_not_allowed"
-    default_detail = "A course cannot be planned for this patient now."
+COURSE_NOT_ALLOWED = "course_not_allowed"
+# No LEMTRADA course predates the drug's approval; older dates are typing errors, even in legacy imports.
+LEGACY_HISTORY_STARTS = dt.date(2010, 1, 1)
 
 
 class DoNotInfuse(Conflict):
@@ -50,19 +51,30 @@ class DoNotInfuse(Conflict):
     default_detail = "Do not infuse: the infusion check failed."
 
 
-def course_plan(*, patient: Patient, actor: User, planned_start_on: dt.date, now: dt.datetime) -> Course:
+def course_plan(*, patient: Patient, actor: User, planned_start_on: dt.date, now: dt.datetime) -> Outcome:
     """CRS-2..4: the prescriber of record plans the next course. Its number and planned doses follow from
-    history (course 1: 5 doses; later: 3). Refused with 409 `course_not_allowed` listing every reason; the
-    decision is stored either way (GATE-5). One open course per patient is also a database constraint."""
-    if actor.role != Role.ADMIN and planned_start_on < now.date():
+    history (course 1: 5 doses; later: 3). A refusal (answered 409 `course_not_allowed` with every reason)
+    is returned, not raised; the decision is stored either way (GATE-5). One open course per patient is
+    also a database constraint."""
+    today = timezone.localdate(now)
+    if actor.role != Role.ADMIN and planned_start_on < today:
         raise ValidationFailed({"planned_start_on": ["Cannot be in the past."]})
+    if planned_start_on > today + dt.timedelta(days=366):
+        raise ValidationFailed({"planned_start_on": ["Plan a course at most a year ahead."]})
+    if planned_start_on < LEGACY_HISTORY_STARTS:
+        raise ValidationFailed(
+            {"planned_start_on": [f"Cannot be before {LEGACY_HISTORY_STARTS.isoformat()}."]}
+        )
     with transaction.atomic():
         locked = Patient.objects.select_for_update().select_related("prescriber").get(pk=patient.pk)
         facts = facts_load(
-            patient=locked, now=now, as_of=now.date(), request={"planned_start_on": planned_start_on}
+            patient=locked,
+            now=now,
+            as_of=timezone.localdate(now),
+            request={"planned_start_on": planned_start_on},
         )
         evaluation = evaluate(COURSE_REQUIREMENTS, facts)
-        decision_record(
+        decision = decision_record(
             kind=DecisionKind.COURSE_PLAN,
             evaluation=evaluation,
             facts=facts,
@@ -90,8 +102,8 @@ def course_plan(*, patient: Patient, actor: User, planned_start_on: dt.date, now
                     "planned_start_on": planned_start_on,
                 },
             )
-            return course
-    raise CourseNotAllowed(reasons=evaluation.reasons)
+            return Outcome(decision, evaluation, course)
+    return Outcome(decision, evaluation)
 
 
 def course_cancel(*, course: Course, actor: User, reason: str, now: dt.datetime) -> Course:
@@ -144,7 +156,7 @@ def _infusion_input_errors(*, actor: User, data: dict[str, Any], now: dt.datetim
     """API.md: nobody records a future infusion; facilities backdate up to 3 days (*setting*); admins
     may record any past date (legacy history) and must name the facility."""
     errors: dict[str, list[str]] = {}
-    today = now.date()
+    today = timezone.localdate(now)
     on = data["administered_on"]
     if on > today:
         errors["administered_on"] = ["Cannot be in the future."]
@@ -195,7 +207,7 @@ def infusion_record(
             patient=patient,
             annotated=True,
             now=now,
-            as_of=now.date(),
+            as_of=timezone.localdate(now),
             facility=facility,
             request=request,
             on_date=on,
@@ -287,6 +299,11 @@ def _infusion_create(
     monitoring_ends = last + relativedelta(months=facts.program.monitoring_months_after_last_infusion)
     Patient.objects.filter(pk=patient.pk).update(
         first_infusion_on=first, last_infusion_on=last, monitoring_ends_on=monitoring_ends
+    )
+    patient.first_infusion_on, patient.last_infusion_on, patient.monitoring_ends_on = (
+        first,
+        last,
+        monitoring_ends,
     )
     audit_record(
         actor=actor,

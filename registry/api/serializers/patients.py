@@ -128,14 +128,15 @@ class AuthorizationUnmetSerializer(serializers.Serializer):
 def bulk_row_errors(rows: list[Any]) -> tuple[list[dict[str, Any] | None], dict[str, list[str]]]:
     """Validates each bulk row's format; returns the validated rows (None where invalid) and the errors
     keyed `results.<index>.<field>`."""
+    child = BulkLabRowSerializer()  # one instance: its fields are built once, not 5,000 times
     valid: list[dict[str, Any] | None] = []
     errors: dict[str, list[str]] = {}
     for index, row in enumerate(rows):
-        serializer = BulkLabRowSerializer(data=row)
-        if serializer.is_valid():
-            valid.append(dict(serializer.validated_data))
-        else:
+        try:
+            valid.append(dict(child.run_validation(row)))
+        except serializers.ValidationError as exc:
             valid.append(None)
-            for name, messages in serializer.errors.items():
+            detail = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
+            for name, messages in detail.items():
                 errors[f"results.{index}.{name}"] = [str(m) for m in messages]
     return valid, errors

@@ -167,12 +167,13 @@ def decision_body(outcome: Any) -> dict[str, Any]:
     """The AuthorizationDecision body for a dispense authorization outcome."""
     authorization = outcome.authorization
     course = outcome.facts.open_course
+    when = serializers.DateTimeField().to_representation
     return {
         "id": outcome.decision.pk,
         "decision": outcome.decision.outcome,
         "authorization_number": authorization.number if authorization else None,
-        "effective_at": authorization.issued_at if authorization else None,
-        "expires_at": authorization.expires_at if authorization else None,
+        "effective_at": when(authorization.issued_at) if authorization else None,
+        "expires_at": when(authorization.expires_at) if authorization else None,
         "course_number": course.number if authorization and course else None,
         "doses_authorized": authorization.doses_authorized if authorization else None,
         "reasons": outcome.evaluation.reasons,

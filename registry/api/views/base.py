@@ -4,13 +4,30 @@ import datetime as dt
 from typing import Any
 
 from django.utils import timezone
-from rest_framework import viewsets
+from rest_framework import exceptions, viewsets
 from rest_framework.exceptions import ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
 
+from registry.api.throttling import ApiKeyRateThrottle
 from registry.models import User
 
 
-class RegistryViewSet(viewsets.GenericViewSet):
+class ThrottleFailuresMixin:
+    """DRF authenticates before it throttles, so callers without a valid key would never meet the
+    throttle. Failed authentication is counted against the caller's address (key guessing)."""
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        try:
+            super().initial(request, *args, **kwargs)  # type: ignore[misc]
+        except (exceptions.AuthenticationFailed, exceptions.NotAuthenticated):
+            throttle = ApiKeyRateThrottle()
+            if not throttle.allow_request(request, self):  # type: ignore[arg-type]
+                raise exceptions.Throttled(throttle.wait()) from None
+            raise
+
+
+class RegistryViewSet(ThrottleFailuresMixin, viewsets.GenericViewSet):
     """Adapts HTTP: validate with a serializer, call one service, render. `roles` maps action -> roles."""
 
     roles: dict[str, frozenset[str]] = {}
@@ -32,3 +49,16 @@ class RegistryViewSet(viewsets.GenericViewSet):
     def check_json_object(self) -> None:
         if not isinstance(self.request.data, dict):
             raise ValidationError({"non_field_errors": ["Expected a JSON object."]})
+
+
+def refusal(code: str, detail: str, outcome: Any) -> Response:
+    """409 for a gated service's refusal: every reason, and the stored decision's id (GATE-5)."""
+    from registry.api.exceptions import error_body
+
+    body = error_body(
+        code,
+        detail,
+        reasons=outcome.evaluation.reasons,
+        decision_id=str(outcome.decision.pk) if outcome.decision else None,
+    )
+    return Response(body, status=409)

@@ -34,7 +34,7 @@ from registry.services.accounts import (
     participant_user_ensure,
 )
 
-from .base import RegistryViewSet
+from .base import RegistryViewSet, ThrottleFailuresMixin
 
 
 class _ParticipantViewSet(
@@ -106,9 +106,9 @@ class _ParticipantViewSet(
 
     @extend_schema(request=None, responses={201: ApiKeyCreatedSerializer})
     @action(detail=True, methods=["post"], url_path="api-keys")
-    @idempotent
     def api_keys(self, request: Request, pk: str) -> Response:
-        """A new API key for the participant's own user (created on first call). Shown once."""
+        """A new API key for the participant's own user (created on first call). Shown once: not
+        idempotent, because replaying the answer would mean keeping the raw key."""
         participant = self.get_object()
         user = participant_user_ensure(participant=participant, actor=self.actor)
         key, raw = api_key_issue(user=user, actor=self.actor, name=f"{participant.kind} key")
@@ -133,8 +133,7 @@ class PrescriberViewSet(_ParticipantViewSet):
         return prescriber
 
     @extend_schema(request=DelegateCreateSerializer, responses={201: ApiKeyCreatedSerializer})
-    @action(detail=True, methods=["post"])
-    @idempotent
+    @action(detail=True, methods=["post"], pagination_class=None)
     def delegates(self, request: Request, pk: str) -> Response:
         """Office staff acting for this prescriber: sees and acts on its patients but cannot enroll,
         authorize, plan courses or transfer."""
@@ -174,7 +173,7 @@ class PharmacyViewSet(_ParticipantViewSet):
     filterset_fields = ("status", "npi", "ncpdp_id")
 
 
-class MeView(APIView):
+class MeView(ThrottleFailuresMixin, APIView):
     """Who this key acts as."""
 
     roles = {"get": ALL_ROLES}

@@ -29,7 +29,7 @@ from registry.permissions import ADMIN, CARE_TEAM, PRESCRIBING
 from registry.selectors import patients_visible_to
 from registry.services import enrollment, treatment
 
-from .base import RegistryViewSet
+from .base import RegistryViewSet, refusal
 
 PRESCRIBER_ONLY = frozenset({Role.PRESCRIBER})
 
@@ -119,8 +119,14 @@ class PatientViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, RegistryV
     @action(detail=True, methods=["post"])
     def authorize(self, request: Request, pk: str) -> Response:
         """ACT-7: 409 `authorization_requirements_unmet` with every unmet reason."""
-        patient = enrollment.patient_authorize(patient=self.get_object(), actor=self.actor, now=self.now())
-        return Response(PatientSerializer(patient).data)
+        outcome = enrollment.patient_authorize(patient=self.get_object(), actor=self.actor, now=self.now())
+        if not outcome.approved:
+            return refusal(
+                enrollment.AUTHORIZATION_REQUIREMENTS_UNMET,
+                "The patient does not meet the authorization requirements.",
+                outcome,
+            )
+        return Response(PatientSerializer(outcome.created).data)
 
     @extend_schema(request=TransferSerializer, responses={200: PatientSerializer})
     @action(detail=True, methods=["post"])
@@ -166,16 +172,20 @@ class PatientViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, RegistryV
         return self._status("record_death")
 
     @extend_schema(request=CoursePlanSerializer, responses={201: CourseSerializer})
-    @action(detail=True, methods=["post"])
+    @action(detail=True, methods=["post"], pagination_class=None)
     @idempotent
     def courses(self, request: Request, pk: str) -> Response:
         """CRS-2..4: 409 `course_not_allowed` with every reason."""
         patient = self.get_object()
         start = self.validated(CoursePlanSerializer)["planned_start_on"]
-        course = treatment.course_plan(
+        outcome = treatment.course_plan(
             patient=patient, actor=self.actor, planned_start_on=start, now=self.now()
         )
-        return Response(CourseSerializer(course).data, status=status.HTTP_201_CREATED)
+        if not outcome.approved:
+            return refusal(
+                treatment.COURSE_NOT_ALLOWED, "A course cannot be planned for this patient now.", outcome
+            )
+        return Response(CourseSerializer(outcome.created).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(responses={200: CourseSerializer(many=True)})
     @courses.mapping.get

@@ -81,7 +81,7 @@ class InfusionViewSet(RegistryViewSet):
         data = self.validated(InfusionInputSerializer)
         outcome = treatment.infusion_record(actor=self.actor, data=data, now=self.now(), record=True)
         if outcome.infusion is None:
-            body = error_body(
+            body = error_body(  # GATE-3: the refusal is returned, so the stored decision stays
                 "do_not_infuse",
                 "Do not infuse: the infusion check failed.",
                 reasons=outcome.evaluation.reasons,
