@@ -44,11 +44,12 @@ def api_key_authenticate(raw: str, *, now: dt.datetime | None = None) -> ApiKey 
     parts = raw.split("_", 2)
     if len(parts) != 3 or parts[0] != KEY_PREFIX:
         return None
-    key = (
+    keys = (
         ApiKey.objects.select_related("user", "user__prescriber", "user__facility", "user__pharmacy")
         .filter(prefix=parts[1], revoked_at__isnull=True, user__is_active=True)
-        .first()
+        .order_by()[:1]  # the prefix is unique: no ordering to plan
     )
+    key = next(iter(keys), None)
     if key is None or not hmac.compare_digest(key.key_hash, _hash(raw)):
         return None
     now = now or timezone.now()

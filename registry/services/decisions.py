@@ -21,7 +21,7 @@ from registry.middleware import current_request_id
 from registry.models import Decision, DecisionKind, DecisionOutcome, LabTest, PatientStatus, User
 
 from .audit import _jsonable, audit_record
-from .facts import Facts
+from .facts import GATE_LAB_TESTS, Facts
 
 
 @dataclass(frozen=True)
@@ -38,15 +38,7 @@ class Check:
 
 Requirement = Callable[[Facts], Check]
 
-BASELINE_LABS = (
-    LabTest.CBC_DIFFERENTIAL,
-    LabTest.SERUM_CREATININE,
-    LabTest.URINALYSIS,
-    LabTest.URINE_PROTEIN_CREATININE_RATIO,
-    LabTest.THYROID_FUNCTION,
-    LabTest.LIVER_FUNCTION,
-    LabTest.SKIN_EXAM,
-)
+BASELINE_LABS = GATE_LAB_TESTS  # ACT-7: all seven
 PRE_COURSE_LABS = (LabTest.CBC_DIFFERENTIAL, LabTest.SERUM_CREATININE, LabTest.URINALYSIS)
 
 
@@ -540,10 +532,17 @@ def evaluate(requirements: Sequence[Requirement], facts: Facts) -> Evaluation:
 
 
 def decision_record(
-    *, kind: DecisionKind, evaluation: Evaluation, facts: Facts, actor: User, inputs: dict[str, Any]
+    *,
+    kind: DecisionKind,
+    evaluation: Evaluation,
+    facts: Facts,
+    actor: User,
+    inputs: dict[str, Any],
+    audit: bool = True,
 ) -> Decision:
     """GATE-5: stores the decision with every requirement, the settings in force, inputs and actor, and
-    audits it. Runs inside the caller's transaction (or its own)."""
+    audits it (unless the caller writes one audit event for the whole request). Runs inside the caller's
+    transaction (or its own)."""
     with transaction.atomic(savepoint=False):
         decision = Decision.objects.create(
             kind=kind,
@@ -556,10 +555,11 @@ def decision_record(
             program_settings=asdict(facts.program),
             request_id=current_request_id(),
         )
-        audit_record(
-            actor=actor,
-            action=f"decision.{kind}",
-            subject=decision,
-            changes={"outcome": decision.outcome, "reasons": [r["code"] for r in evaluation.reasons]},
-        )
+        if audit:
+            audit_record(
+                actor=actor,
+                action=f"decision.{kind}",
+                subject=decision,
+                changes={"outcome": decision.outcome, "reasons": [r["code"] for r in evaluation.reasons]},
+            )
     return decision

@@ -27,7 +27,7 @@ from registry.models import (
 
 from .audit import audit_record
 from .decisions import DISPENSE_REQUIREMENTS, Evaluation, decision_record, evaluate
-from .facts import Facts, certified_participant, facts_load, patient_by_registry_id
+from .facts import Facts, facts_load, participants_by_npi, patient_by_registry_id
 
 
 @dataclass(frozen=True)
@@ -48,9 +48,10 @@ def authorization_request(
     The patient row is locked for the check, so two pharmacies asking at once cannot both be granted the
     course's last doses."""
     with transaction.atomic():
-        patient = patient_by_registry_id(data["rems_patient_id"], data["date_of_birth"], lock=True)
-        facility = certified_participant(Facility, data["facility_npi"])
-        prescriber = certified_participant(Prescriber, data["prescriber_npi"])
+        patient = patient_by_registry_id(data["rems_patient_id"], data["date_of_birth"], now=now, lock=True)
+        facility, prescriber = participants_by_npi(
+            facility_npi=data["facility_npi"], prescriber_npi=data["prescriber_npi"]
+        )
         facts = facts_load(
             patient=patient,
             annotated=True,
@@ -69,6 +70,7 @@ def authorization_request(
             facts=facts,
             actor=actor,
             inputs=inputs,
+            audit=not evaluation.approved,  # an approval is audited once, as the issue below
         )
         authorization = None
         if evaluation.approved:
@@ -93,6 +95,8 @@ def authorization_request(
                 action="authorization.issue",
                 subject=authorization,
                 changes={
+                    "decision": decision.pk,
+                    "outcome": decision.outcome,
                     "number": authorization.number,
                     "doses": authorization.doses_authorized,
                     "expires_at": authorization.expires_at,

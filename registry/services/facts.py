@@ -5,29 +5,23 @@ contraindications as annotations; one for its courses; one per named participant
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db.models import Exists, IntegerField, OuterRef, QuerySet, Subquery, Sum, Value
-from django.db.models.functions import Coalesce
+import psycopg
+from django.db import connection
 
 from registry import rules
 from registry.identifiers import parse_registry_id
 from registry.models import (
     AuthorizationStatus,
-    Contraindication,
-    Course,
-    Dispense,
-    DispenseAuthorization,
     Facility,
-    Infusion,
     LabOutcome,
-    LabResult,
     LabTest,
     Patient,
     Pharmacy,
     Prescriber,
-    Screening,
 )
 from registry.models.treatment import OPEN_COURSE_STATUSES
 
@@ -99,100 +93,260 @@ class Facts:
         return [c for c in self.courses if c.doses_given > 0 and c is not open_course]
 
 
-def _latest(qs: QuerySet[Any], value: str) -> Subquery:
-    return Subquery(qs.order_by(f"-{value}", "-created_at").values(value)[:1])
+# The facts of the hot path (every dispense and infusion check) are read with two hand-written,
+# parameterized statements: compiling the equivalent ORM expression (some twenty correlated subqueries)
+# cost more than the database work itself (see bench/authorization.py). Every subquery is an indexed
+# lookup on (patient, test, collected_on), (patient, created_at) or (patient, administered_on), so the cost
+# does not grow with the patient's history. Literals inlined below are this module's own constants.
+_CONTRAINDICATION_KINDS = ("hiv", "active_infection", "hypersensitivity")
 
 
-def annotated_patients(*, on_date: dt.date | None = None) -> QuerySet[Patient]:
-    """Patients with their decision facts as annotations: one SQL statement, each annotation an indexed
-    correlated lookup, so its cost does not grow with the number of labs or screenings."""
-    labs = LabResult.objects.filter(patient=OuterRef("pk"))
-    annotations: dict[str, Any] = {
-        f"lab_{test}": _latest(labs.filter(test=test), "collected_on") for test in LabTest.values
-    }
-    pregnancy = labs.filter(test=LabTest.PREGNANCY_TEST)
-    annotations["preg_negative_on"] = _latest(pregnancy.filter(result=LabOutcome.NEGATIVE), "collected_on")
-    annotations["preg_positive_on"] = _latest(pregnancy.filter(result=LabOutcome.POSITIVE), "collected_on")
-    screenings = Screening.objects.filter(patient=OuterRef("pk")).order_by("-created_at")
-    for name in SCREENING_FIELDS:
-        annotations[f"screening_{name}"] = Subquery(screenings.values(name)[:1])
-    annotations["screening_exists"] = Exists(screenings)
-    contraindications = Contraindication.objects.filter(patient=OuterRef("pk"))
-    for kind in ("hiv", "active_infection", "hypersensitivity"):
-        annotations[f"ci_{kind}"] = Exists(contraindications.filter(kind=kind))
-    if on_date is not None:
-        annotations["infused_on_date"] = Exists(
-            Infusion.objects.filter(patient=OuterRef("pk"), administered_on=on_date)
+# ACT-7 / CRS-4: the labs a gate reads (the pre-course labs are among them); pregnancy tests separately.
+GATE_LAB_TESTS = (
+    LabTest.CBC_DIFFERENTIAL,
+    LabTest.SERUM_CREATININE,
+    LabTest.URINALYSIS,
+    LabTest.URINE_PROTEIN_CREATININE_RATIO,
+    LabTest.THYROID_FUNCTION,
+    LabTest.LIVER_FUNCTION,
+    LabTest.SKIN_EXAM,
+)
+
+
+def _facts_sql(*, on_date: bool, postgres: bool) -> str:
+    labs = ", ".join(
+        f"(SELECT MAX(l.collected_on) FROM registry_labresult l WHERE l.patient_id = p.id AND l.test = '{test}')"
+        f" AS lab_{test}"
+        for test in GATE_LAB_TESTS
+    )
+    pregnancy = ", ".join(
+        f"(SELECT MAX(l.collected_on) FROM registry_labresult l WHERE l.patient_id = p.id"
+        f" AND l.test = '{LabTest.PREGNANCY_TEST}' AND l.result = '{result}') AS preg_{result}_on"
+        for result in (LabOutcome.NEGATIVE, LabOutcome.POSITIVE)
+    )
+    latest_screening = (
+        "SELECT s.id, {} FROM registry_screening s WHERE s.patient_id = p.id".format(
+            ", ".join(f"s.{name}" for name in SCREENING_FIELDS)
         )
-    return Patient.objects.select_related("prescriber").annotate(**annotations)
+        + " ORDER BY s.created_at DESC LIMIT 1"
+    )
+    courses = ""
+    if postgres:  # the courses ride along as one JSON array (saves a round trip); SQLite reads them apart
+        courses = (
+            "(SELECT json_agg(json_build_array(c.id, c.number, c.status, c.planned_doses, c.doses_given,"
+            " c.first_infusion_on, c.last_infusion_on,"
+            " COALESCE((SELECT SUM(a.doses_authorized) FROM registry_dispenseauthorization a"
+            f" WHERE a.course_id = c.id AND a.status = '{AuthorizationStatus.ACTIVE}' AND a.expires_at > %s), 0),"
+            " COALESCE((SELECT SUM(d.vials) FROM registry_dispense d JOIN registry_dispenseauthorization a"
+            " ON a.id = d.authorization_id WHERE a.course_id = c.id), 0)) ORDER BY c.number, c.created_at)"
+            " FROM registry_course c WHERE c.patient_id = p.id) AS courses_json, "
+        )
+    if postgres:  # one LATERAL row instead of one subquery per field
+        screening = ", ".join(f"ls.{name} AS screening_{name}" for name in SCREENING_FIELDS)
+        screening += ", ls.id IS NOT NULL AS screening_exists"
+        joins = f" LEFT JOIN LATERAL ({latest_screening}) ls ON TRUE"
+        kinds = "string_agg(DISTINCT c.kind, ',')"
+    else:
+        screening = ", ".join(
+            f"(SELECT s.{name} FROM registry_screening s WHERE s.patient_id = p.id ORDER BY s.created_at DESC"
+            f" LIMIT 1) AS screening_{name}"
+            for name in SCREENING_FIELDS
+        )
+        screening += (
+            ", EXISTS (SELECT 1 FROM registry_screening s WHERE s.patient_id = p.id) AS screening_exists"
+        )
+        joins = ""
+        kinds = "group_concat(DISTINCT c.kind)"
+    infused = (
+        "EXISTS (SELECT 1 FROM registry_infusion i WHERE i.patient_id = p.id AND i.administered_on = %s)"
+        if on_date
+        else "FALSE"
+    )
+    return (
+        f"SELECT p.*, {courses}{labs}, {pregnancy}, {screening}, "
+        f"(SELECT {kinds} FROM registry_contraindication c WHERE c.patient_id = p.id) AS contraindication_kinds, "
+        f"{infused} AS infused_on_date FROM registry_patient p{joins} WHERE "
+    )
+
+
+_FACTS_SQL = {
+    (on_date, postgres): _facts_sql(on_date=on_date, postgres=postgres)
+    for on_date in (False, True)
+    for postgres in (False, True)
+}
+
+
+def _as_date(value: Any) -> dt.date | None:
+    """SQLite (the quick-start database) returns raw columns as text."""
+    if value is None or isinstance(value, dt.date):
+        return value
+    return dt.date.fromisoformat(str(value)[:10])
+
+
+def _patient_with_facts(
+    where: str, params: list[Any], *, now: dt.datetime, on_date: dt.date | None, lock: bool
+) -> Patient | None:
+    db_date = connection.ops.adapt_datefield_value
+    sql = _FACTS_SQL[(on_date is not None, connection.vendor == "postgresql")] + where
+    if lock and connection.features.has_select_for_update_of:
+        sql += " FOR UPDATE OF p"
+    postgres = connection.vendor == "postgresql"
+    all_params = (
+        ([connection.ops.adapt_datetimefield_value(now)] if postgres else [])
+        + ([db_date(on_date)] if on_date is not None else [])
+        + params
+    )
+    if connection.vendor != "postgresql":
+        return next(iter(Patient.objects.raw(sql, all_params)), None)
+    # PostgreSQL: server-side parameters, so psycopg prepares this statement once it has seen it a few
+    # times on a (pooled) connection, and PostgreSQL stops re-planning its twenty subqueries, which cost
+    # as much as running them. Wrapped as Django wraps its own cursors: logged, counted, errors mapped.
+    connection.ensure_connection()
+    raw = psycopg.Cursor(connection.connection)
+    wrapped: Any = raw
+    cursor = (
+        connection.make_debug_cursor(wrapped)
+        if connection.queries_logged
+        else connection.make_cursor(wrapped)
+    )
+    with cursor:
+        cursor.execute(sql, all_params)
+        row = cursor.fetchone()
+        if row is None:
+            return None
+        names = [column.name for column in cursor.description or ()]
+    values = dict(zip(names, row, strict=True))
+    patient = Patient.from_db(connection.alias, _PATIENT_ATTNAMES, [values[n] for n in _PATIENT_ATTNAMES])
+    for name, value in values.items():
+        if name not in _PATIENT_COLUMNS:
+            setattr(patient, name, value)
+    return patient
+
+
+_PATIENT_ATTNAMES = [f.attname for f in Patient._meta.concrete_fields]
+_PATIENT_COLUMNS = {f.column for f in Patient._meta.concrete_fields}
+
+
+def _sqlite_datetime(value: Any) -> dt.datetime | None:
+    if value is None or isinstance(value, dt.datetime):
+        return value
+    parsed = dt.datetime.fromisoformat(str(value))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+def participants_by_npi(
+    *, facility_npi: str, prescriber_npi: str
+) -> tuple[Facility | None, Prescriber | None]:
+    """The registered (not deactivated) facility and prescriber with these NPIs, in one statement. Only
+    what a gate needs is loaded (id, status, expiry); other fields load on access."""
+    fields = ["id", "status", "certification_expires_at"]
+    sql = (
+        "SELECT 'facility', id, status, certification_expires_at FROM registry_facility"
+        " WHERE npi = %s AND status <> 'deactivated'"
+        " UNION ALL SELECT 'prescriber', id, status, certification_expires_at FROM registry_prescriber"
+        " WHERE npi = %s AND status <> 'deactivated'"
+    )
+    found: dict[str, Any] = {}
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [facility_npi or "", prescriber_npi or ""])
+        for kind, *values in cursor.fetchall():
+            model: Any = Facility if kind == "facility" else Prescriber
+            converted = (
+                [
+                    Facility._meta.pk.to_python(values[0]),
+                    values[1],
+                    _sqlite_datetime(values[2]),
+                ]
+                if connection.vendor != "postgresql"
+                else values
+            )
+            found.setdefault(kind, model.from_db(connection.alias, fields, converted))
+    return found.get("facility"), found.get("prescriber")
+
+
+def _course_facts(row: Any) -> CourseFacts:
+    return CourseFacts(
+        id=row[0] if isinstance(row[0], uuid.UUID) else uuid.UUID(str(row[0])),
+        number=row[1],
+        status=row[2],
+        planned_doses=row[3],
+        doses_given=row[4],
+        first_infusion_on=_as_date(row[5]),
+        last_infusion_on=_as_date(row[6]),
+        committed_doses=int(row[7]) + int(row[8]),
+    )
 
 
 def _courses(patient: Patient, now: dt.datetime) -> tuple[CourseFacts, ...]:
-    active = DispenseAuthorization.objects.filter(
-        course=OuterRef("pk"), status=AuthorizationStatus.ACTIVE, expires_at__gt=now
+    """The patient's courses with, for each, the doses committed to active authorizations and dispenses
+    (on PostgreSQL they came with the patient's facts)."""
+    if hasattr(patient, "courses_json"):
+        loaded: list[Any] = getattr(patient, "courses_json", None) or []
+        return tuple(_course_facts(row) for row in loaded)
+    sql = (
+        "SELECT c.id, c.number, c.status, c.planned_doses, c.doses_given, c.first_infusion_on, c.last_infusion_on,"
+        " COALESCE((SELECT SUM(a.doses_authorized) FROM registry_dispenseauthorization a WHERE a.course_id = c.id"
+        f" AND a.status = '{AuthorizationStatus.ACTIVE}' AND a.expires_at > %s), 0),"
+        " COALESCE((SELECT SUM(d.vials) FROM registry_dispense d JOIN registry_dispenseauthorization a"
+        " ON a.id = d.authorization_id WHERE a.course_id = c.id), 0)"
+        " FROM registry_course c WHERE c.patient_id = %s ORDER BY c.number, c.created_at"
     )
-    dispensed = Dispense.objects.filter(authorization__course=OuterRef("pk"))
-    rows = (
-        Course.objects.filter(patient=patient)
-        .annotate(
-            active_doses=Coalesce(
-                Subquery(active.values("course").annotate(s=Sum("doses_authorized")).values("s")[:1]),
-                Value(0),
-                output_field=IntegerField(),
-            ),
-            dispensed_vials=Coalesce(
-                Subquery(dispensed.values("authorization__course").annotate(s=Sum("vials")).values("s")[:1]),
-                Value(0),
-                output_field=IntegerField(),
-            ),
-        )
-        .order_by("number", "created_at")
-    )
-    return tuple(
-        CourseFacts(
-            id=c.pk,
-            number=c.number,
-            status=c.status,
-            planned_doses=c.planned_doses,
-            doses_given=c.doses_given,
-            first_infusion_on=c.first_infusion_on,
-            last_infusion_on=c.last_infusion_on,
-            committed_doses=c.active_doses + c.dispensed_vials,
-        )
-        for c in rows
-    )
+    params = [connection.ops.adapt_datetimefield_value(now), _db_pk(patient.pk)]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    return tuple(_course_facts(row) for row in rows)
+
+
+def _db_pk(pk: Any) -> Any:
+    return Patient._meta.pk.get_db_prep_value(pk, connection)
 
 
 def _patient_facts(p: Patient) -> dict[str, Any]:
     a: Any = p
     screening = None
     if a.screening_exists:
-        screening = ScreeningFacts(**{name: getattr(a, f"screening_{name}") for name in SCREENING_FIELDS})
+        screening = ScreeningFacts(
+            hiv_negative=bool(a.screening_hiv_negative),
+            no_active_infection=bool(a.screening_no_active_infection),
+            tb_screened_on=_as_date(a.screening_tb_screened_on),
+            vaccinations_completed_on=_as_date(a.screening_vaccinations_completed_on),
+        )
+    labs = {t: _as_date(getattr(a, f"lab_{t}")) for t in GATE_LAB_TESTS}
     return {
         "patient": p,
-        "latest_lab_on": {t: getattr(a, f"lab_{t}") for t in LabTest.values if getattr(a, f"lab_{t}")},
-        "latest_negative_pregnancy_on": a.preg_negative_on,
-        "latest_positive_pregnancy_on": a.preg_positive_on,
+        "latest_lab_on": {t: on for t, on in labs.items() if on},
+        "latest_negative_pregnancy_on": _as_date(a.preg_negative_on),
+        "latest_positive_pregnancy_on": _as_date(a.preg_positive_on),
         "screening": screening,
         "contraindication_kinds": tuple(
-            k for k in ("hiv", "active_infection", "hypersensitivity") if getattr(a, f"ci_{k}")
+            k for k in _CONTRAINDICATION_KINDS if k in (a.contraindication_kinds or "").split(",")
         ),
         "infused_on_date": bool(getattr(a, "infused_on_date", False)),
     }
 
 
 def patient_by_registry_id(
-    rems_patient_id: str, date_of_birth: dt.date, *, on_date: dt.date | None = None, lock: bool = False
+    rems_patient_id: str,
+    date_of_birth: dt.date,
+    *,
+    now: dt.datetime,
+    on_date: dt.date | None = None,
+    lock: bool = False,
 ) -> Patient | None:
     """ID-4: a pharmacy or facility names a patient by registry ID and date of birth. An unknown ID, a
     malformed one and a date-of-birth mismatch are indistinguishable to the caller."""
     canonical = parse_registry_id(rems_patient_id)
     if canonical is None:
         return None
-    qs = annotated_patients(on_date=on_date).filter(rems_patient_id=canonical, date_of_birth=date_of_birth)
-    if lock:  # the patient row only: writers on one patient serialize here
-        qs = qs.select_for_update(of=("self",))
-    return qs.first()
+    # With `lock`, the patient row only is locked: writers on one patient serialize here.
+    return _patient_with_facts(
+        "p.rems_patient_id = %s AND p.date_of_birth = %s",
+        [canonical, connection.ops.adapt_datefield_value(date_of_birth)],
+        now=now,
+        on_date=on_date,
+        lock=lock,
+    )
 
 
 def facts_load(
@@ -210,9 +364,17 @@ def facts_load(
     """Facts for a decision. `patient` may already carry the annotations (`annotated=True`), saving the
     reload; otherwise it is reloaded with them in one query."""
     values: dict[str, Any] = {}
+    if patient is not None and prescriber is not None and prescriber.pk == patient.prescriber_id:
+        patient.prescriber = prescriber  # the prescription names the prescriber of record: no second read
     if patient is not None:
         if not annotated:
-            patient = annotated_patients(on_date=on_date).get(pk=patient.pk)
+            loaded = _patient_with_facts(
+                "p.id = %s", [_db_pk(patient.pk)], now=now, on_date=on_date, lock=False
+            )
+            assert loaded is not None
+            if Patient.prescriber.is_cached(patient):
+                loaded.prescriber = patient.prescriber  # already read under the caller's lock
+            patient = loaded
         values.update(_patient_facts(patient))
         values["courses"] = _courses(patient, now)
     return Facts(
@@ -232,4 +394,4 @@ def certified_participant(model: type[Any], npi: str) -> Any:
     return model.objects.filter(npi=npi).exclude(status="deactivated").first() if npi else None
 
 
-__all__ = ["Facts", "annotated_patients", "certified_participant", "facts_load", "patient_by_registry_id"]
+__all__ = ["Facts", "certified_participant", "facts_load", "patient_by_registry_id"]

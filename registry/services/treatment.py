@@ -201,7 +201,7 @@ def infusion_record(
     with transaction.atomic():
         # With `record`, the patient row is locked as it is read: two infusions for one patient serialize.
         patient = patient_by_registry_id(
-            data["rems_patient_id"], data["date_of_birth"], on_date=on, lock=record
+            data["rems_patient_id"], data["date_of_birth"], now=now, on_date=on, lock=record
         )
         facts = facts_load(
             patient=patient,
