@@ -12,7 +12,7 @@ TEST_ENV := DATABASE_URL=$(TEST_DATABASE_URL) SECRET_KEY=test-only-secret-key-no
 # The quick start: the embedded default (SQLite file in var/, eager Celery), whatever the shell exports.
 RUN_ENV := env -u DATABASE_URL -u CELERY_BROKER_URL DEBUG=true
 
-.PHONY: install run test lint typecheck schema migrations-check services bench clean
+.PHONY: install run test lint typecheck schema migrations-check deploy-check services bench clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,7 +37,7 @@ services:
 
 test: install services
 	$(TEST_ENV) $(VENV)/bin/pytest -n 2 -p no:cacheprovider
-	$(MAKE) --no-print-directory lint typecheck schema migrations-check
+	$(MAKE) --no-print-directory lint typecheck schema migrations-check deploy-check
 
 lint: install
 	$(VENV)/bin/ruff check .
@@ -51,6 +51,11 @@ schema: install
 
 migrations-check: install
 	$(RUN_ENV) DATABASE_URL=sqlite:///:memory: $(PY) manage.py makemigrations --check --dry-run
+
+deploy-check: install
+	SECRET_KEY=$$($(PY) -c 'import secrets; print(secrets.token_urlsafe(50))') DEBUG=false \
+	ALLOWED_HOSTS=registry.example.org DATABASE_URL=$(TEST_DATABASE_URL) \
+	$(PY) manage.py check --deploy --fail-level WARNING
 
 bench: install services
 	$(TEST_ENV) $(PY) bench/bulk_labs.py

@@ -39,19 +39,11 @@ from registry.services.enrollment import (
     patient_enroll,
     screening_record,
 )
+from registry.services.facts import GATE_LAB_TESTS as BASELINE
 from registry.services.treatment import course_plan
 
 REQUESTS = 300
 WARMUP = 30
-BASELINE = [
-    "cbc_differential",
-    "serum_creatinine",
-    "urinalysis",
-    "urine_protein_creatinine_ratio",
-    "thyroid_function",
-    "liver_function",
-    "skin_exam",
-]
 
 
 def main() -> None:

@@ -1,5 +1,5 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from registry.api.exceptions import json_bad_request, json_not_found, json_server_error
@@ -9,6 +9,8 @@ urlpatterns = [
     path("api/v1/", include("registry.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    # Unknown API paths answer the JSON error contract even with DEBUG on.
+    re_path(r"^api/", json_not_found),
 ]
 
 handler400 = json_bad_request
