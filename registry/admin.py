@@ -12,6 +12,7 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 
 from registry.errors import RegistryError
 from registry.models import (
@@ -32,6 +33,7 @@ from registry.models import (
     Screening,
     User,
 )
+from registry.selectors import identifier_in_use
 from registry.services import certification
 from registry.services.accounts import api_key_revoke
 from registry.services.dispensing import authorization_revoke
@@ -60,7 +62,7 @@ def audit_history_html(obj: Any) -> str:
     return format_html(
         "<table><thead><tr><th>When</th><th>Action</th><th>Who</th><th>Changes</th></tr></thead>"
         "<tbody>{}</tbody></table>",
-        rows or format_html("<tr><td colspan=4>No events.</td></tr>"),
+        rows or mark_safe("<tr><td colspan=4>No events.</td></tr>"),
     )
 
 
@@ -109,7 +111,29 @@ class AuditedAdmin(admin.ModelAdmin):
         return None
 
 
+class ParticipantForm(forms.ModelForm):
+    """Refuses an identifier already held by an active participant of the same kind (ACT-5) as a form
+    error, before the service's database constraint would."""
+
+    def _unique(self, field: str) -> str:
+        value = self.cleaned_data[field]
+        if identifier_in_use(self._meta.model, field=field, value=value, exclude_pk=self.instance.pk):
+            raise forms.ValidationError(
+                f"A {self._meta.model._meta.verbose_name} with this {field.upper().replace('_ID', ' ID')} is already "
+                "registered.",
+                code="duplicate_identifier",
+            )
+        return value
+
+    def clean_npi(self) -> str:
+        return self._unique("npi")
+
+    def clean_ncpdp_id(self) -> str:
+        return self._unique("ncpdp_id")
+
+
 class ParticipantAdmin(AuditedAdmin):
+    form = ParticipantForm
     list_filter = ("status",)
     readonly_fields = (
         "id",
@@ -552,6 +576,13 @@ class DispenseAuthorizationAdmin(ReadOnlyAdmin):
     @admin.action(description="Revoke selected authorizations (reason required)")
     def revoke(self, request: HttpRequest, queryset: QuerySet[Any]) -> HttpResponse | None:
         active = queryset.filter(status=AuthorizationStatus.ACTIVE)
+        skipped = queryset.count() - active.count()
+        if skipped:
+            self.message_user(
+                request,
+                f"{skipped} selected authorization(s) are not active and were left as they are.",
+                messages.WARNING,
+            )
 
         def service(*, participant: DispenseAuthorization, actor: User, now: Any, reason: str) -> Any:
             return authorization_revoke(actor=actor, number=participant.number, reason=reason, now=now)

@@ -38,6 +38,9 @@ class ProgramSettings:
     course_1_doses: int = 5
     later_course_doses: int = 3
     course_interval_months: int = 12
+    # CRS-2 (registry setting): a course's doses are given on consecutive days; a missed day may be made up
+    # within this many extra days, counted from the first dose.
+    course_dose_allowance_days: int = 2
     # CRS-4: pre-course labs (CBC with differential, creatinine, urinalysis) no older than this.
     pre_course_lab_max_age_days: int = 30
     # GATE-2: authorization numbers are valid this many days.

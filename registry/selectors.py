@@ -3,7 +3,7 @@ not see does not exist for it (404)."""
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from django.db.models import QuerySet
 
@@ -28,6 +28,15 @@ def participants_visible_to(user: User, model: type[P]) -> QuerySet[P]:
         (Role.PHARMACY, Pharmacy): user.pharmacy_id,
     }.get((Role(user.role), model))
     return qs.filter(pk=own) if own else qs.none()
+
+
+def identifier_in_use(model: type[P], *, field: str, value: str, exclude_pk: Any = None) -> bool:
+    """ACT-5: an NPI (or NCPDP ID) is taken while a participant of this kind holding it is not deactivated;
+    the database enforces it, forms use this to say so before saving."""
+    qs = model.objects.filter(**{field: value}).exclude(status="deactivated")
+    if exclude_pk is not None:
+        qs = qs.exclude(pk=exclude_pk)
+    return qs.exists()
 
 
 def patients_visible_to(user: User) -> QuerySet[Patient]:

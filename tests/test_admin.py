@@ -143,7 +143,8 @@ def world(prescriber, facility, pharmacy) -> SimpleNamespace:
         course = plan_course(prescriber, patient, start=DAY0)
         number = approved_number(request_authorization(pharmacy, patient, prescriber, facility, doses=5))
         dispensed = pharmacy.post(
-            DISPENSES, {"authorization_number": number, "vials": 5, "ndc": "58468-0200-1", "lot_number": "L123"}
+            DISPENSES,
+            {"authorization_number": number, "vials": 5, "ndc": "58468-0200-1", "lot_number": "L123"},
         )
         assert dispensed.status_code == 201, dispensed.json()
         assert infuse(facility, patient, DAY0, day=1).status_code == 201
@@ -264,10 +265,11 @@ def test_search_by_rems_patient_id_finds_the_patient_and_its_records(console, wo
 
 def test_search_audit_events_by_subject_id(console, world):
     """ACT-5: an administrator pastes a record's id into the audit search to see its trail."""
-    response = console.get(url(AuditEvent, "changelist"), {"q": str(world.prescriber.pk)})
+    response = console.get(url(AuditEvent, "changelist"), {"q": str(world.patient.pk)})
 
     assert response.status_code == 200
-    expected = AuditEvent.objects.filter(subject_id=world.prescriber.pk)
+    expected = AuditEvent.objects.filter(subject_id=world.patient.pk)
+    assert {e.action for e in expected} >= {"patient.enroll", "patient.authorize"}
     assert {e.pk for e in shown(response)} == {e.pk for e in expected}
 
 
@@ -361,7 +363,7 @@ def test_act5_suspend_without_reason_asks_for_one_and_changes_nothing(console):
     )
 
     assert response.status_code == 200
-    assert [t.name for t in response.templates][0] == "admin/registry/transition.html"
+    assert response.templates[0].name == "admin/registry/transition.html"
     assert response.context["title"] == "Suspend — reason required"
     assert response.context["objects"] == [participant]
     assert response.context["action"] == "suspend"
@@ -399,6 +401,17 @@ def test_act5_suspend_with_reason_suspends_and_records_the_reason(console, opera
         operator,
         {"status": ["certified", "suspended"], "reason": "License under review"},
     )
+
+
+def test_act5_audit_event_is_stamped_with_the_transition_time(console):
+    """ACT-5 "who, when and why": the event's time is the transition's `now` (status_changed_at), not a
+    later clock reading."""
+    participant = PrescriberFactory(certified=True)
+
+    act(console, Prescriber, "suspend", participant, apply="1", reason="License under review")
+
+    participant.refresh_from_db()
+    [event] = events(participant, "prescriber.suspend")
     assert event.created_at == participant.status_changed_at
 
 
@@ -413,9 +426,10 @@ def test_act5_reinstate_and_deactivate_actions(console, operator):
     act(console, Prescriber, "deactivate", participant, apply="1", reason="Retired")
     participant.refresh_from_db()
     assert (participant.status, participant.status_reason) == (S.DEACTIVATED, "Retired")
-    assert [(e.action, e.actor, e.changes["status"]) for e in AuditEvent.objects.filter(
-        subject_id=participant.pk
-    ).order_by("created_at")] == [
+    assert [
+        (e.action, e.actor, e.changes["status"])
+        for e in AuditEvent.objects.filter(subject_id=participant.pk).order_by("created_at")
+    ] == [
         ("prescriber.reinstate", operator, ["suspended", "certified"]),
         ("prescriber.deactivate", operator, ["certified", "deactivated"]),
     ]
@@ -548,7 +562,9 @@ def test_act5_change_form_updates_through_the_service_and_audits(console, operat
 
 def test_act8_patient_suspend_requires_a_reason(console, patient):
     """ACT-8: the suspend action first asks for a reason; the patient is untouched until given one."""
-    response = console.post(url(Patient, "changelist"), {"action": "suspend", "_selected_action": [patient.pk]})
+    response = console.post(
+        url(Patient, "changelist"), {"action": "suspend", "_selected_action": [patient.pk]}
+    )
 
     assert response.status_code == 200
     assert response.context["title"] == "Suspend — reason required"
@@ -615,9 +631,13 @@ def test_gate2_admin_revokes_an_active_authorization_with_reason(console, operat
         asked = console.post(changelist, selected)
         assert asked.status_code == 200
         assert asked.context["title"] == "Revoke — reason required"
-        assert DispenseAuthorization.objects.get(pk=active_authorization.pk).status == AuthorizationStatus.ACTIVE
+        assert (
+            DispenseAuthorization.objects.get(pk=active_authorization.pk).status == AuthorizationStatus.ACTIVE
+        )
 
-        done = console.post(changelist, {**selected, "apply": "1", "reason": "Prescription changed"}, follow=True)
+        done = console.post(
+            changelist, {**selected, "apply": "1", "reason": "Prescription changed"}, follow=True
+        )
 
     assert flashed(done) == [(messages.SUCCESS, "Revoke: 1 done.")]
     active_authorization.refresh_from_db()

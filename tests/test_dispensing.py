@@ -65,6 +65,7 @@ DISPENSE_REQUIREMENT_NAMES = [
     "course_doses_remaining",
     "doses_within_remaining",
     "course_interval_met",
+    "dose_within_course_window",
     "pre_course_labs_fresh",
     "course_1_baseline_labs",
     "course_1_screening",

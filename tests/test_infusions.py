@@ -298,12 +298,34 @@ def test_do_not_infuse_with_stale_pre_course_labs(prescriber, facility):
     )
 
 
-def test_pre_course_labs_are_checked_for_the_first_dose_only(patient, facility, prescriber):
-    """CRS-4: once a course has begun, later doses do not recheck the pre-course labs."""
-    assert infuse(facility, patient, DAY0, day=1).status_code == 201
-    response = infuse(facility, patient, DAY0 + dt.timedelta(days=31), day=2)
+def test_pre_course_labs_are_checked_for_the_first_dose_only(clock, facility, prescriber):
+    """CRS-4: once a course has begun, later doses do not recheck the pre-course labs: labs 29 days old
+    on day 1 are 31 days old on day 3, and day 3 is still given."""
+    patient = authorized_patient(prescriber, labs_on=DAY0 - dt.timedelta(days=29))
+    plan_course(prescriber, patient, start=DAY0)
+    infuse_days(facility, patient, DAY0, 2)
+    response = infuse(facility, patient, DAY0 + dt.timedelta(days=2), day=3)
     assert response.status_code == 201, response.json()
-    assert response.json()["day_in_course"] == 2
+    assert response.json()["day_in_course"] == 3
+
+
+def test_a_course_cannot_be_stretched_past_its_dose_window_CRS_2(patient, facility):
+    """CRS-2: a course's doses are given on consecutive days; a missed day may be made up within 2 days
+    (*setting*). Day 2 on day 1 + 6 (5 doses - 1 + 2) is given; a dose after that is refused, so a course
+    cannot straddle the 12-month interval or outlive its pre-course labs."""
+    assert infuse(facility, patient, DAY0, day=1).status_code == 201
+    assert infuse(facility, patient, DAY0 + dt.timedelta(days=6), day=2).status_code == 201
+    response = infuse(facility, patient, DAY0 + dt.timedelta(days=7), day=3)
+    _do_not_infuse(response, ["course_interval_not_met"], infusions=2)
+    assert "its doses are given by 2026-03-08" in response.json()["reasons"][0]["detail"]
+
+
+def test_a_dose_cannot_be_backdated_before_the_previous_dose_CRS_2(patient, facility):
+    """CRS-2: each dose comes after the one before; a facility back-dating day 2 before day 1 is refused."""
+    with frozen(DAY0 + dt.timedelta(days=2)):
+        assert facility.post(INFUSIONS, infusion_body(patient, DAY0 + dt.timedelta(days=1))).status_code == 201
+        response = facility.post(INFUSIONS, infusion_body(patient, DAY0, day=2))
+    _do_not_infuse(response, ["course_interval_not_met"], infusions=1)
 
 
 def test_do_not_infuse_lists_every_reason_at_once(patient, facility, prescriber):

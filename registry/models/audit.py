@@ -5,11 +5,15 @@ left to the database owner: it is what test isolation uses, and no application p
 """
 
 from django.db import models
+from django.utils import timezone
 
 from .base import UUIDModel
 
 
 class AuditEvent(UUIDModel):
+    # Not auto_now_add: a transition is stamped with the moment the service was given (`now`), so the
+    # event and the record it describes carry the same time.
+    created_at = models.DateTimeField(default=timezone.now, db_index=True, editable=False)
     actor = models.ForeignKey(
         "registry.User",
         on_delete=models.PROTECT,

@@ -18,11 +18,12 @@ from typing import Any, TypeVar
 from django.db import IntegrityError, transaction
 
 from registry import rules
-from registry.errors import CertificationRequirementsUnmet, DuplicateIdentifier, InvalidTransition
+from registry.errors import CertificationRequirementsUnmet, Conflict, DuplicateIdentifier, InvalidTransition
 from registry.identifiers import is_valid_ncpdp_id, is_valid_npi
 from registry.models import CertificationStatus, Facility, Pharmacy, Prescriber, User
 
 from .audit import audit_record, field_changes
+from .revocation import authorizations_revoke_where
 
 P = TypeVar("P", Prescriber, Facility, Pharmacy)
 
@@ -110,14 +111,30 @@ def _duplicate_detail(exc: IntegrityError) -> str:
 
 
 def participant_update(*, participant: P, actor: User, data: dict[str, Any]) -> P:
-    """Edits registration details; `status` never changes here."""
+    """Edits registration details; `status` never changes here. A certified or suspended participant keeps
+    its identifiers (NPI, NCPDP ID: 409 `identifier_locked`; deactivate and re-enroll instead), and an
+    edit may not undo a certification requirement it was certified on (409
+    `certification_requirements_unmet` with `missing`, ACT-2..5)."""
     data = {k: v for k, v in data.items() if k not in {"status", "id"}}
     try:
         with transaction.atomic():
             locked = type(participant).objects.select_for_update().get(pk=participant.pk)
             changes = field_changes(locked, data)
+            active = locked.status in (S.CERTIFIED, S.SUSPENDED)
+            if active and {"npi", "ncpdp_id"} & changes.keys():
+                raise Conflict(
+                    "The identifiers of a certified or suspended participant cannot change; deactivate it and "
+                    "register the new identity.",
+                    code="identifier_locked",
+                )
             for name, value in data.items():
                 setattr(locked, name, value)
+            if active:
+                missing = participant_requirements(locked)
+                if missing:
+                    raise CertificationRequirementsUnmet(
+                        "This change would undo a certification requirement.", missing=missing
+                    )
             locked.save()
             if changes:
                 audit_record(actor=actor, action=_action(locked, "update"), subject=locked, changes=changes)
@@ -165,11 +182,24 @@ def _transition(
         for name, value in (extra or {}).items():
             setattr(locked, name, value)
         locked.save()
+        revoked = 0
+        if to in (S.SUSPENDED, S.DEACTIVATED):  # ACT-5: fails every gate, outstanding numbers included
+            revoked = authorizations_revoke_where(
+                actor=actor,
+                now=now,
+                reason=f"{locked.kind.capitalize()} {to}: {reason}",
+                **{locked.kind: locked},
+            )
         audit_record(
             actor=actor,
             action=_action(locked, verb),
             subject=locked,
-            changes={"status": [before, to], "reason": reason, **(extra or {})},
+            changes={
+                "status": [before, to],
+                "reason": reason,
+                **(extra or {}),
+                **({"authorizations_revoked": revoked} if revoked else {}),
+            },
             at=now,
         )
     return locked

@@ -284,6 +284,37 @@ def course_interval_met(f: Facts) -> Check:
     )
 
 
+@needs_patient("course_interval_not_met")
+def dose_within_course_window(f: Facts) -> Check:
+    """CRS-2: the doses of a course are given on consecutive days: each after the one before, and all
+    within planned doses - 1 + an allowance (*setting*) of days from the first. A course cannot be
+    stretched (or back-dated) around the 12-month interval or the pre-course labs."""
+    course = f.open_course
+    if course is None or course.doses_given == 0 or course.first_infusion_on is None:
+        return _ok("dose_within_course_window")
+    ref = reference_date(f)
+    administered_on = f.request.get("administered_on")
+    # The same day is one_infusion_per_day's to report.
+    if administered_on is not None and course.last_infusion_on is not None and ref < course.last_infusion_on:
+        return _fail(
+            "dose_within_course_window",
+            "course_interval_not_met",
+            f"Dose {course.doses_given + 1} of course {course.number} must come after the dose of "
+            f"{course.last_infusion_on.isoformat()}.",
+        )
+    last_day = course.first_infusion_on + dt.timedelta(
+        days=course.planned_doses - 1 + f.program.course_dose_allowance_days
+    )
+    if ref > last_day:
+        return _fail(
+            "dose_within_course_window",
+            "course_interval_not_met",
+            f"Course {course.number} began {course.first_infusion_on.isoformat()}; its doses are given by "
+            f"{last_day.isoformat()}. Cancel it and plan a new course.",
+        )
+    return _ok("dose_within_course_window")
+
+
 @needs_patient("pre_course_labs_stale")
 def pre_course_labs_fresh(f: Facts) -> Check:
     """CRS-4: before the first dose of any course, CBC with differential, creatinine and urinalysis no
@@ -454,6 +485,7 @@ DISPENSE_REQUIREMENTS: tuple[Requirement, ...] = (
     course_doses_remaining,
     doses_within_remaining,
     course_interval_met,
+    dose_within_course_window,
     pre_course_labs_fresh,
     course_1_baseline_labs,
     course_1_screening,
@@ -468,6 +500,7 @@ INFUSION_REQUIREMENTS: tuple[Requirement, ...] = (
     has_open_course,
     course_doses_remaining,
     course_interval_met,
+    dose_within_course_window,
     pre_course_labs_fresh,
     course_1_baseline_labs,
     course_1_screening,

@@ -12,6 +12,7 @@ from django.utils import timezone
 from registry.errors import Conflict, InvalidTransition, NotFound
 from registry.identifiers import new_authorization_number, parse_authorization_number
 from registry.models import (
+    OPEN_COURSE_STATUSES,
     AuditEvent,
     AuthorizationStatus,
     Decision,
@@ -19,6 +20,8 @@ from registry.models import (
     Dispense,
     DispenseAuthorization,
     Facility,
+    Patient,
+    PatientStatus,
     Pharmacy,
     Prescriber,
     Role,
@@ -183,17 +186,32 @@ _REFUSALS: dict[str, tuple[str, str]] = {
 
 def dispense_record(*, actor: User, data: dict[str, Any], now: dt.datetime) -> Dispense:
     """GATE-2: consumes an authorization exactly once. The row lock serializes concurrent dispenses of one
-    number (the second sees it used); the one-to-one constraint is the last line of defence."""
+    number (the second sees it used); the one-to-one constraint is the last line of defence.
+
+    Events that break a gate revoke outstanding numbers (services/revocation.py); what can lapse without
+    an event (a certification's expiry) is re-checked here, so a number never outlives the facts it was
+    granted on. Lock order: patient, then authorization, as everywhere else."""
     with transaction.atomic():
-        authorization = authorization_for(user=actor, number=data["authorization_number"], lock=True)
-        if authorization is None:
+        found = authorization_for(user=actor, number=data["authorization_number"])
+        if found is None:
             raise Conflict(
                 "No authorization issued to this pharmacy has this number.", code="authorization_not_found"
             )
+        list(Patient.objects.select_for_update().filter(pk=found.patient_id).values_list("pk"))
+        authorization = (
+            DispenseAuthorization.objects.select_for_update(of=("self",))
+            .select_related("pharmacy", "facility", "prescriber", "patient", "course")
+            .get(pk=found.pk)
+        )
         state = authorization.status_at(now)
         if state in _REFUSALS:
             code, detail = _REFUSALS[state]
             raise Conflict(detail, code=code)
+        lapsed = _lapsed(authorization, now)
+        if lapsed:
+            raise Conflict(
+                f"This authorization number no longer holds: {lapsed}.", code="authorization_revoked"
+            )
         if data["vials"] > authorization.doses_authorized:
             raise Conflict(
                 f"At most {authorization.doses_authorized} vials may be dispensed on this authorization.",
@@ -226,6 +244,23 @@ def dispense_record(*, actor: User, data: dict[str, Any], now: dt.datetime) -> D
             },
         )
     return dispense
+
+
+def _lapsed(authorization: DispenseAuthorization, now: dt.datetime) -> str:
+    """What no longer holds of the facts an authorization was granted on (GATE-1), or ''."""
+    if not authorization.pharmacy.is_certified_at(now):
+        return "the pharmacy is not certified"
+    if not authorization.facility.is_certified_at(now):
+        return "the facility is not certified"
+    if not authorization.prescriber.is_certified_at(now):
+        return "the prescriber is not certified"
+    if authorization.patient.prescriber_id != authorization.prescriber_id:
+        return "the prescriber is no longer the patient's prescriber of record"
+    if authorization.patient.status != PatientStatus.AUTHORIZED:
+        return f"the patient is {authorization.patient.status}"
+    if authorization.course.status not in OPEN_COURSE_STATUSES:
+        return f"the course is {authorization.course.status}"
+    return ""
 
 
 def authorizations_expire(*, now: dt.datetime) -> int:

@@ -38,6 +38,7 @@ from .accounts import care_team_ensure
 from .audit import audit_record
 from .decisions import AUTHORIZATION_REQUIREMENTS, Evaluation, Outcome, decision_record, evaluate
 from .facts import facts_load
+from .revocation import authorizations_revoke_where
 
 PS = PatientStatus
 
@@ -227,18 +228,23 @@ def lab_results_bulk_record(
 def contraindication_record(
     *, patient: Patient, actor: User, data: dict[str, Any], now: dt.datetime
 ) -> Contraindication:
-    """ACT-9: recorded at any time; blocks every gate from then on."""
+    """ACT-9: recorded at any time; blocks every gate from then on, outstanding authorization numbers
+    included (revoked here). Holds the patient lock, so no gate decides concurrently on older facts."""
     errors: dict[str, list[str]] = {}
     _not_future(errors, "noted_on", data.get("noted_on"), timezone.localdate(now))
     if errors:
         raise ValidationFailed(errors)
     with transaction.atomic():
-        item = Contraindication.objects.create(patient=patient, recorded_by=actor, **data)
+        locked = _lock(patient)
+        item = Contraindication.objects.create(patient=locked, recorded_by=actor, **data)
+        revoked = authorizations_revoke_where(
+            actor=actor, now=now, reason=f"Contraindication recorded: {data['kind']}", patient=locked
+        )
         audit_record(
             actor=actor,
             action="contraindication.record",
-            subject=patient,
-            changes={"contraindication": item.pk, **data},
+            subject=locked,
+            changes={"contraindication": item.pk, **data, "authorizations_revoked": revoked},
         )
     return item
 
@@ -305,6 +311,8 @@ def patient_transfer(*, patient: Patient, actor: User, prescriber_npi: str, now:
         locked.prescriber = target
         locked.save(update_fields=["prescriber", "updated_at"])
         PatientGroupObjectPermission.objects.filter(content_object=locked).update(group=team)
+        # GATE-1: numbers granted on the old prescriber of record no longer hold.
+        authorizations_revoke_where(actor=actor, now=now, reason="Transfer of care", patient=locked)
         audit_record(
             actor=actor,
             action="patient.transfer",
@@ -359,6 +367,10 @@ def patient_status_change(
                 "updated_at",
             ]
         )
+        if to in (PS.SUSPENDED, PS.DISCONTINUED, PS.DECEASED):  # ACT-8: no further dispensing
+            authorizations_revoke_where(
+                actor=actor, now=now, reason=f"Patient {to}: {reason}", patient=locked
+            )
         audit_record(
             actor=actor,
             action=f"patient.{verb}",

@@ -184,12 +184,10 @@ def _as_date(value: Any) -> dt.date | None:
 
 
 def _patient_with_facts(
-    where: str, params: list[Any], *, now: dt.datetime, on_date: dt.date | None, lock: bool
+    where: str, params: list[Any], *, now: dt.datetime, on_date: dt.date | None
 ) -> Patient | None:
     db_date = connection.ops.adapt_datefield_value
     sql = _FACTS_SQL[(on_date is not None, connection.vendor == "postgresql")] + where
-    if lock and connection.features.has_select_for_update_of:
-        sql += " FOR UPDATE OF p"
     postgres = connection.vendor == "postgresql"
     all_params = (
         ([connection.ops.adapt_datetimefield_value(now)] if postgres else [])
@@ -339,14 +337,26 @@ def patient_by_registry_id(
     canonical = parse_registry_id(rems_patient_id)
     if canonical is None:
         return None
-    # With `lock`, the patient row only is locked: writers on one patient serialize here.
-    return _patient_with_facts(
-        "p.rems_patient_id = %s AND p.date_of_birth = %s",
-        [canonical, connection.ops.adapt_datefield_value(date_of_birth)],
-        now=now,
-        on_date=on_date,
-        lock=lock,
+    if not lock:
+        return _patient_with_facts(
+            "p.rems_patient_id = %s AND p.date_of_birth = %s",
+            [canonical, connection.ops.adapt_datefield_value(date_of_birth)],
+            now=now,
+            on_date=on_date,
+        )
+    # Lock first, in a statement of its own, then read the facts in a new statement: under READ COMMITTED
+    # a statement that waited for the lock still returns the subqueries of the snapshot it started with,
+    # so locking and reading in one statement would decide on facts from before the lock holder's commit.
+    # Every writer that changes a gate's facts (course planning and cancelling, infusions, authorizations,
+    # status changes, contraindications) holds this lock.
+    locked = list(
+        Patient.objects.select_for_update()
+        .filter(rems_patient_id=canonical, date_of_birth=date_of_birth)
+        .values_list("pk", flat=True)
     )
+    if not locked:
+        return None
+    return _patient_with_facts("p.id = %s", [_db_pk(locked[0])], now=now, on_date=on_date)
 
 
 def facts_load(
@@ -368,9 +378,7 @@ def facts_load(
         patient.prescriber = prescriber  # the prescription names the prescriber of record: no second read
     if patient is not None:
         if not annotated:
-            loaded = _patient_with_facts(
-                "p.id = %s", [_db_pk(patient.pk)], now=now, on_date=on_date, lock=False
-            )
+            loaded = _patient_with_facts("p.id = %s", [_db_pk(patient.pk)], now=now, on_date=on_date)
             assert loaded is not None
             if Patient.prescriber.is_cached(patient):
                 loaded.prescriber = patient.prescriber  # already read under the caller's lock

@@ -14,13 +14,11 @@ from registry import rules
 from registry.errors import Conflict, InvalidTransition, ValidationFailed
 from registry.models import (
     OPEN_COURSE_STATUSES,
-    AuthorizationStatus,
     Course,
     CourseStatus,
     Decision,
     DecisionKind,
     Dispense,
-    DispenseAuthorization,
     Facility,
     Infusion,
     Patient,
@@ -36,10 +34,10 @@ from .decisions import (
     Outcome,
     decision_record,
     evaluate,
-    next_day_in_course,
     upcoming_course_number,
 )
 from .facts import Facts, certified_participant, facts_load, patient_by_registry_id
+from .revocation import authorizations_revoke_where
 
 COURSE_NOT_ALLOWED = "course_not_allowed"
 # No LEMTRADA course predates the drug's approval; older dates are typing errors, even in legacy imports.
@@ -119,13 +117,8 @@ def course_cancel(*, course: Course, actor: User, reason: str, now: dt.datetime)
         before = locked.status
         locked.status, locked.cancelled_reason, locked.cancelled_at = CourseStatus.CANCELLED, reason, now
         locked.save(update_fields=["status", "cancelled_reason", "cancelled_at", "updated_at"])
-        revoked = DispenseAuthorization.objects.filter(
-            course=locked, status=AuthorizationStatus.ACTIVE
-        ).update(
-            status=AuthorizationStatus.REVOKED,
-            revoked_at=now,
-            revoked_by=actor,
-            revoke_reason=f"Course cancelled: {reason}",
+        revoked = authorizations_revoke_where(
+            actor=actor, now=now, reason=f"Course cancelled: {reason}", course=locked
         )
         audit_record(
             actor=actor,
@@ -160,6 +153,8 @@ def _infusion_input_errors(*, actor: User, data: dict[str, Any], now: dt.datetim
     on = data["administered_on"]
     if on > today:
         errors["administered_on"] = ["Cannot be in the future."]
+    elif on < LEGACY_HISTORY_STARTS:
+        errors["administered_on"] = [f"Cannot be before {LEGACY_HISTORY_STARTS.isoformat()}."]
     elif actor.role == Role.FACILITY:
         limit = rules.current().facility_backdate_days
         if on < today - dt.timedelta(days=limit):
@@ -213,7 +208,16 @@ def infusion_record(
             on_date=on,
         )
         evaluation = evaluate(INFUSION_REQUIREMENTS, facts)
-        dispense = _dispense_for(data.get("dispense_id"), patient, facility) if evaluation.approved else None
+        dispense = (
+            _dispense_for(
+                data.get("dispense_id"),
+                patient,
+                facility,
+                facts.open_course.id if facts.open_course else None,
+            )
+            if evaluation.approved
+            else None
+        )
         kind = DecisionKind.INFUSION if record else DecisionKind.INFUSION_CHECK
         decision = decision_record(kind=kind, evaluation=evaluation, facts=facts, actor=actor, inputs=inputs)
         infusion = None
@@ -234,17 +238,34 @@ def infusion_record(
     return InfusionOutcome(decision=decision, evaluation=evaluation, infusion=infusion, facts=facts)
 
 
-def _dispense_for(dispense_id: Any, patient: Patient | None, facility: Facility | None) -> Dispense | None:
+def _dispense_for(
+    dispense_id: Any, patient: Patient | None, facility: Facility | None, course_id: Any
+) -> Dispense | None:
+    """The dispense an infusion draws its vial from: this patient's, to this facility, for the open course,
+    with a vial left (GATE-2: a dispense backs at most `vials` infusions). Locked, so two infusions cannot
+    both take its last vial."""
     if not dispense_id:
         return None
-    dispense = Dispense.objects.select_related("authorization").filter(pk=dispense_id).first()
+    dispense = (
+        Dispense.objects.select_for_update(of=("self",))
+        .select_related("authorization")
+        .filter(pk=dispense_id)
+        .first()
+    )
     if (
         dispense is None
         or patient is None
         or dispense.patient_id != patient.pk
         or (facility is not None and dispense.authorization.facility_id != facility.pk)
+        or dispense.authorization.course_id != course_id
     ):
-        raise ValidationFailed({"dispense_id": ["No dispense of this patient to this facility has this id."]})
+        raise ValidationFailed(
+            {"dispense_id": ["No dispense of this patient to this facility for the open course has this id."]}
+        )
+    if Infusion.objects.filter(dispense=dispense).count() >= dispense.vials:
+        raise ValidationFailed(
+            {"dispense_id": [f"All {dispense.vials} vial(s) of this dispense are infused."]}
+        )
     return dispense
 
 
@@ -261,7 +282,13 @@ def _infusion_create(
 ) -> Infusion:
     on = data["administered_on"]
     course = Course.objects.select_for_update().get(pk=course_id)
-    day = next_day_in_course(facts)
+    if (
+        course.status not in OPEN_COURSE_STATUSES
+    ):  # cannot happen under the patient lock; never infuse into one
+        raise DoNotInfuse(
+            reasons=[{"code": "no_open_course", "detail": f"Course {course.number} is {course.status}."}]
+        )
+    day = course.doses_given + 1
     try:
         with transaction.atomic():
             infusion = Infusion.objects.create(

@@ -34,6 +34,7 @@ from registry.models import Course, Role
 from registry.permissions import PRESCRIBING
 from registry.selectors import patients_visible_to
 from registry.services import dispensing, treatment
+from registry.services.decisions import next_day_in_course
 
 from .base import RegistryViewSet
 
@@ -101,7 +102,7 @@ class InfusionViewSet(RegistryViewSet):
             {
                 "decision": "infuse" if outcome.approved else "do_not_infuse",
                 "decision_id": outcome.decision.pk,
-                "day_in_course": treatment.next_day_in_course(outcome.facts)
+                "day_in_course": next_day_in_course(outcome.facts)
                 if outcome.facts.patient
                 else None,
                 "reasons": outcome.evaluation.reasons,
