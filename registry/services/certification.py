@@ -37,7 +37,7 @@ def prescriber_requirements(p: Prescriber, program: rules.ProgramSettings) -> li
         missing.append("valid_npi")
     if (
         p.knowledge_assessment_score is None
-        or p.knowledge_assessment_score < program.knowledge_assessment_pass_score
+        or p.knowledge_assessment_score < rules.KNOWLEDGE_ASSESSMENT_PASS_SCORE
         or p.knowledge_assessment_passed_on is None
     ):
         missing.append("knowledge_assessment_passed")

@@ -17,6 +17,7 @@ from typing import Any
 from dateutil.relativedelta import relativedelta
 from django.db import transaction
 
+from registry import rules
 from registry.middleware import current_request_id
 from registry.models import Decision, DecisionKind, DecisionOutcome, LabTest, PatientStatus, User
 
@@ -226,13 +227,11 @@ def screening_complete(f: Facts) -> Check:
             problems.append("absence of active infection not attested")
         if s.tb_screened_on is None:
             problems.append("TB screening date missing")
-        lead = dt.timedelta(weeks=f.program.vaccination_lead_weeks)
+        lead = dt.timedelta(weeks=rules.VACCINATION_LEAD_WEEKS)
         if s.vaccinations_completed_on is None:
             problems.append("vaccination completion date missing")
         elif s.vaccinations_completed_on > reference_date(f) - lead:
-            problems.append(
-                f"vaccinations completed less than {f.program.vaccination_lead_weeks} weeks before"
-            )
+            problems.append(f"vaccinations completed less than {rules.VACCINATION_LEAD_WEEKS} weeks before")
     if not problems:
         return _ok("screening_complete")
     return _fail("screening_complete", "screening_incomplete", _sentence(problems))
@@ -404,9 +403,9 @@ def doses_within_remaining(f: Facts) -> Check:
 
 def dose_is_standard(f: Facts) -> Check:
     """CRS-1: every dose is 12 mg (*setting*)."""
-    if f.request.get("dose_mg") == f.program.dose_mg:
+    if f.request.get("dose_mg") == rules.DOSE_MG:
         return _ok("dose_is_standard")
-    return _fail("dose_is_standard", "invalid_dose", f"Each dose is {f.program.dose_mg} mg IV.")
+    return _fail("dose_is_standard", "invalid_dose", f"Each dose is {rules.DOSE_MG} mg IV.")
 
 
 @needs_patient("duplicate_infusion_day")
@@ -428,11 +427,9 @@ def premedication_given(f: Facts) -> Check:
     """GATE-3: corticosteroid premedication on days 1-3 (*setting*); antiviral prophylaxis started on day 1."""
     day = next_day_in_course(f)
     missing = []
-    if day <= f.program.corticosteroid_premedication_days and not f.request.get(
-        "corticosteroid_premedication"
-    ):
+    if day <= rules.CORTICOSTEROID_PREMEDICATION_DAYS and not f.request.get("corticosteroid_premedication"):
         missing.append(
-            f"corticosteroid premedication is required on days 1-{f.program.corticosteroid_premedication_days}"
+            f"corticosteroid premedication is required on days 1-{rules.CORTICOSTEROID_PREMEDICATION_DAYS}"
         )
     if day == 1 and not f.request.get("antiviral_prophylaxis"):
         missing.append("antiviral prophylaxis must start on day 1")
@@ -444,12 +441,12 @@ def premedication_given(f: Facts) -> Check:
 def observation_long_enough(f: Facts) -> Check:
     """GATE-3: at least 120 minutes (*setting*) of post-infusion observation."""
     minutes = f.request.get("observation_minutes")
-    if minutes is not None and minutes >= f.program.min_observation_minutes:
+    if minutes is not None and minutes >= rules.MIN_OBSERVATION_MINUTES:
         return _ok("observation_long_enough")
     return _fail(
         "observation_long_enough",
         "observation_too_short",
-        f"Post-infusion observation must be at least {f.program.min_observation_minutes} minutes.",
+        f"Post-infusion observation must be at least {rules.MIN_OBSERVATION_MINUTES} minutes.",
     )
 
 

@@ -65,13 +65,12 @@ def patient_enroll(*, actor: User, data: dict[str, Any], now: dt.datetime) -> Pa
     prescriber of record. ACT-9: under 17 (*setting*) at enrollment is refused. ID-4: the registry ID is
     random with a check character; a collision (vanishingly rare) is retried."""
     today = timezone.localdate(now)
-    program = rules.current()
     errors: dict[str, list[str]] = {}
     _not_future(errors, "date_of_birth", data["date_of_birth"], today)
     _not_future(errors, "enrollment_signed_on", data["enrollment_signed_on"], today)
-    if not errors and _age_on(data["date_of_birth"], today) < program.minimum_enrollment_age_years:
+    if not errors and _age_on(data["date_of_birth"], today) < rules.MINIMUM_ENROLLMENT_AGE_YEARS:
         raise ValidationFailed(
-            {"date_of_birth": [f"Patients under {program.minimum_enrollment_age_years} cannot be enrolled."]},
+            {"date_of_birth": [f"Patients under {rules.MINIMUM_ENROLLMENT_AGE_YEARS} cannot be enrolled."]},
             "The patient is below the minimum enrollment age (ACT-9).",
             code="patient_under_minimum_age",
         )

@@ -81,13 +81,12 @@ def course_plan(*, patient: Patient, actor: User, planned_start_on: dt.date, now
         )
         if evaluation.approved:
             number = upcoming_course_number(facts)
-            program = facts.program
             course = Course.objects.create(
                 patient=locked,
                 number=number,
                 planned_start_on=planned_start_on,
                 planned_by=actor,
-                planned_doses=program.course_1_doses if number == 1 else program.later_course_doses,
+                planned_doses=rules.COURSE_1_DOSES if number == 1 else rules.LATER_COURSE_DOSES,
             )
             audit_record(
                 actor=actor,

@@ -102,9 +102,7 @@ class InfusionViewSet(RegistryViewSet):
             {
                 "decision": "infuse" if outcome.approved else "do_not_infuse",
                 "decision_id": outcome.decision.pk,
-                "day_in_course": next_day_in_course(outcome.facts)
-                if outcome.facts.patient
-                else None,
+                "day_in_course": next_day_in_course(outcome.facts) if outcome.facts.patient else None,
                 "reasons": outcome.evaluation.reasons,
                 "requirements": outcome.evaluation.requirements(),
             }
