@@ -323,7 +323,9 @@ def test_a_course_cannot_be_stretched_past_its_dose_window_CRS_2(patient, facili
 def test_a_dose_cannot_be_backdated_before_the_previous_dose_CRS_2(patient, facility):
     """CRS-2: each dose comes after the one before; a facility back-dating day 2 before day 1 is refused."""
     with frozen(DAY0 + dt.timedelta(days=2)):
-        assert facility.post(INFUSIONS, infusion_body(patient, DAY0 + dt.timedelta(days=1))).status_code == 201
+        assert (
+            facility.post(INFUSIONS, infusion_body(patient, DAY0 + dt.timedelta(days=1))).status_code == 201
+        )
         response = facility.post(INFUSIONS, infusion_body(patient, DAY0, day=2))
     _do_not_infuse(response, ["course_interval_not_met"], infusions=1)
 
