@@ -349,14 +349,15 @@ def patient_by_registry_id(
     # so locking and reading in one statement would decide on facts from before the lock holder's commit.
     # Every writer that changes a gate's facts (course planning and cancelling, infusions, authorizations,
     # status changes, contraindications) holds this lock.
-    locked = list(
-        Patient.objects.select_for_update()
-        .filter(rems_patient_id=canonical, date_of_birth=date_of_birth)
-        .values_list("pk", flat=True)
-    )
-    if not locked:
+    lock_sql = "SELECT id FROM registry_patient WHERE rems_patient_id = %s AND date_of_birth = %s"
+    if connection.features.has_select_for_update:
+        lock_sql += " FOR UPDATE"
+    with connection.cursor() as cursor:
+        cursor.execute(lock_sql, [canonical, connection.ops.adapt_datefield_value(date_of_birth)])
+        row = cursor.fetchone()
+    if row is None:
         return None
-    return _patient_with_facts("p.id = %s", [_db_pk(locked[0])], now=now, on_date=on_date)
+    return _patient_with_facts("p.id = %s", [row[0]], now=now, on_date=on_date)
 
 
 def facts_load(
