@@ -6,6 +6,7 @@ SQLite is only the explicit quick-start default when DATABASE_URL is unset.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import environ
@@ -116,7 +117,11 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(BASE_DIR / "staticfiles")))
+# whitenoise warns on every request while the collected-static folder does not exist; in a read-only
+# image collectstatic made it at build time.
+with contextlib.suppress(OSError):
+    STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
