@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+from typing import Any
 
 import factory
 from django.utils import timezone
@@ -90,3 +91,39 @@ class PharmacyFactory(_SiteFactory):
     name = factory.Sequence(lambda n: f"Specialty Pharmacy {n}")
     ncpdp_id = factory.LazyFunction(lambda: str(next(_ncpdp_seq)))
     staff_training_completed_on = factory.LazyFunction(lambda: timezone.localdate() - dt.timedelta(days=30))
+
+
+_body_ncpdp = iter(range(3000000, 3999999))
+
+
+def create_body(kind: str, **overrides: Any) -> dict[str, Any]:
+    """A registration body that meets every certification requirement of its kind (ACT-2..4)."""
+    if kind == "prescribers":
+        body = {
+            "npi": make_npi(),
+            "first_name": "Ada",
+            "last_name": "Lovelace",
+            "email": "ada@example.org",
+            "credentials": "MD",
+            "knowledge_assessment_score": 8,
+            "knowledge_assessment_passed_on": "2026-10-01",
+            "enrollment_signed_on": "2026-10-02",
+        }
+    else:
+        body = {
+            "npi": make_npi(),
+            "name": "Riverside Infusion Center",
+            "address_line1": "1 Main St",
+            "city": "Boston",
+            "state": "MA",
+            "postal_code": "02139",
+            "authorized_rep_name": "Rita Rep",
+            "authorized_rep_email": "rita@example.org",
+            "enrollment_signed_on": "2026-10-02",
+        }
+        if kind == "facilities":
+            body["infusion_reaction_readiness_attested_on"] = "2026-10-03"
+        else:
+            body["ncpdp_id"] = str(next(_body_ncpdp))
+            body["staff_training_completed_on"] = "2026-10-03"
+    return {**body, **overrides}

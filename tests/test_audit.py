@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-import itertools
 import re
 from typing import Any
 
@@ -19,7 +18,7 @@ from django.db import DatabaseError, connection, transaction
 from registry.models import AuditEvent, CertificationStatus, Decision, Facility, Pharmacy, Prescriber, User
 from registry.services.audit import audit_record
 
-from .factories import FacilityFactory, PharmacyFactory, PrescriberFactory, make_npi
+from .factories import FacilityFactory, PharmacyFactory, PrescriberFactory, create_body
 
 pytestmark = pytest.mark.django_db
 
@@ -33,36 +32,6 @@ FACTORIES: dict[str, Any] = {
 MODELS: dict[str, Any] = {"prescribers": Prescriber, "facilities": Facility, "pharmacies": Pharmacy}
 ROLE = {"prescribers": "prescriber", "facilities": "facility", "pharmacies": "pharmacy"}
 NOW = dt.datetime(2026, 11, 4, 16, 45, tzinfo=dt.UTC)
-_ncpdp = itertools.count(4000000)
-
-
-def create_body(kind: str, **overrides: Any) -> dict[str, Any]:
-    if kind == "prescribers":
-        body: dict[str, Any] = {
-            "npi": make_npi(),
-            "first_name": "Grace",
-            "last_name": "Hopper",
-            "email": "grace@example.org",
-            "knowledge_assessment_score": 8,
-            "knowledge_assessment_passed_on": "2026-10-01",
-            "enrollment_signed_on": "2026-10-02",
-        }
-    else:
-        body = {
-            "npi": make_npi(),
-            "name": "North Site",
-            "city": "Boston",
-            "state": "MA",
-            "authorized_rep_name": "Rita Rep",
-            "authorized_rep_email": "rita@example.org",
-            "enrollment_signed_on": "2026-10-02",
-        }
-        if kind == "facilities":
-            body["infusion_reaction_readiness_attested_on"] = "2026-10-03"
-        else:
-            body["ncpdp_id"] = str(next(_ncpdp))
-            body["staff_training_completed_on"] = "2026-10-03"
-    return {**body, **overrides}
 
 
 class AuditLog:

@@ -26,7 +26,7 @@ from registry.models import (
 from registry.services.accounts import api_key_revoke
 
 from .conftest import client_with_key
-from .factories import FacilityFactory, PharmacyFactory, PrescriberFactory, make_npi
+from .factories import FacilityFactory, PharmacyFactory, PrescriberFactory, create_body
 
 pytestmark = pytest.mark.django_db
 
@@ -45,40 +45,6 @@ KIND_OF_PERSONA = {
     "facility": "facilities",
     "pharmacy": "pharmacies",
 }
-_ncpdp = iter(range(3000000, 3999999))
-
-
-def create_body(kind: str, **overrides: Any) -> dict[str, Any]:
-    """A registration body that meets every certification requirement of its kind (ACT-2..4)."""
-    if kind == "prescribers":
-        body = {
-            "npi": make_npi(),
-            "first_name": "Ada",
-            "last_name": "Lovelace",
-            "email": "ada@example.org",
-            "credentials": "MD",
-            "knowledge_assessment_score": 8,
-            "knowledge_assessment_passed_on": "2026-10-01",
-            "enrollment_signed_on": "2026-10-02",
-        }
-    else:
-        body = {
-            "npi": make_npi(),
-            "name": "Riverside Infusion Center",
-            "address_line1": "1 Main St",
-            "city": "Boston",
-            "state": "MA",
-            "postal_code": "02139",
-            "authorized_rep_name": "Rita Rep",
-            "authorized_rep_email": "rita@example.org",
-            "enrollment_signed_on": "2026-10-02",
-        }
-        if kind == "facilities":
-            body["infusion_reaction_readiness_attested_on"] = "2026-10-03"
-        else:
-            body["ncpdp_id"] = str(next(_ncpdp))
-            body["staff_training_completed_on"] = "2026-10-03"
-    return {**body, **overrides}
 
 
 def db_state() -> dict[str, Any]:

@@ -33,21 +33,13 @@ from registry.services.enrollment import (
 )
 
 from .factories import PrescriberFactory
+from .gate_helpers import BASELINE_LABS as BASELINE
 
 pytestmark = pytest.mark.django_db
 
 NOW = dt.datetime(2026, 3, 2, 15, 0, tzinfo=dt.UTC)
 TODAY = NOW.date()
 DAY = dt.timedelta(days=1)
-BASELINE = (
-    "cbc_differential",
-    "serum_creatinine",
-    "urinalysis",
-    "urine_protein_creatinine_ratio",
-    "thyroid_function",
-    "liver_function",
-    "skin_exam",
-)
 
 ROLES = (
     "admin",

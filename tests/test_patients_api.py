@@ -35,6 +35,7 @@ from registry.services.enrollment import (
 
 from .conftest import Persona, participant_persona
 from .factories import PrescriberFactory
+from .gate_helpers import BASELINE_LABS as BASELINE
 
 pytestmark = pytest.mark.django_db
 
@@ -43,15 +44,6 @@ NOW = dt.datetime(2026, 3, 2, 15, 0, tzinfo=dt.UTC)
 TODAY = NOW.date()
 DAY = dt.timedelta(days=1)
 
-BASELINE = (
-    "cbc_differential",
-    "serum_creatinine",
-    "urinalysis",
-    "urine_protein_creatinine_ratio",
-    "thyroid_function",
-    "liver_function",
-    "skin_exam",
-)
 REQUIREMENT_NAMES = [
     "prescriber_of_record_certified",
     "baseline_labs_complete",
