@@ -610,3 +610,8 @@ class InfusionAdmin(ReadOnlyAdmin):
     search_fields = ("patient__rems_patient_id", "facility__name", "facility__npi")
     list_select_related = ("patient", "course", "facility")
     date_hierarchy = "administered_on"
+
+
+admin.site.site_header = "LEMTRADA REMS registry"
+admin.site.site_title = "REMS registry admin"
+admin.site.index_title = "REMS administration"
