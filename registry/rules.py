@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings as django_settings
+from django.core.exceptions import ImproperlyConfigured
 
 # Fixed rules (DOMAIN.md gives these numbers without *setting*; the database constraints hold them too).
 KNOWLEDGE_ASSESSMENT_QUESTIONS = 8  # ACT-2
@@ -61,10 +62,21 @@ class ProgramSettings:
         return dataclasses.asdict(self)
 
 
+_OPTIONAL = {"certification_validity_days"}
+
+
 def _coerce(field: dataclasses.Field[Any], raw: Any) -> Any:
     if raw is None or raw == "" or (isinstance(raw, str) and raw.lower() == "none"):
+        if field.name not in _OPTIONAL:
+            raise ImproperlyConfigured(f"REMS setting {field.name} needs a number.")
         return None
-    return int(raw)
+    try:
+        value = int(raw)
+    except (TypeError, ValueError) as exc:
+        raise ImproperlyConfigured(f"REMS setting {field.name}={raw!r} is not a whole number.") from exc
+    if value < 0:
+        raise ImproperlyConfigured(f"REMS setting {field.name} cannot be negative.")
+    return value
 
 
 def current() -> ProgramSettings:

@@ -402,6 +402,8 @@ def test_act5_pharmacy_expiry_set_in_the_past_refuses_an_outstanding_number(
     }
     assert not Dispense.objects.exists()
     assert DispenseAuthorization.objects.get(number=number).status == AuthorizationStatus.ACTIVE
+    # GATE-2: the status a pharmacy reads agrees with the dispense answer.
+    assert pharmacy.get(f"/api/v1/dispense-authorizations/{number}").json()["status"] == "revoked"
 
 
 # --- 4. Dispense vial accounting (GATE-2, GATE-3) ---------------------------------------------------------
@@ -568,3 +570,54 @@ def test_gate3_ancient_legacy_infusion_date_is_400_not_500(patient, admin, facil
     assert response.json()["errors"] == {"administered_on": ["Cannot be before 2010-01-01."]}
     assert not Infusion.objects.exists()
     assert not Decision.objects.filter(kind__in=["infusion", "infusion_check"]).exists()
+
+
+# --- 7. Second review -------------------------------------------------------------------------------------
+
+
+def test_crs4_a_later_lab_does_not_hide_one_valid_on_a_backdated_first_dose(patient, prescriber, facility):
+    """CRS-4, API.md backdating: labs of DAY0-3 hold for a first dose given on DAY0; a CBC drawn on DAY0+1
+    (after that dose) must not make the DAY0 dose look as if it had no pre-course labs when the facility
+    records it on DAY0+2."""
+    from registry.services.enrollment import lab_result_record
+
+    lab_result_record(
+        patient=patient,
+        actor=prescriber.user,
+        now=moment(DAY0 + dt.timedelta(days=1)),
+        data={"test": "cbc_differential", "collected_on": DAY0 + dt.timedelta(days=1), "result": "normal"},
+    )
+    with frozen(DAY0 + dt.timedelta(days=2)):
+        response = facility.post("/api/v1/infusions", infusion_body(patient, DAY0))
+    assert response.status_code == 201, response.json()
+    assert response.json()["day_in_course"] == 1
+
+
+def test_gate2_more_vials_than_authorized_is_a_409_not_a_400(patient, prescriber, facility, pharmacy):
+    """API.md: `vials_exceed_authorization` is the answer for vials beyond the authorization's doses."""
+    number = approved_number(request_authorization(pharmacy, patient, prescriber, facility, doses=5))
+    response = pharmacy.post(DISPENSES, {"authorization_number": number, "vials": 6})
+    assert response.status_code == 409, response.json()
+    assert response.json()["code"] == "vials_exceed_authorization"
+    assert not Dispense.objects.exists()
+
+
+def test_malformed_delegate_id_is_not_found(admin, prescriber):
+    """A delegate id that is no UUID names no delegate: 404, not a validation error."""
+    response = admin.delete(
+        f"/api/v1/prescribers/{prescriber.participant.pk}/delegates/0123456789abcdef0123456789abcdef0123"
+    )
+    assert response.status_code == 404, response.json()
+    assert response.json()["code"] == "not_found"
+
+
+@pytest.mark.parametrize("raw", ["seven", "none", "-1"])
+def test_malformed_program_setting_is_refused_at_start_up(settings, raw):
+    """rules.py: a bad REMS_* value stops start-up (AppConfig.ready) instead of failing every gate."""
+    from django.core.exceptions import ImproperlyConfigured
+
+    from registry import rules
+
+    settings.REMS_SETTINGS = {"authorization_validity_days": raw}
+    with pytest.raises(ImproperlyConfigured):
+        rules.current()

@@ -6,6 +6,7 @@ import datetime as dt
 import hashlib
 import hmac
 import secrets
+import uuid
 
 from django.contrib.auth.models import Group
 from django.db import transaction
@@ -123,7 +124,7 @@ def delegate_add(
 ) -> tuple[User, ApiKey, str]:
     """A delegate acting for `prescriber`, a member of its care team, with a first API key."""
     with transaction.atomic():
-        prescriber = Prescriber.objects.select_for_update().get(pk=prescriber.pk)
+        prescriber = Prescriber.objects.select_for_update(no_key=True).get(pk=prescriber.pk)
         user = User(
             username=f"delegate-{secrets.token_hex(8)}",
             role=Role.DELEGATE,
@@ -147,10 +148,14 @@ def delegate_add(
 
 def delegate_remove(*, prescriber: Prescriber, delegate_id: str, actor: User, now: dt.datetime) -> None:
     """Removes the delegate and all its access at once: out of the care team, user inactive, keys revoked."""
+    try:
+        delegate_uuid = uuid.UUID(str(delegate_id))
+    except ValueError as exc:
+        raise NotFound("No such delegate.") from exc
     with transaction.atomic():
         user = (
             User.objects.select_for_update()
-            .filter(pk=delegate_id, role=Role.DELEGATE, prescriber=prescriber, is_active=True)
+            .filter(pk=delegate_uuid, role=Role.DELEGATE, prescriber=prescriber, is_active=True)
             .first()
         )
         if user is None:

@@ -118,7 +118,7 @@ def participant_update(*, participant: P, actor: User, data: dict[str, Any]) -> 
     data = {k: v for k, v in data.items() if k not in {"status", "id"}}
     try:
         with transaction.atomic():
-            locked = type(participant).objects.select_for_update().get(pk=participant.pk)
+            locked = type(participant).objects.select_for_update(no_key=True).get(pk=participant.pk)
             changes = field_changes(locked, data)
             active = locked.status in (S.CERTIFIED, S.SUSPENDED)
             if active and {"npi", "ncpdp_id"} & changes.keys():
@@ -164,7 +164,7 @@ def _transition(
     check: bool = False,
 ) -> P:
     with transaction.atomic():
-        locked = type(participant).objects.select_for_update().get(pk=participant.pk)
+        locked = type(participant).objects.select_for_update(no_key=True).get(pk=participant.pk)
         renewing = verb == "certify" and locked.status == S.CERTIFIED and not locked.is_certified_at(now)
         if locked.status not in allowed_from and not renewing:
             raise InvalidTransition(

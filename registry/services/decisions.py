@@ -215,7 +215,7 @@ def baseline_labs_complete(f: Facts) -> Check:
 @needs_patient("screening_incomplete")
 def screening_complete(f: Facts) -> Check:
     """ACT-7: HIV negative, no active infection, TB screened, vaccinations completed at least 6 weeks
-    (*setting*) before the reference day."""
+    before the reference day."""
     s = f.screening
     problems = []
     if s is None:
@@ -402,7 +402,7 @@ def doses_within_remaining(f: Facts) -> Check:
 
 
 def dose_is_standard(f: Facts) -> Check:
-    """CRS-1: every dose is 12 mg (*setting*)."""
+    """CRS-1: every dose is 12 mg."""
     if f.request.get("dose_mg") == rules.DOSE_MG:
         return _ok("dose_is_standard")
     return _fail("dose_is_standard", "invalid_dose", f"Each dose is {rules.DOSE_MG} mg IV.")
@@ -424,7 +424,7 @@ def next_day_in_course(f: Facts) -> int:
 
 
 def premedication_given(f: Facts) -> Check:
-    """GATE-3: corticosteroid premedication on days 1-3 (*setting*); antiviral prophylaxis started on day 1."""
+    """GATE-3: corticosteroid premedication on days 1-3; antiviral prophylaxis started on day 1."""
     day = next_day_in_course(f)
     missing = []
     if day <= rules.CORTICOSTEROID_PREMEDICATION_DAYS and not f.request.get("corticosteroid_premedication"):
@@ -439,7 +439,7 @@ def premedication_given(f: Facts) -> Check:
 
 
 def observation_long_enough(f: Facts) -> Check:
-    """GATE-3: at least 120 minutes (*setting*) of post-infusion observation."""
+    """GATE-3: at least 120 minutes of post-infusion observation."""
     minutes = f.request.get("observation_minutes")
     if minutes is not None and minutes >= rules.MIN_OBSERVATION_MINUTES:
         return _ok("observation_long_enough")

@@ -6,7 +6,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from registry.errors import Conflict, InvalidTransition, NotFound
@@ -30,7 +30,7 @@ from registry.models import (
 
 from .audit import audit_record
 from .decisions import DISPENSE_REQUIREMENTS, Evaluation, decision_record, evaluate
-from .facts import Facts, facts_load, participants_by_npi, patient_by_registry_id
+from .facts import Facts, facts_load, participants_for_authorization, patient_by_registry_id
 
 
 @dataclass(frozen=True)
@@ -51,9 +51,17 @@ def authorization_request(
     The patient row is locked for the check, so two pharmacies asking at once cannot both be granted the
     course's last doses."""
     with transaction.atomic():
-        patient = patient_by_registry_id(data["rems_patient_id"], data["date_of_birth"], now=now, lock=True)
-        facility, prescriber = participants_by_npi(
-            facility_npi=data["facility_npi"], prescriber_npi=data["prescriber_npi"]
+        patient = patient_by_registry_id(
+            data["rems_patient_id"],
+            data["date_of_birth"],
+            now=now,
+            labs_as_of=timezone.localdate(now),
+            lock=True,
+        )
+        pharmacy, facility, prescriber = participants_for_authorization(
+            pharmacy_id=pharmacy.pk if pharmacy else None,
+            facility_npi=data["facility_npi"],
+            prescriber_npi=data["prescriber_npi"],
         )
         facts = facts_load(
             patient=patient,
@@ -145,13 +153,15 @@ def authorization_for(*, user: User, number: str, lock: bool = False) -> Dispens
     canonical = parse_authorization_number(number)
     if canonical is None:
         return None
-    qs = DispenseAuthorization.objects.filter(number=canonical)
+    qs = DispenseAuthorization.objects.filter(number=canonical).select_related(
+        "pharmacy", "facility", "prescriber", "patient", "course"
+    )
     if user.role == Role.PHARMACY:
         qs = qs.filter(pharmacy_id=user.pharmacy_id)  # type: ignore[misc]
     elif user.role != Role.ADMIN:
         return None
     if lock:
-        qs = qs.select_for_update()
+        qs = qs.select_for_update(of=("self",))
     return qs.first()
 
 
@@ -198,6 +208,13 @@ def dispense_record(*, actor: User, data: dict[str, Any], now: dt.datetime) -> D
                 "No authorization issued to this pharmacy has this number.", code="authorization_not_found"
             )
         list(Patient.objects.select_for_update().filter(pk=found.patient_id).values_list("pk"))
+        if connection.vendor == "postgresql":
+            # The pharmacy is shared-locked before the authorization: a suspension (which locks the pharmacy,
+            # then its authorizations) and this dispense then queue in one order instead of deadlocking.
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT id FROM registry_pharmacy WHERE id = %s FOR SHARE", [found.pharmacy_id]
+                )
         authorization = (
             DispenseAuthorization.objects.select_for_update(of=("self",))
             .select_related("pharmacy", "facility", "prescriber", "patient", "course")
@@ -244,6 +261,16 @@ def dispense_record(*, actor: User, data: dict[str, Any], now: dt.datetime) -> D
             },
         )
     return dispense
+
+
+def authorization_state(authorization: DispenseAuthorization, now: dt.datetime) -> str:
+    """The status a reader sees (GATE-2): past its expiry an active number is expired; an active number
+    whose grounds no longer hold (a certification lapsed without an event) reads as revoked, as a dispense
+    of it would be refused."""
+    state = authorization.status_at(now)
+    if state == AuthorizationStatus.ACTIVE and _lapsed(authorization, now):
+        return AuthorizationStatus.REVOKED
+    return state
 
 
 def _lapsed(authorization: DispenseAuthorization, now: dt.datetime) -> str:

@@ -62,7 +62,7 @@ def _not_future(errors: dict[str, list[str]], field: str, value: dt.date | None,
 
 def patient_enroll(*, actor: User, data: dict[str, Any], now: dt.datetime) -> Patient:
     """ACT-6: a certified prescriber enrolls a patient with a signed enrollment form and becomes the
-    prescriber of record. ACT-9: under 17 (*setting*) at enrollment is refused. ID-4: the registry ID is
+    prescriber of record. ACT-9: under 17 at enrollment is refused. ID-4: the registry ID is
     random with a check character; a collision (vanishingly rare) is retried."""
     today = timezone.localdate(now)
     errors: dict[str, list[str]] = {}
@@ -77,7 +77,7 @@ def patient_enroll(*, actor: User, data: dict[str, Any], now: dt.datetime) -> Pa
     if errors:
         raise ValidationFailed(errors)
     with transaction.atomic():
-        prescriber = Prescriber.objects.select_for_update().get(pk=actor.prescriber_id)  # type: ignore[misc]
+        prescriber = Prescriber.objects.select_for_update(no_key=True).get(pk=actor.prescriber_id)  # type: ignore[misc]
         if not prescriber.is_certified_at(now):
             raise PrescriberNotCertified("Only a certified prescriber may enroll patients (ACT-6).")
         team = care_team_ensure(prescriber=prescriber)
@@ -249,7 +249,9 @@ def contraindication_record(
 
 
 def _lock(patient: Patient) -> Patient:
-    return Patient.objects.select_for_update().select_related("prescriber").get(pk=patient.pk)
+    """The patient row, locked (the prescriber is read, not locked: a lock there would serialize every
+    patient of that prescriber and cross with transfers)."""
+    return Patient.objects.select_for_update(of=("self",)).select_related("prescriber").get(pk=patient.pk)
 
 
 def patient_authorize(*, patient: Patient, actor: User, now: dt.datetime) -> Outcome:
@@ -295,7 +297,7 @@ def patient_transfer(*, patient: Patient, actor: User, prescriber_npi: str, now:
     with transaction.atomic():
         locked = _lock(patient)
         target = (
-            Prescriber.objects.select_for_update()
+            Prescriber.objects.select_for_update(no_key=True)
             .filter(npi=prescriber_npi, status=CertificationStatus.CERTIFIED)
             .first()
         )

@@ -9,7 +9,6 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-import psycopg
 from django.db import connection
 
 from registry import rules
@@ -113,15 +112,23 @@ GATE_LAB_TESTS = (
 )
 
 
+_PATIENT_FIELDS = Patient._meta.concrete_fields
+_PATIENT_ATTNAMES = [f.attname for f in _PATIENT_FIELDS]
+_PATIENT_SELECT = ", ".join(f"p.{f.column}" for f in _PATIENT_FIELDS)  # explicit: no `p.*` surprises
+_LAB_PARAMS = len(GATE_LAB_TESTS) + 2  # each lab subquery takes the reference day
+
+
 def _facts_sql(*, on_date: bool, postgres: bool) -> str:
     labs = ", ".join(
-        f"(SELECT MAX(l.collected_on) FROM registry_labresult l WHERE l.patient_id = p.id AND l.test = '{test}')"
+        f"(SELECT MAX(l.collected_on) FROM registry_labresult l WHERE l.patient_id = p.id AND l.test = '{test}'"
+        " AND l.collected_on <= %s)"
         f" AS lab_{test}"
         for test in GATE_LAB_TESTS
     )
     pregnancy = ", ".join(
         f"(SELECT MAX(l.collected_on) FROM registry_labresult l WHERE l.patient_id = p.id"
-        f" AND l.test = '{LabTest.PREGNANCY_TEST}' AND l.result = '{result}') AS preg_{result}_on"
+        f" AND l.test = '{LabTest.PREGNANCY_TEST}' AND l.result = '{result}' AND l.collected_on <= %s)"
+        f" AS preg_{result}_on"
         for result in (LabOutcome.NEGATIVE, LabOutcome.POSITIVE)
     )
     latest_screening = (
@@ -163,7 +170,7 @@ def _facts_sql(*, on_date: bool, postgres: bool) -> str:
         else "FALSE"
     )
     return (
-        f"SELECT p.*, {courses}{labs}, {pregnancy}, {screening}, "
+        f"SELECT {_PATIENT_SELECT}, {courses}{labs}, {pregnancy}, {screening}, "
         f"(SELECT {kinds} FROM registry_contraindication c WHERE c.patient_id = p.id) AS contraindication_kinds, "
         f"{infused} AS infused_on_date FROM registry_patient p{joins} WHERE "
     )
@@ -184,51 +191,39 @@ def _as_date(value: Any) -> dt.date | None:
 
 
 def _patient_with_facts(
-    where: str, params: list[Any], *, now: dt.datetime, on_date: dt.date | None
+    where: str, params: list[Any], *, now: dt.datetime, on_date: dt.date | None, labs_as_of: dt.date
 ) -> Patient | None:
-    db_date = connection.ops.adapt_datefield_value
-    sql = _FACTS_SQL[(on_date is not None, connection.vendor == "postgresql")] + where
+    """The patient with its facts as extra attributes. Labs count only if collected on or before
+    `labs_as_of` (the day the decision is about): a later lab must not hide one valid on that day."""
     postgres = connection.vendor == "postgresql"
+    sql = _FACTS_SQL[(on_date is not None, postgres)] + where
+    db_date = connection.ops.adapt_datefield_value
     all_params = (
         ([connection.ops.adapt_datetimefield_value(now)] if postgres else [])
+        + [db_date(labs_as_of)] * _LAB_PARAMS
         + ([db_date(on_date)] if on_date is not None else [])
         + params
     )
-    if connection.vendor != "postgresql":
+    if not postgres:  # SQLite returns text: the raw queryset applies the model fields' converters
         return next(iter(Patient.objects.raw(sql, all_params)), None)
-    # PostgreSQL: server-side parameters, so psycopg prepares this statement once it has seen it a few
-    # times on a (pooled) connection, and PostgreSQL stops re-planning its twenty subqueries, which cost
-    # as much as running them. Wrapped as Django wraps its own cursors: logged, counted, errors mapped.
-    connection.ensure_connection()
-    raw = psycopg.Cursor(connection.connection)
-    wrapped: Any = raw
-    cursor = (
-        connection.make_debug_cursor(wrapped)
-        if connection.queries_logged
-        else connection.make_cursor(wrapped)
-    )
-    with cursor:
+    with connection.cursor() as cursor:
         cursor.execute(sql, all_params)
         row = cursor.fetchone()
         if row is None:
             return None
         names = [column.name for column in cursor.description or ()]
-    values = dict(zip(names, row, strict=True))
-    patient = Patient.from_db(connection.alias, _PATIENT_ATTNAMES, [values[n] for n in _PATIENT_ATTNAMES])
-    for name, value in values.items():
-        if name not in _PATIENT_COLUMNS:
-            setattr(patient, name, value)
+    count = len(_PATIENT_ATTNAMES)
+    patient = Patient.from_db(connection.alias, _PATIENT_ATTNAMES, list(row[:count]))
+    for name, value in zip(names[count:], row[count:], strict=True):
+        setattr(patient, name, value)
     return patient
 
 
-_PATIENT_ATTNAMES = [f.attname for f in Patient._meta.concrete_fields]
-_PATIENT_COLUMNS = {f.column for f in Patient._meta.concrete_fields}
-
-
 def _sqlite_datetime(value: Any) -> dt.datetime | None:
-    if value is None or isinstance(value, dt.datetime):
-        return value
-    parsed = dt.datetime.fromisoformat(str(value))
+    """SQLite hands back naive UTC datetimes (or text); the registry compares aware ones."""
+    if value is None:
+        return None
+    parsed = value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(str(value))
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 
@@ -237,7 +232,6 @@ def participants_by_npi(
 ) -> tuple[Facility | None, Prescriber | None]:
     """The registered (not deactivated) facility and prescriber with these NPIs, in one statement. Only
     what a gate needs is loaded (id, status, expiry); other fields load on access."""
-    fields = ["id", "status", "certification_expires_at"]
     sql = (
         "SELECT 'facility', id, status, certification_expires_at FROM registry_facility"
         " WHERE npi = %s AND status <> 'deactivated'"
@@ -248,18 +242,54 @@ def participants_by_npi(
     with connection.cursor() as cursor:
         cursor.execute(sql, [facility_npi or "", prescriber_npi or ""])
         for kind, *values in cursor.fetchall():
-            model: Any = Facility if kind == "facility" else Prescriber
-            converted = (
-                [
-                    Facility._meta.pk.to_python(values[0]),
-                    values[1],
-                    _sqlite_datetime(values[2]),
-                ]
-                if connection.vendor != "postgresql"
-                else values
-            )
-            found.setdefault(kind, model.from_db(connection.alias, fields, converted))
+            found.setdefault(kind, _partial(Facility if kind == "facility" else Prescriber, list(values)))
     return found.get("facility"), found.get("prescriber")
+
+
+_GATE_FIELDS = ["id", "status", "certification_expires_at"]
+
+
+def _partial(model: Any, values: list[Any]) -> Any:
+    """A participant with only what a gate reads (id, status, expiry); other fields load on access."""
+    if connection.vendor != "postgresql":
+        values = [model._meta.pk.to_python(values[0]), values[1], _sqlite_datetime(values[2])]
+    return model.from_db(connection.alias, _GATE_FIELDS, values)
+
+
+def participants_for_authorization(
+    *, pharmacy_id: Any, facility_npi: str, prescriber_npi: str
+) -> tuple[Pharmacy | None, Facility | None, Prescriber | None]:
+    """GATE-1's three parties, read and share-locked in one statement (the common, approvable case), so
+    a suspension cannot commit between this read and the issue of a number; the suspension waits, and its
+    revocation then sees the number. When one is missing nothing can be approved: they are read unlocked."""
+    sql = (
+        "SELECT ph.id, ph.status, ph.certification_expires_at, f.id, f.status, f.certification_expires_at,"
+        " pr.id, pr.status, pr.certification_expires_at"
+        " FROM registry_pharmacy ph, registry_facility f, registry_prescriber pr"
+        " WHERE ph.id = %s AND f.npi = %s AND f.status <> 'deactivated'"
+        " AND pr.npi = %s AND pr.status <> 'deactivated'"
+    )
+    if connection.vendor == "postgresql":
+        sql += " FOR SHARE"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            sql,
+            [
+                Pharmacy._meta.pk.get_db_prep_value(pharmacy_id, connection),
+                facility_npi or "",
+                prescriber_npi or "",
+            ],
+        )
+        row = cursor.fetchone()
+    if row is not None:
+        return (
+            _partial(Pharmacy, list(row[0:3])),
+            _partial(Facility, list(row[3:6])),
+            _partial(Prescriber, list(row[6:9])),
+        )
+    pharmacy = Pharmacy.objects.filter(pk=pharmacy_id).first() if pharmacy_id else None
+    facility, prescriber = participants_by_npi(facility_npi=facility_npi, prescriber_npi=prescriber_npi)
+    return pharmacy, facility, prescriber
 
 
 def _course_facts(row: Any) -> CourseFacts:
@@ -329,6 +359,7 @@ def patient_by_registry_id(
     date_of_birth: dt.date,
     *,
     now: dt.datetime,
+    labs_as_of: dt.date,
     on_date: dt.date | None = None,
     lock: bool = False,
 ) -> Patient | None:
@@ -342,6 +373,7 @@ def patient_by_registry_id(
             "p.rems_patient_id = %s AND p.date_of_birth = %s",
             [canonical, connection.ops.adapt_datefield_value(date_of_birth)],
             now=now,
+            labs_as_of=labs_as_of,
             on_date=on_date,
         )
     # Lock first, in a statement of its own, then read the facts in a new statement: under READ COMMITTED
@@ -357,7 +389,7 @@ def patient_by_registry_id(
         row = cursor.fetchone()
     if row is None:
         return None
-    return _patient_with_facts("p.id = %s", [row[0]], now=now, on_date=on_date)
+    return _patient_with_facts("p.id = %s", [row[0]], now=now, on_date=on_date, labs_as_of=labs_as_of)
 
 
 def facts_load(
@@ -379,7 +411,12 @@ def facts_load(
         patient.prescriber = prescriber  # the prescription names the prescriber of record: no second read
     if patient is not None:
         if not annotated:
-            loaded = _patient_with_facts("p.id = %s", [_db_pk(patient.pk)], now=now, on_date=on_date)
+            labs_as_of = (
+                (request or {}).get("administered_on") or (request or {}).get("planned_start_on") or as_of
+            )
+            loaded = _patient_with_facts(
+                "p.id = %s", [_db_pk(patient.pk)], now=now, on_date=on_date, labs_as_of=labs_as_of
+            )
             assert loaded is not None
             if Patient.prescriber.is_cached(patient):
                 loaded.prescriber = patient.prescriber  # already read under the caller's lock

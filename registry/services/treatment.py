@@ -64,7 +64,9 @@ def course_plan(*, patient: Patient, actor: User, planned_start_on: dt.date, now
             {"planned_start_on": [f"Cannot be before {LEGACY_HISTORY_STARTS.isoformat()}."]}
         )
     with transaction.atomic():
-        locked = Patient.objects.select_for_update().select_related("prescriber").get(pk=patient.pk)
+        locked = (
+            Patient.objects.select_for_update(of=("self",)).select_related("prescriber").get(pk=patient.pk)
+        )
         facts = facts_load(
             patient=locked,
             now=now,
@@ -195,7 +197,7 @@ def infusion_record(
     with transaction.atomic():
         # With `record`, the patient row is locked as it is read: two infusions for one patient serialize.
         patient = patient_by_registry_id(
-            data["rems_patient_id"], data["date_of_birth"], now=now, on_date=on, lock=record
+            data["rems_patient_id"], data["date_of_birth"], now=now, labs_as_of=on, on_date=on, lock=record
         )
         facts = facts_load(
             patient=patient,

@@ -138,7 +138,9 @@ class AuthorizationSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
     def get_status(self, obj: DispenseAuthorization) -> str:
-        return obj.status_at(self.context["now"])
+        from registry.services.dispensing import authorization_state
+
+        return authorization_state(obj, self.context["now"])
 
 
 class RevokeSerializer(serializers.Serializer):
@@ -147,7 +149,11 @@ class RevokeSerializer(serializers.Serializer):
 
 class DispenseInputSerializer(serializers.Serializer):
     authorization_number = serializers.CharField(max_length=32)
-    vials = serializers.IntegerField(min_value=1, max_value=5)
+    vials = serializers.IntegerField(
+        min_value=1,
+        max_value=1000,
+        help_text="409 `vials_exceed_authorization` above the authorization's doses.",
+    )
     ndc = serializers.CharField(max_length=13, required=False, allow_blank=True, default="")
     lot_number = serializers.CharField(max_length=40, required=False, allow_blank=True, default="")
 
