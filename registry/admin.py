@@ -131,6 +131,20 @@ class ParticipantForm(forms.ModelForm):
     def clean_ncpdp_id(self) -> str:
         return self._unique("ncpdp_id")
 
+    def clean(self) -> dict[str, Any]:
+        """ACT-5: the same refusal the update service applies (identifiers locked, requirements kept)."""
+        cleaned = super().clean() or {}
+        if self.instance.pk is not None:
+            data = {name: cleaned[name] for name in self.changed_data if name in cleaned}
+            refusal = certification.participant_update_refusal(participant=self.instance, data=data)
+            if refusal is not None:
+                missing = refusal.extra.get("missing")
+                raise forms.ValidationError(
+                    f"{refusal.detail} Missing: {', '.join(missing)}." if missing else refusal.detail,
+                    code=refusal.code,
+                )
+        return cleaned
+
 
 class ParticipantAdmin(AuditedAdmin):
     form = ParticipantForm
@@ -166,7 +180,7 @@ class ParticipantAdmin(AuditedAdmin):
                     data={f: form.cleaned_data[f] for f in form.cleaned_data},
                 )
                 obj.pk = created.pk
-        except RegistryError as exc:
+        except RegistryError as exc:  # the form validated this; only a race can get here
             self.message_user(request, f"{exc.detail} [{exc.code}]", messages.ERROR)
             raise
 

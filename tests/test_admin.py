@@ -557,6 +557,41 @@ def test_act5_change_form_updates_through_the_service_and_audits(console, operat
     assert (event.actor, event.changes) == (operator, {"email": ["old@example.org", "new@example.org"]})
 
 
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        ({"npi": "1993999998"}, "identifiers of a certified or suspended participant cannot change"),
+        ({"knowledge_assessment_score": "3"}, "would undo a certification requirement"),
+    ],
+)
+def test_act5_change_form_refuses_breaking_edits_of_a_certified_participant(console, edit, message):
+    """ACT-5: the admin form applies the service's refusal (identifiers locked, requirements kept) as a
+    form error: 200 with the message, nothing saved, nothing audited (not a 500)."""
+    participant = PrescriberFactory(certified=True)
+    before = (participant.npi, participant.knowledge_assessment_score)
+    form = {
+        "npi": participant.npi,
+        "first_name": participant.first_name,
+        "last_name": participant.last_name,
+        "credentials": participant.credentials,
+        "email": participant.email,
+        "phone": "",
+        "dea_number": "",
+        "knowledge_assessment_score": "8",
+        "knowledge_assessment_passed_on": participant.knowledge_assessment_passed_on.isoformat(),
+        "enrollment_signed_on": participant.enrollment_signed_on.isoformat(),
+        **edit,
+    }
+
+    response = console.post(url(Prescriber, "change", participant.pk), form)
+
+    assert response.status_code == 200
+    assert message in response.content.decode()
+    participant.refresh_from_db()
+    assert (participant.npi, participant.knowledge_assessment_score) == before
+    assert events(participant, "prescriber.update") == []
+
+
 # --- ACT-8: patient suspension --------------------------------------------------------------------------
 
 

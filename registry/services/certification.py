@@ -12,6 +12,7 @@ row, checks the current status, records who, when and why in the audit trail, an
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 from typing import Any, TypeVar
 
@@ -110,6 +111,31 @@ def _duplicate_detail(exc: IntegrityError) -> str:
     return "A participant of this kind with this NPI is already registered."
 
 
+def participant_update_refusal(
+    *, participant: Prescriber | Facility | Pharmacy, data: dict[str, Any]
+) -> CertificationRequirementsUnmet | Conflict | None:
+    """Why an edit may not be made (ACT-5), or None. Pure: the update service asks it under the row lock;
+    the admin form asks it to show a field error instead of failing. A certified or suspended participant
+    keeps its identifiers and every certification requirement it was certified on."""
+    if participant.status not in (S.CERTIFIED, S.SUSPENDED):
+        return None
+    if {"npi", "ncpdp_id"} & field_changes(participant, data).keys():
+        return Conflict(
+            "The identifiers of a certified or suspended participant cannot change; deactivate it and "
+            "register the new identity.",
+            code="identifier_locked",
+        )
+    edited = copy.copy(participant)
+    for name, value in data.items():
+        setattr(edited, name, value)
+    missing = participant_requirements(edited)
+    if missing:
+        return CertificationRequirementsUnmet(
+            "This change would undo a certification requirement.", missing=missing
+        )
+    return None
+
+
 def participant_update(*, participant: P, actor: User, data: dict[str, Any]) -> P:
     """Edits registration details; `status` never changes here. A certified or suspended participant keeps
     its identifiers (NPI, NCPDP ID: 409 `identifier_locked`; deactivate and re-enroll instead), and an
@@ -120,21 +146,11 @@ def participant_update(*, participant: P, actor: User, data: dict[str, Any]) -> 
         with transaction.atomic():
             locked = type(participant).objects.select_for_update(no_key=True).get(pk=participant.pk)
             changes = field_changes(locked, data)
-            active = locked.status in (S.CERTIFIED, S.SUSPENDED)
-            if active and {"npi", "ncpdp_id"} & changes.keys():
-                raise Conflict(
-                    "The identifiers of a certified or suspended participant cannot change; deactivate it and "
-                    "register the new identity.",
-                    code="identifier_locked",
-                )
+            refusal = participant_update_refusal(participant=locked, data=data)
+            if refusal is not None:
+                raise refusal
             for name, value in data.items():
                 setattr(locked, name, value)
-            if active:
-                missing = participant_requirements(locked)
-                if missing:
-                    raise CertificationRequirementsUnmet(
-                        "This change would undo a certification requirement.", missing=missing
-                    )
             locked.save()
             if changes:
                 audit_record(actor=actor, action=_action(locked, "update"), subject=locked, changes=changes)
