@@ -33,7 +33,7 @@ from registry.models import (
     Screening,
     User,
 )
-from registry.selectors import identifier_in_use
+from registry.selectors import authorization_state, identifier_in_use
 from registry.services import certification
 from registry.services.accounts import api_key_revoke
 from registry.services.dispensing import authorization_revoke
@@ -558,7 +558,7 @@ class DispenseAuthorizationAdmin(ReadOnlyAdmin):
     )
     list_filter = ("status",)
     search_fields = ("number", "patient__rems_patient_id", "pharmacy__name", "pharmacy__npi")
-    list_select_related = ("pharmacy", "facility", "patient")
+    list_select_related = ("pharmacy", "facility", "prescriber", "patient", "course")
     readonly_fields = ("stored_requirements", "program_settings")
     actions = ("revoke",)
 
@@ -570,7 +570,8 @@ class DispenseAuthorizationAdmin(ReadOnlyAdmin):
 
     @admin.display(description="Status")
     def current_status(self, obj: DispenseAuthorization) -> str:
-        return obj.status_at(timezone.now())
+        """The same state the API and the dispense service read (`lapsed` reads `revoked` in the API)."""
+        return authorization_state(obj, timezone.now())
 
     @admin.display(description="Requirements evaluated (GATE-5)")
     def stored_requirements(self, obj: DispenseAuthorization) -> str:

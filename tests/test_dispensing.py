@@ -17,6 +17,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from registry import rules
+from registry.api.refusals import PUBLIC_DETAIL
 from registry.identifiers import new_registry_id, parse_authorization_number
 from registry.models import (
     AuthorizationStatus,
@@ -102,6 +103,14 @@ def _denied(response, reasons):
     assert body["expires_at"] is None
     assert [r["code"] for r in body["reasons"]] == reasons
     return body
+
+
+def _stored_detail(body):
+    """Minimum necessary disclosure: the pharmacy reads the code's neutral text for a fact about the
+    patient; the stored decision keeps the full detail for the prescriber of record and administrators."""
+    reason = body["reasons"][0]
+    assert reason["detail"] == PUBLIC_DETAIL[reason["code"]]
+    return Decision.objects.get(pk=body["id"]).reasons[0]["detail"]
 
 
 def _met(requirements):
@@ -236,7 +245,7 @@ def test_denied_when_patient_not_authorized(patient, prescriber, facility, pharm
     """GATE-1, ACT-8: a suspended patient is not authorized."""
     patient_status_change(patient=patient, actor=admin.user, verb="suspend", reason="Review", now=NOW)
     body = _denied(request_authorization(pharmacy, patient, prescriber, facility), ["patient_not_authorized"])
-    assert body["reasons"][0]["detail"] == "The patient is suspended, not authorized."
+    assert _stored_detail(body) == "The patient is suspended, not authorized."
 
 
 def test_denied_with_contraindication_recorded(patient, prescriber, facility, pharmacy):
@@ -245,7 +254,7 @@ def test_denied_with_contraindication_recorded(patient, prescriber, facility, ph
     body = _denied(
         request_authorization(pharmacy, patient, prescriber, facility), ["contraindication_recorded"]
     )
-    assert body["reasons"][0]["detail"] == "Contraindication recorded: hiv."
+    assert _stored_detail(body) == "Contraindication recorded: hiv."
 
 
 def test_denied_without_an_open_course(clock, prescriber, facility, pharmacy):
@@ -260,7 +269,7 @@ def test_denied_when_course_doses_are_all_committed(patient, prescriber, facilit
     body = _denied(
         request_authorization(pharmacy, patient, prescriber, facility, doses=1), ["course_doses_exhausted"]
     )
-    assert body["reasons"][0]["detail"] == "Course 1 has no doses left to authorize."
+    assert _stored_detail(body) == "Course 1 has no doses left to authorize."
 
 
 def test_denied_when_course_doses_are_all_dispensed(patient, prescriber, facility, pharmacy):
@@ -278,7 +287,7 @@ def test_denied_when_doses_requested_exceed_what_is_left(patient, prescriber, fa
     body = _denied(
         request_authorization(pharmacy, patient, prescriber, facility, doses=3), ["doses_exceed_remaining"]
     )
-    assert body["reasons"][0]["detail"] == "3 doses requested; course 1 has 2 left to authorize."
+    assert _stored_detail(body) == "3 doses requested; course 1 has 2 left to authorize."
     assert approved_number(request_authorization(pharmacy, patient, prescriber, facility, doses=2))
 
 
@@ -306,7 +315,7 @@ def test_course_2_authorization_waits_for_the_12_month_interval(prescriber, faci
 
     if decision == "denied":
         body = _denied(response, ["course_interval_not_met"])
-        assert body["reasons"][0]["detail"] == "Course 2 may not start before 2027-03-06."
+        assert _stored_detail(body) == "Course 2 may not start before 2027-03-06."
     else:
         assert approved_number(response)
         assert (response.json()["course_number"], response.json()["doses_authorized"]) == (2, 3)
@@ -319,7 +328,7 @@ def test_denied_with_stale_pre_course_labs(prescriber, facility, pharmacy):
         body = _denied(
             request_authorization(pharmacy, patient, prescriber, facility, doses=3), ["pre_course_labs_stale"]
         )
-    assert body["reasons"][0]["detail"] == (
+    assert _stored_detail(body) == (
         "Missing or older than 30 days: cbc_differential, serum_creatinine, urinalysis."
     )
 
@@ -330,9 +339,9 @@ def test_denied_with_stale_pre_course_labs(prescriber, facility, pharmacy):
 def test_denial_lists_every_failed_requirement_at_once(
     patient, prescriber, other_prescriber, facility, pharmacy, admin
 ):
-    """GATE-1: not just the first: pharmacy, facility, prescriber (suspended and not of record), patient
-    (suspended, contraindicated) and stale labs, all in one answer."""
-    for persona in (pharmacy, facility, other_prescriber):
+    """GATE-1: not just the first: facility, prescriber (suspended and not of record), patient
+    (suspended, contraindicated) and stale labs, all in one answer to a certified pharmacy."""
+    for persona in (facility, other_prescriber):
         participant_suspend(participant=persona.participant, actor=admin.user, reason="Audit", now=NOW)
     patient_status_change(patient=patient, actor=admin.user, verb="suspend", reason="Review", now=NOW)
     add_contraindication(patient, prescriber.user, on=DAY0, kind="active_infection")
@@ -343,7 +352,6 @@ def test_denial_lists_every_failed_requirement_at_once(
     body = _denied(
         response,
         [
-            "pharmacy_not_certified",
             "facility_not_certified",
             "prescriber_not_certified",
             "prescriber_not_of_record",
@@ -355,7 +363,6 @@ def test_denial_lists_every_failed_requirement_at_once(
     )
     unmet = [r["requirement"] for r in body["requirements"] if not r["met"]]
     assert unmet == [
-        "pharmacy_certified",
         "facility_certified",
         "prescriber_certified",
         "prescriber_of_record",
@@ -363,6 +370,43 @@ def test_denial_lists_every_failed_requirement_at_once(
         "no_contraindication",
         "pre_course_labs_fresh",
         "course_1_baseline_labs",
+    ]
+
+
+def test_uncertified_pharmacy_learns_nothing_about_the_patient_GATE_1(
+    patient, prescriber, other_prescriber, facility, pharmacy, admin
+):
+    """GATE-1, minimum necessary disclosure: when the calling pharmacy is itself not certified only the
+    parties' reasons are answered; nothing about the patient is evaluated, and the stored decision says
+    so (GATE-5)."""
+    for persona in (pharmacy, facility, other_prescriber):
+        participant_suspend(participant=persona.participant, actor=admin.user, reason="Audit", now=NOW)
+    patient_status_change(patient=patient, actor=admin.user, verb="suspend", reason="Review", now=NOW)
+    add_contraindication(patient, prescriber.user, on=DAY0, kind="hiv")
+
+    body = _denied(
+        request_authorization(pharmacy, patient, other_prescriber, facility),
+        ["pharmacy_not_certified", "facility_not_certified", "prescriber_not_certified"],
+    )
+    assert body["reasons"] == [
+        {"code": "pharmacy_not_certified", "detail": "The pharmacy is not certified."},
+        {"code": "facility_not_certified", "detail": "The facility is not certified."},
+        {"code": "prescriber_not_certified", "detail": "The prescriber is not certified."},
+    ]
+    evaluated = {r["requirement"]: r.get("evaluated", True) for r in body["requirements"]}
+    assert [name for name, done in evaluated.items() if done] == [
+        "pharmacy_certified",
+        "facility_certified",
+        "prescriber_certified",
+    ]
+    text = str(body)
+    for fact in ("hiv", "suspended", "Contraindication", "2026-"):
+        assert fact not in text
+    stored = Decision.objects.get(pk=body["id"])
+    assert [r["code"] for r in stored.reasons] == [
+        "pharmacy_not_certified",
+        "facility_not_certified",
+        "prescriber_not_certified",
     ]
 
 
@@ -388,9 +432,15 @@ def test_denial_is_stored_as_a_decision_and_issues_no_authorization(patient, pre
     decision = Decision.objects.get(pk=body["id"])
     assert (decision.kind, decision.outcome) == (DecisionKind.DISPENSE_AUTHORIZATION, DecisionOutcome.DENIED)
     assert (decision.patient_id, decision.actor) == (patient.pk, pharmacy.user)
-    assert decision.requirements == _without_nulls(body["requirements"])
+    assert _met(decision.requirements) == _met(body["requirements"])
     assert [r["requirement"] for r in decision.requirements] == DISPENSE_REQUIREMENT_NAMES
-    assert decision.reasons == body["reasons"]
+    assert decision.reasons == [
+        {"code": "contraindication_recorded", "detail": "Contraindication recorded: hypersensitivity."}
+    ]
+    assert body["reasons"] == [
+        {"code": "contraindication_recorded", "detail": PUBLIC_DETAIL["contraindication_recorded"]}
+    ]
+    assert "hypersensitivity" not in str(body)
     assert decision.program_settings == rules.current().as_dict()
     assert decision.program_settings["authorization_validity_days"] == 7
     assert decision.inputs["doses_requested"] == 4
@@ -450,10 +500,8 @@ def test_issuing_pharmacy_revokes_an_active_authorization(patient, prescriber, f
     response = pharmacy.post(f"{AUTHORIZATIONS}/{number}/revoke", {"reason": "Prescription changed"})
 
     assert response.status_code == 200, response.json()
-    assert (response.json()["status"], response.json()["revoke_reason"]) == (
-        "revoked",
-        "Prescription changed",
-    )
+    assert (response.json()["status"], response.json()["revocation"]) == ("revoked", "revoked_by_pharmacy")
+    assert "revoke_reason" not in response.json()  # the text is for administrators
     assert pharmacy.get(f"{AUTHORIZATIONS}/{number}").json()["status"] == "revoked"
     stored = DispenseAuthorization.objects.get(number=number)
     assert (stored.status, stored.revoked_by, stored.revoked_at) == (

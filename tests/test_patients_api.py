@@ -295,13 +295,17 @@ def test_authorize_lists_every_unmet_reason_at_once_in_requirement_order_ACT_7_G
         },
         {"code": "contraindication_recorded", "detail": "Contraindication recorded: hiv."},
     ]
-    decision_id = response.json().get("decision_id")
-    assert response.json() == {
+    body = response.json()
+    decision_id = body.get("decision_id")
+    requirements = body.pop("requirements")
+    assert body == {
         "code": UNMET_BODY_CODE,
         "detail": UNMET_BODY_DETAIL,
         "reasons": reasons,
         "decision_id": decision_id,
     }
+    # GATE-5: the body lists every requirement evaluated, as stored.
+    assert requirements == Decision.objects.get(pk=decision_id).requirements
     assert status_of(patient) == "enrolled"
     decision = Decision.objects.get(patient=patient)
     assert (decision.kind, decision.outcome, decision.actor_id) == (

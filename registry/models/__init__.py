@@ -25,6 +25,7 @@ from .patients import (
 )
 from .treatment import (
     OPEN_COURSE_STATUSES,
+    AuthorizationState,
     AuthorizationStatus,
     Course,
     CourseStatus,
@@ -34,6 +35,7 @@ from .treatment import (
     Dispense,
     DispenseAuthorization,
     Infusion,
+    RevokeCategory,
 )
 
 __all__ = [
@@ -41,6 +43,7 @@ __all__ = [
     "PARTICIPANT_MODELS",
     "ApiKey",
     "AuditEvent",
+    "AuthorizationState",
     "AuthorizationStatus",
     "CertificationStatus",
     "Contraindication",
@@ -65,6 +68,7 @@ __all__ = [
     "PatientUserObjectPermission",
     "Pharmacy",
     "Prescriber",
+    "RevokeCategory",
     "Role",
     "Screening",
     "Sex",

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
-
 from django.db import models
 from django.db.models import F, Q
 
@@ -113,6 +111,30 @@ class AuthorizationStatus(models.TextChoices):
     REVOKED = "revoked"
 
 
+class AuthorizationState(models.TextChoices):
+    """What an authorization number is at a moment (registry/selectors/authorizations.py decides it). The
+    stored `status` holds the first four; `lapsed` is an active number whose grounds no longer hold (a
+    certification expired, the patient changed): the API reads it as `revoked` (API.md's enum), and a
+    dispense of it is refused with `authorization_revoked`."""
+
+    ACTIVE = "active"
+    USED = "used"
+    EXPIRED = "expired"
+    REVOKED = "revoked"
+    LAPSED = "lapsed"
+
+
+class RevokeCategory(models.TextChoices):
+    """Why a number was revoked, as a category a pharmacy may read (the reason text may name clinical
+    facts and is shown only to administrators)."""
+
+    BY_PHARMACY = "revoked_by_pharmacy", "revoked by the pharmacy"
+    BY_ADMINISTRATOR = "revoked_by_administrator", "revoked by the REMS administrator"
+    PARTICIPANT_NOT_CERTIFIED = "participant_not_certified", "a participant is no longer certified"
+    PATIENT_NO_LONGER_ELIGIBLE = "patient_no_longer_eligible", "patient no longer eligible"
+    COURSE_CLOSED = "course_closed", "the course is closed"
+
+
 class DispenseAuthorization(models.Model):
     """GATE-2: an approved authorization; its id is the id of the Decision that granted it."""
 
@@ -138,6 +160,7 @@ class DispenseAuthorization(models.Model):
         "registry.User", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
     revoke_reason = models.TextField(blank=True)
+    revoke_category = models.CharField(max_length=32, choices=RevokeCategory.choices, blank=True)
 
     class Meta:
         ordering = ("-issued_at",)
@@ -154,12 +177,6 @@ class DispenseAuthorization(models.Model):
 
     def __str__(self) -> str:
         return self.number
-
-    def status_at(self, at: dt.datetime) -> str:
-        """The status a reader sees: an active number past its expiry is expired even before the sweep."""
-        if self.status == AuthorizationStatus.ACTIVE and self.expires_at <= at:
-            return AuthorizationStatus.EXPIRED
-        return self.status
 
 
 class Dispense(UUIDModel):

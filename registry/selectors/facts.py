@@ -10,11 +10,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import connection
+from django.db.models import Count
 
 from registry import rules
 from registry.identifiers import parse_registry_id
 from registry.models import (
     AuthorizationStatus,
+    Dispense,
     Facility,
     LabOutcome,
     LabTest,
@@ -62,6 +64,18 @@ class CourseFacts:
 
 
 @dataclass(frozen=True)
+class DispenseFacts:
+    """The dispense an infusion names (GATE-2: one dispense backs at most `vials` infusions)."""
+
+    id: Any
+    patient_id: Any
+    facility_id: Any
+    course_id: Any
+    vials: int
+    vials_infused: int
+
+
+@dataclass(frozen=True)
 class Facts:
     """What a decision is made from. Pure data: requirement functions never touch the database."""
 
@@ -79,6 +93,7 @@ class Facts:
     pharmacy: Pharmacy | None = None
     facility: Facility | None = None
     prescriber: Prescriber | None = None
+    dispense: DispenseFacts | None = None
     request: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -403,6 +418,7 @@ def facts_load(
     prescriber: Prescriber | None = None,
     request: dict[str, Any] | None = None,
     on_date: dt.date | None = None,
+    dispense: DispenseFacts | None = None,
 ) -> Facts:
     """Facts for a decision. `patient` may already carry the annotations (`annotated=True`), saving the
     reload; otherwise it is reloaded with them in one query."""
@@ -430,14 +446,29 @@ def facts_load(
         pharmacy=pharmacy,
         facility=facility,
         prescriber=prescriber,
+        dispense=dispense,
         request=request or {},
         **values,
     )
 
 
-def certified_participant(model: type[Any], npi: str) -> Any:
-    """The registered, not-deactivated participant with this NPI (certified or not), or None."""
-    return model.objects.filter(npi=npi).exclude(status="deactivated").first() if npi else None
+def dispense_facts(dispense_id: Any, *, lock: bool) -> DispenseFacts | None:
+    """The dispense with this id and how many of its vials are infused, in one statement; with `lock`, the
+    dispense row is locked (after the patient's: the registry's lock order), so two infusions cannot both
+    take its last vial."""
+    if not dispense_id:
+        return None
+    qs = Dispense.objects.filter(pk=dispense_id)
+    if lock:  # its own statement: PostgreSQL does not lock a grouped row
+        list(qs.select_for_update(of=("self",)).values_list("pk"))
+    row = (
+        qs.annotate(infused=Count("infusions"))
+        .values_list(
+            "id", "patient_id", "authorization__facility_id", "authorization__course_id", "vials", "infused"
+        )
+        .first()
+    )
+    return DispenseFacts(*row) if row is not None else None
 
 
-__all__ = ["Facts", "certified_participant", "facts_load", "patient_by_registry_id"]
+__all__ = ["DispenseFacts", "Facts", "dispense_facts", "facts_load", "patient_by_registry_id"]

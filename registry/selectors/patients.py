@@ -1,42 +1,18 @@
-"""Reads scoped to a user (STYLE.md 3). Every queryset an endpoint touches starts here: what a caller may
-not see does not exist for it (404)."""
+"""Patient reads (ACT-6..8): what a caller may see of patients and their records. What a caller may not
+see does not exist for it (404)."""
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any
 
 from django.db.models import QuerySet
 
-from registry.models import Facility, Patient, Pharmacy, Prescriber, Role, User
-
-P = TypeVar("P", Prescriber, Facility, Pharmacy)
+from registry.errors import NotFound
+from registry.models import Course, LabResult, Patient, Role, User
 
 PATIENT_VIEW_PERMISSION = "view_patient"
 PATIENT_ACT_PERMISSION = "act_on_patient"
 CARE_TEAM_PERMISSIONS = (PATIENT_VIEW_PERMISSION, PATIENT_ACT_PERMISSION)
-
-
-def participants_visible_to(user: User, model: type[P]) -> QuerySet[P]:
-    """Admins see every participant; a participant sees its own record (a delegate its prescriber's)."""
-    qs = model.objects.all()
-    if user.role == Role.ADMIN:
-        return qs
-    own = {
-        (Role.PRESCRIBER, Prescriber): user.prescriber_id,
-        (Role.DELEGATE, Prescriber): user.prescriber_id,
-        (Role.FACILITY, Facility): user.facility_id,
-        (Role.PHARMACY, Pharmacy): user.pharmacy_id,
-    }.get((Role(user.role), model))
-    return qs.filter(pk=own) if own else qs.none()
-
-
-def identifier_in_use(model: type[P], *, field: str, value: str, exclude_pk: Any = None) -> bool:
-    """ACT-5: an NPI (or NCPDP ID) is taken while a participant of this kind holding it is not deactivated;
-    the database enforces it, forms use this to say so before saving."""
-    qs = model.objects.filter(**{field: value}).exclude(status="deactivated")
-    if exclude_pk is not None:
-        qs = qs.exclude(pk=exclude_pk)
-    return qs.exists()
 
 
 def patients_visible_to(user: User) -> QuerySet[Patient]:
@@ -51,3 +27,26 @@ def patients_visible_to(user: User) -> QuerySet[Patient]:
             group_permissions__permission__codename=PATIENT_VIEW_PERMISSION,
         )
     return Patient.objects.none()
+
+
+def patient_visible(user: User, patient_id: Any) -> Patient:
+    """The patient with this id if the caller may see it; otherwise 404 (STYLE.md 3)."""
+    patient = patients_visible_to(user).filter(pk=patient_id).first()
+    if patient is None:
+        raise NotFound()
+    return patient
+
+
+def courses_visible_to(user: User) -> QuerySet[Course]:
+    """Courses of the patients the caller may see."""
+    return Course.objects.filter(patient__in=patients_visible_to(user))
+
+
+def patient_courses(patient: Patient) -> QuerySet[Course]:
+    return patient.courses.order_by("number", "created_at")
+
+
+def patient_lab_results(patient: Patient, *, test: str | None = None) -> QuerySet[LabResult]:
+    """Newest first; optionally one test only."""
+    labs = patient.lab_results.order_by("-collected_on", "-created_at", "id")
+    return labs.filter(test=test) if test is not None else labs

@@ -19,9 +19,15 @@ from typing import Any, TypeVar
 from django.db import IntegrityError, transaction
 
 from registry import rules
-from registry.errors import CertificationRequirementsUnmet, Conflict, DuplicateIdentifier, InvalidTransition
+from registry.errors import (
+    CertificationRequirementsUnmet,
+    Conflict,
+    DuplicateIdentifier,
+    ErrorCode,
+    InvalidTransition,
+)
 from registry.identifiers import is_valid_ncpdp_id, is_valid_npi
-from registry.models import CertificationStatus, Facility, Pharmacy, Prescriber, User
+from registry.models import CertificationStatus, Facility, Pharmacy, Prescriber, RevokeCategory, User
 
 from .audit import audit_record, field_changes
 from .revocation import authorizations_revoke_where
@@ -123,7 +129,7 @@ def participant_update_refusal(
         return Conflict(
             "The identifiers of a certified or suspended participant cannot change; deactivate it and "
             "register the new identity.",
-            code="identifier_locked",
+            code=ErrorCode.IDENTIFIER_LOCKED,
         )
     edited = copy.copy(participant)
     for name, value in data.items():
@@ -204,6 +210,7 @@ def _transition(
                 actor=actor,
                 now=now,
                 reason=f"{locked.kind.capitalize()} {to}: {reason}",
+                category=RevokeCategory.PARTICIPANT_NOT_CERTIFIED,
                 **{locked.kind: locked},
             )
         audit_record(

@@ -13,14 +13,19 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from registry import rules
-from registry.errors import Conflict, InvalidTransition, NotFound, ValidationFailed
+from registry.errors import (
+    Conflict,
+    ErrorCode,
+    InvalidTransition,
+    PrescriberNotCertified,
+    ValidationFailed,
+)
 from registry.identifiers import new_registry_id, parse_registry_id
 from registry.middleware import current_request_id
 from registry.models import (
     AuditEvent,
     CertificationStatus,
     Contraindication,
-    DecisionKind,
     LabOutcome,
     LabResult,
     LabTest,
@@ -28,27 +33,20 @@ from registry.models import (
     PatientGroupObjectPermission,
     PatientStatus,
     Prescriber,
-    Role,
+    RevokeCategory,
     Screening,
     User,
 )
 from registry.selectors import CARE_TEAM_PERMISSIONS, patients_visible_to
+from registry.selectors.facts import Facts, facts_load
 
 from .accounts import care_team_ensure
 from .audit import audit_record
-from .decisions import AUTHORIZATION_REQUIREMENTS, Evaluation, Outcome, decision_record, evaluate
-from .facts import facts_load
+from .decisions import PATIENT_AUTHORIZATION_GATE
+from .gate import AlreadyDone, Outcome, gate_run
 from .revocation import authorizations_revoke_where
 
 PS = PatientStatus
-
-
-AUTHORIZATION_REQUIREMENTS_UNMET = "authorization_requirements_unmet"  # ACT-7; `reasons` lists every one
-
-
-class PrescriberNotCertified(Conflict):
-    code = "prescriber_not_certified"
-    default_detail = "Only a certified prescriber may do this."
 
 
 def _age_on(born: dt.date, on: dt.date) -> int:
@@ -72,7 +70,7 @@ def patient_enroll(*, actor: User, data: dict[str, Any], now: dt.datetime) -> Pa
         raise ValidationFailed(
             {"date_of_birth": [f"Patients under {rules.MINIMUM_ENROLLMENT_AGE_YEARS} cannot be enrolled."]},
             "The patient is below the minimum enrollment age (ACT-9).",
-            code="patient_under_minimum_age",
+            code=ErrorCode.PATIENT_UNDER_MINIMUM_AGE,
         )
     if errors:
         raise ValidationFailed(errors)
@@ -237,7 +235,11 @@ def contraindication_record(
         locked = _lock(patient)
         item = Contraindication.objects.create(patient=locked, recorded_by=actor, **data)
         revoked = authorizations_revoke_where(
-            actor=actor, now=now, reason=f"Contraindication recorded: {data['kind']}", patient=locked
+            actor=actor,
+            now=now,
+            reason=f"Contraindication recorded: {data['kind']}",
+            category=RevokeCategory.PATIENT_NO_LONGER_ELIGIBLE,
+            patient=locked,
         )
         audit_record(
             actor=actor,
@@ -254,41 +256,40 @@ def _lock(patient: Patient) -> Patient:
     return Patient.objects.select_for_update(of=("self",)).select_related("prescriber").get(pk=patient.pk)
 
 
-def patient_authorize(*, patient: Patient, actor: User, now: dt.datetime) -> Outcome:
+def patient_authorize(*, patient: Patient, actor: User, now: dt.datetime) -> Outcome[Patient]:
     """ACT-7: `enrolled -> authorized` when every requirement holds. A refusal (answered 409
     `authorization_requirements_unmet` with every unmet reason) is returned, not raised; either way the
     decision is stored (GATE-5). Authorizing an authorized patient changes nothing and stores nothing."""
-    with transaction.atomic():
+
+    def load() -> Facts:
         locked = _lock(patient)
         if locked.status == PS.AUTHORIZED:
-            return Outcome(None, Evaluation(()), locked)
+            raise AlreadyDone(locked)
         if locked.status != PS.ENROLLED:
             raise InvalidTransition(
                 f"A patient who is {locked.status} cannot be authorized.", status=locked.status
             )
-        facts = facts_load(patient=locked, now=now, as_of=timezone.localdate(now))
-        evaluation = evaluate(AUTHORIZATION_REQUIREMENTS, facts)
-        decision = decision_record(
-            kind=DecisionKind.PATIENT_AUTHORIZATION,
-            evaluation=evaluation,
-            facts=facts,
-            actor=actor,
-            inputs={"patient": locked.pk},
+        return facts_load(patient=locked, now=now, as_of=timezone.localdate(now))
+
+    def approve(facts: Facts, decision_id: Any) -> Patient:
+        locked = facts.patient
+        assert locked is not None
+        locked.status, locked.authorized_at, locked.status_changed_at = PS.AUTHORIZED, now, now
+        locked.status_reason = ""
+        locked.save(
+            update_fields=["status", "authorized_at", "status_changed_at", "status_reason", "updated_at"]
         )
-        if evaluation.approved:
-            locked.status, locked.authorized_at, locked.status_changed_at = PS.AUTHORIZED, now, now
-            locked.status_reason = ""
-            locked.save(
-                update_fields=["status", "authorized_at", "status_changed_at", "status_reason", "updated_at"]
-            )
-            audit_record(
-                actor=actor,
-                action="patient.authorize",
-                subject=locked,
-                changes={"status": [PS.ENROLLED, PS.AUTHORIZED]},
-            )
-            return Outcome(decision, evaluation, locked)
-    return Outcome(decision, evaluation)
+        audit_record(
+            actor=actor,
+            action="patient.authorize",
+            subject=locked,
+            changes={"status": [PS.ENROLLED, PS.AUTHORIZED], "decision": decision_id},
+        )
+        return locked
+
+    return gate_run(
+        PATIENT_AUTHORIZATION_GATE, actor=actor, load=load, inputs={"patient": patient.pk}, approve=approve
+    )
 
 
 def patient_transfer(*, patient: Patient, actor: User, prescriber_npi: str, now: dt.datetime) -> Patient:
@@ -305,7 +306,8 @@ def patient_transfer(*, patient: Patient, actor: User, prescriber_npi: str, now:
             raise PrescriberNotCertified("No certified prescriber has this NPI.")
         if target.pk == locked.prescriber_id:
             raise Conflict(
-                "The patient is already under this prescriber's care.", code="already_prescriber_of_record"
+                "The patient is already under this prescriber's care.",
+                code=ErrorCode.ALREADY_PRESCRIBER_OF_RECORD,
             )
         team = care_team_ensure(prescriber=target)
         before = locked.prescriber_id
@@ -313,7 +315,13 @@ def patient_transfer(*, patient: Patient, actor: User, prescriber_npi: str, now:
         locked.save(update_fields=["prescriber", "updated_at"])
         PatientGroupObjectPermission.objects.filter(content_object=locked).update(group=team)
         # GATE-1: numbers granted on the old prescriber of record no longer hold.
-        authorizations_revoke_where(actor=actor, now=now, reason="Transfer of care", patient=locked)
+        authorizations_revoke_where(
+            actor=actor,
+            now=now,
+            reason="Transfer of care",
+            category=RevokeCategory.PATIENT_NO_LONGER_ELIGIBLE,
+            patient=locked,
+        )
         audit_record(
             actor=actor,
             action="patient.transfer",
@@ -339,11 +347,8 @@ def patient_status_change(
 ) -> Patient:
     """ACT-8: `suspend` (REMS administrator, with reason), `reinstate` (administrator: back to the status
     held before the suspension), `discontinue` (treatment stopped; monitoring continues) and
-    `record_death`. Refused with 409 `invalid_status_transition` from any other status."""
-    if verb in ("suspend", "reinstate") and actor.role != Role.ADMIN:
-        from registry.errors import PermissionDenied
-
-        raise PermissionDenied("Only a REMS administrator may suspend or reinstate a patient (ACT-8).")
+    `record_death`. Refused with 409 `invalid_status_transition` from any other status. Who may call
+    which verb is the API's role map (registry/api/views/patients.py) and the admin's own permission."""
     with transaction.atomic():
         locked = _lock(patient)
         before = locked.status
@@ -370,7 +375,11 @@ def patient_status_change(
         )
         if to in (PS.SUSPENDED, PS.DISCONTINUED, PS.DECEASED):  # ACT-8: no further dispensing
             authorizations_revoke_where(
-                actor=actor, now=now, reason=f"Patient {to}: {reason}", patient=locked
+                actor=actor,
+                now=now,
+                reason=f"Patient {to}: {reason}",
+                category=RevokeCategory.PATIENT_NO_LONGER_ELIGIBLE,
+                patient=locked,
             )
         audit_record(
             actor=actor,
@@ -379,10 +388,3 @@ def patient_status_change(
             changes={"status": [before, to], "reason": reason},
         )
     return locked
-
-
-def patient_get_visible(*, user: User, patient_id: Any) -> Patient:
-    patient = patients_visible_to(user).filter(pk=patient_id).first()
-    if patient is None:
-        raise NotFound()
-    return patient

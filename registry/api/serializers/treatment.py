@@ -4,7 +4,8 @@ from typing import Any
 
 from rest_framework import serializers
 
-from registry.models import Course, Dispense, DispenseAuthorization, Infusion
+from registry.models import Course, Dispense, DispenseAuthorization, Infusion, Role
+from registry.selectors import authorization_public_state, authorization_revoke_category, authorization_state
 
 from .common import ReasonSerializer, RequirementSerializer
 
@@ -111,6 +112,12 @@ class AuthorizationDecisionSerializer(serializers.Serializer):
 class AuthorizationSerializer(serializers.ModelSerializer):
     authorization_number = serializers.CharField(source="number")
     status = serializers.SerializerMethodField()
+    revocation = serializers.SerializerMethodField(
+        help_text="Why a revoked number no longer holds, as a category (e.g. `patient_no_longer_eligible`)."
+    )
+    revoke_reason = serializers.CharField(
+        read_only=True, required=False, help_text="The reason text; administrators only."
+    )
     course_number = serializers.IntegerField(source="course.number")
     rems_patient_id = serializers.CharField(source="patient.rems_patient_id")
     pharmacy = serializers.UUIDField(source="pharmacy_id")
@@ -127,6 +134,7 @@ class AuthorizationSerializer(serializers.ModelSerializer):
             "expires_at",
             "used_at",
             "revoked_at",
+            "revocation",
             "revoke_reason",
             "doses_authorized",
             "course_number",
@@ -138,9 +146,18 @@ class AuthorizationSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
     def get_status(self, obj: DispenseAuthorization) -> str:
-        from registry.services.dispensing import authorization_state
+        return authorization_public_state(authorization_state(obj, self.context["now"]))
 
-        return authorization_state(obj, self.context["now"])
+    def get_revocation(self, obj: DispenseAuthorization) -> str:
+        """A pharmacy reads the category; only administrators read the reason text."""
+        return authorization_revoke_category(obj, self.context["now"])
+
+    def to_representation(self, instance: DispenseAuthorization) -> dict[str, Any]:
+        data = super().to_representation(instance)
+        viewer = self.context.get("viewer")
+        if viewer is None or viewer.role != Role.ADMIN:
+            data.pop("revoke_reason", None)
+        return data
 
 
 class RevokeSerializer(serializers.Serializer):
@@ -167,21 +184,3 @@ class DispenseSerializer(serializers.ModelSerializer):
         model = Dispense
         fields = ("id", "authorization_number", "vials", "ndc", "lot_number", "patient", "dispensed_at")
         read_only_fields = fields
-
-
-def decision_body(outcome: Any) -> dict[str, Any]:
-    """The AuthorizationDecision body for a dispense authorization outcome."""
-    authorization = outcome.authorization
-    course = outcome.facts.open_course
-    when = serializers.DateTimeField().to_representation
-    return {
-        "id": outcome.decision.pk,
-        "decision": outcome.decision.outcome,
-        "authorization_number": authorization.number if authorization else None,
-        "effective_at": when(authorization.issued_at) if authorization else None,
-        "expires_at": when(authorization.expires_at) if authorization else None,
-        "course_number": course.number if authorization and course else None,
-        "doses_authorized": authorization.doses_authorized if authorization else None,
-        "reasons": outcome.evaluation.reasons,
-        "requirements": outcome.evaluation.requirements(),
-    }

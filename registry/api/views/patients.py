@@ -7,10 +7,12 @@ from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status
 from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from registry.api.idempotency import idempotent
+from registry.api.refusals import refusal_response
 from registry.api.serializers.common import ReasonBodySerializer
 from registry.api.serializers.patients import (
     BulkLabResponseSerializer,
@@ -24,14 +26,12 @@ from registry.api.serializers.patients import (
     bulk_row_errors,
 )
 from registry.api.serializers.treatment import CoursePlanSerializer, CourseSerializer
-from registry.models import LabTest, Patient, Role
-from registry.permissions import ADMIN, CARE_TEAM, PRESCRIBING
-from registry.selectors import patients_visible_to
+from registry.models import LabTest, Patient
+from registry.permissions import ADMIN, CARE_TEAM, PRESCRIBER_ONLY, PRESCRIBING
+from registry.selectors import patient_courses, patient_lab_results, patients_visible_to
 from registry.services import enrollment, treatment
 
-from .base import RegistryViewSet, refusal
-
-PRESCRIBER_ONLY = frozenset({Role.PRESCRIBER})
+from .base import RegistryViewSet
 
 
 class PatientViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, RegistryViewSet):
@@ -84,15 +84,10 @@ class PatientViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, RegistryV
     def lab_results_list(self, request: Request, pk: str) -> Response:
         """Newest first; `?test=` filters by test."""
         patient = self.get_object()
-        labs = patient.lab_results.order_by("-collected_on", "-created_at", "id")
         test = request.query_params.get("test")
-        if test is not None:
-            if test not in LabTest.values:
-                from rest_framework.exceptions import ValidationError
-
-                raise ValidationError({"test": [f"Unknown test {test!r}."]})
-            labs = labs.filter(test=test)
-        page = self.paginate_queryset(labs)
+        if test is not None and test not in LabTest.values:
+            raise ValidationError({"test": [f"Unknown test {test!r}."]})
+        page = self.paginate_queryset(patient_lab_results(patient, test=test))
         return self.get_paginated_response(LabResultSerializer(page, many=True).data)
 
     @extend_schema(request=ScreeningSerializer, responses={201: ScreeningSerializer})
@@ -121,11 +116,7 @@ class PatientViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, RegistryV
         """ACT-7: 409 `authorization_requirements_unmet` with every unmet reason."""
         outcome = enrollment.patient_authorize(patient=self.get_object(), actor=self.actor, now=self.now())
         if not outcome.approved:
-            return refusal(
-                enrollment.AUTHORIZATION_REQUIREMENTS_UNMET,
-                "The patient does not meet the authorization requirements.",
-                outcome,
-            )
+            return refusal_response(outcome, self.actor)
         return Response(PatientSerializer(outcome.created).data)
 
     @extend_schema(request=TransferSerializer, responses={200: PatientSerializer})
@@ -182,16 +173,14 @@ class PatientViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, RegistryV
             patient=patient, actor=self.actor, planned_start_on=start, now=self.now()
         )
         if not outcome.approved:
-            return refusal(
-                treatment.COURSE_NOT_ALLOWED, "A course cannot be planned for this patient now.", outcome
-            )
+            return refusal_response(outcome, self.actor)
         return Response(CourseSerializer(outcome.created).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(responses={200: CourseSerializer(many=True)})
     @courses.mapping.get
     def courses_list(self, request: Request, pk: str) -> Response:
         patient = self.get_object()
-        return Response(CourseSerializer(patient.courses.order_by("number", "created_at"), many=True).data)
+        return Response(CourseSerializer(patient_courses(patient), many=True).data)
 
 
 class LabResultBulkViewSet(RegistryViewSet):
