@@ -80,12 +80,14 @@ def enroll_patient(
     date_of_birth: dt.date = DOB,
     sex: str = "male",
     reproductive_potential: bool = False,
+    first_name: str = "Pat",
+    last_name: str = "Ient",
 ) -> Patient:
     return patient_enroll(
         actor=prescriber.user,
         data={
-            "first_name": "Pat",
-            "last_name": "Ient",
+            "first_name": first_name,
+            "last_name": last_name,
             "date_of_birth": date_of_birth,
             "sex": sex,
             "reproductive_potential": reproductive_potential,

@@ -693,6 +693,7 @@ def test_idempotency_key_reused_with_another_body_is_refused(patient, prescriber
 # --- GATE-2 under concurrency -----------------------------------------------------------------------------
 
 
+@pytest.mark.postgres_only  # threads racing on row locks
 @pytest.mark.django_db(transaction=True)
 def test_two_concurrent_dispenses_of_one_number_give_exactly_one_201(prescriber, facility, pharmacy):
     """GATE-2: consumed by exactly one dispense, with two real threads on two database connections."""

@@ -119,6 +119,7 @@ def _authorization_body(
     }
 
 
+@pytest.mark.postgres_only  # threads racing on row locks
 @pytest.mark.django_db(transaction=True)
 def test_gate1_gate2_concurrent_authorizations_for_all_doses_grant_exactly_one(
     prescriber, facility, pharmacy
@@ -147,6 +148,7 @@ def test_gate1_gate2_concurrent_authorizations_for_all_doses_grant_exactly_one(
         ]
 
 
+@pytest.mark.postgres_only  # threads racing on row locks
 @pytest.mark.django_db(transaction=True)
 def test_crs3_gate1_course_cancel_racing_an_authorization_never_leaves_it_active(
     prescriber, facility, pharmacy
@@ -187,6 +189,7 @@ def test_crs3_gate1_course_cancel_racing_an_authorization_never_leaves_it_active
         ).exists()
 
 
+@pytest.mark.postgres_only  # threads racing on row locks
 @pytest.mark.django_db(transaction=True)
 def test_crs3_gate3_course_cancel_racing_an_infusion_keeps_the_course_consistent(prescriber, facility):
     """CRS-3, GATE-3: a course cancel and an infusion at the same instant. Either the infusion lands first

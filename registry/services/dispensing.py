@@ -11,7 +11,6 @@ from django.utils import timezone
 from registry.errors import Conflict, ErrorCode, InvalidTransition, NotFound
 from registry.identifiers import new_authorization_number
 from registry.models import (
-    AuditEvent,
     AuthorizationState,
     AuthorizationStatus,
     Dispense,
@@ -30,7 +29,7 @@ from registry.selectors import (
 )
 from registry.selectors.facts import Facts, facts_load, participants_for_authorization, patient_by_registry_id
 
-from .audit import audit_record
+from .audit import audit_record, audit_record_many
 from .decisions import DISPENSE_GATE
 from .gate import Outcome, gate_run
 
@@ -247,15 +246,12 @@ def authorizations_expire(*, now: dt.datetime) -> int:
         if not ids:
             return 0
         DispenseAuthorization.objects.filter(pk__in=ids).update(status=AuthorizationStatus.EXPIRED)
-        AuditEvent.objects.bulk_create(
-            AuditEvent(
-                actor=None,
-                actor_role="system",
-                action="authorization.expire",
-                subject_type="dispenseauthorization",
-                subject_id=pk,
-                changes={"status": [AuthorizationStatus.ACTIVE, AuthorizationStatus.EXPIRED]},
-            )
-            for pk in ids
+        audit_record_many(
+            actor=None,
+            action="authorization.expire",
+            subject_type="dispenseauthorization",
+            changes_by_id={
+                pk: {"status": [AuthorizationStatus.ACTIVE, AuthorizationStatus.EXPIRED]} for pk in ids
+            },
         )
     return len(ids)

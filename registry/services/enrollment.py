@@ -21,9 +21,7 @@ from registry.errors import (
     ValidationFailed,
 )
 from registry.identifiers import new_registry_id, parse_registry_id
-from registry.middleware import current_request_id
 from registry.models import (
-    AuditEvent,
     CertificationStatus,
     Contraindication,
     LabOutcome,
@@ -41,7 +39,7 @@ from registry.selectors import CARE_TEAM_PERMISSIONS, patients_visible_to
 from registry.selectors.facts import Facts, facts_load
 
 from .accounts import care_team_ensure
-from .audit import audit_record
+from .audit import audit_record, audit_record_many
 from .decisions import PATIENT_AUTHORIZATION_GATE
 from .gate import AlreadyDone, Outcome, gate_run
 from .revocation import authorizations_revoke_where
@@ -204,20 +202,13 @@ def lab_results_bulk_record(
     by_patient: dict[Any, int] = {}
     for lab in labs:
         by_patient[lab.patient_id] = by_patient.get(lab.patient_id, 0) + 1
-    request_id = current_request_id()
     with transaction.atomic():
         LabResult.objects.bulk_create(labs, batch_size=1000)
-        AuditEvent.objects.bulk_create(
-            AuditEvent(
-                actor=actor,
-                actor_role=actor.role,
-                action="lab_result.bulk_record",
-                subject_type="patient",
-                subject_id=patient_id,
-                changes={"count": count},
-                request_id=request_id,
-            )
-            for patient_id, count in by_patient.items()
+        audit_record_many(
+            actor=actor,
+            action="lab_result.bulk_record",
+            subject_type="patient",
+            changes_by_id={patient_id: {"count": count} for patient_id, count in by_patient.items()},
         )
     return len(labs)
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from registry.middleware import current_request_id
-from registry.models import AuditEvent, AuthorizationStatus, DispenseAuthorization, RevokeCategory, User
+from registry.models import AuthorizationStatus, DispenseAuthorization, RevokeCategory, User
+
+from .audit import audit_record_many
 
 
 def authorizations_revoke_where(
@@ -31,22 +32,16 @@ def authorizations_revoke_where(
         revoke_reason=reason,
         revoke_category=category,
     )
-    request_id = current_request_id()
-    AuditEvent.objects.bulk_create(
-        AuditEvent(
-            actor=actor,
-            actor_role=actor.role if actor else "system",
-            action="authorization.revoke",
-            subject_type="dispenseauthorization",
-            subject_id=pk,
-            request_id=request_id,
-            created_at=now,
-            changes={
-                "status": [AuthorizationStatus.ACTIVE, AuthorizationStatus.REVOKED],
-                "reason": reason,
-                "category": category,
-            },
-        )
-        for pk in ids
+    changes = {
+        "status": [AuthorizationStatus.ACTIVE, AuthorizationStatus.REVOKED],
+        "reason": reason,
+        "category": category,
+    }
+    audit_record_many(
+        actor=actor,
+        action="authorization.revoke",
+        subject_type="dispenseauthorization",
+        changes_by_id={pk: changes for pk in ids},
+        at=now,
     )
     return len(ids)
