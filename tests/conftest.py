@@ -21,7 +21,6 @@ from registry.services.accounts import (
 
 from .factories import FacilityFactory, PharmacyFactory, PrescriberFactory
 
-
 SQLITE_OPT_IN = "REGISTRY_TESTS_ON_SQLITE"
 
 
