@@ -7,10 +7,12 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.dateparse import parse_date
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
@@ -164,6 +166,11 @@ class ParticipantAdmin(AuditedAdmin):
     actions = ("certify", "suspend", "reinstate", "deactivate")
     list_per_page = 50
 
+    def get_list_filter(self, request: HttpRequest) -> Any:
+        from registry.console.filters import CertificationExpiryFilter, ParticipantStateFilter
+
+        return (ParticipantStateFilter, "status", CertificationExpiryFilter)
+
     @admin.display(description="Missing for certification")
     def missing_requirements(self, obj: Any) -> str:
         return ", ".join(certification.participant_requirements(obj)) or "none" if obj.pk else "—"
@@ -184,27 +191,44 @@ class ParticipantAdmin(AuditedAdmin):
             self.message_user(request, f"{exc.detail} [{exc.code}]", messages.ERROR)
             raise
 
-    @admin.action(description="Certify selected")
+    @admin.action(description="Certify selected", permissions=["change"])
     def certify(self, request: HttpRequest, queryset: QuerySet[Any]) -> HttpResponse | None:
         return self.run_service(request, queryset, "certify", certification.participant_certify, False)
 
-    @admin.action(description="Suspend selected (reason required)")
+    @admin.action(description="Suspend selected (reason required)", permissions=["change"])
     def suspend(self, request: HttpRequest, queryset: QuerySet[Any]) -> HttpResponse | None:
         return self.run_service(request, queryset, "suspend", certification.participant_suspend, True)
 
-    @admin.action(description="Reinstate selected (reason required)")
+    @admin.action(description="Reinstate selected (reason required)", permissions=["change"])
     def reinstate(self, request: HttpRequest, queryset: QuerySet[Any]) -> HttpResponse | None:
         return self.run_service(request, queryset, "reinstate", certification.participant_reinstate, True)
 
-    @admin.action(description="Deactivate selected (reason required)")
+    @admin.action(description="Deactivate selected (reason required)", permissions=["change"])
     def deactivate(self, request: HttpRequest, queryset: QuerySet[Any]) -> HttpResponse | None:
         return self.run_service(request, queryset, "deactivate", certification.participant_deactivate, True)
 
 
 @admin.register(Prescriber)
 class PrescriberAdmin(ParticipantAdmin):
-    list_display = ("last_name", "first_name", "npi", "status", "certified_at", "certification_expires_at")
+    list_display = (
+        "last_name",
+        "first_name",
+        "npi",
+        "status",
+        "certified_at",
+        "certification_expires_at",
+        "patient_count",
+    )
     search_fields = ("npi", "last_name", "first_name", "email", "dea_number")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        return super().get_queryset(request).annotate(n_patients=Count("patients"))
+
+    @admin.display(description="Patients", ordering="n_patients")
+    def patient_count(self, obj: Any) -> Any:
+        url = reverse("admin:registry_patient_changelist")
+        return format_html('<a href="{}?prescriber__id__exact={}">{}</a>', url, obj.pk, obj.n_patients)
+
     fieldsets = (
         (
             None,
@@ -263,7 +287,7 @@ _SITE = (
 
 @admin.register(Facility)
 class FacilityAdmin(ParticipantAdmin):
-    list_display = ("name", "npi", "city", "state", "status", "certified_at")
+    list_display = ("name", "npi", "city", "state", "status", "certified_at", "certification_expires_at")
     search_fields = ("npi", "name", "city")
     fieldsets = (
         (None, {"fields": ("id", "npi", *_SITE)}),
@@ -297,7 +321,16 @@ class FacilityAdmin(ParticipantAdmin):
 
 @admin.register(Pharmacy)
 class PharmacyAdmin(ParticipantAdmin):
-    list_display = ("name", "npi", "ncpdp_id", "city", "state", "status", "certified_at")
+    list_display = (
+        "name",
+        "npi",
+        "ncpdp_id",
+        "city",
+        "state",
+        "status",
+        "certified_at",
+        "certification_expires_at",
+    )
     search_fields = ("npi", "ncpdp_id", "name", "city")
     fieldsets = (
         (None, {"fields": ("id", "npi", "ncpdp_id", *_SITE)}),
@@ -352,9 +385,10 @@ class ApiKeyAdmin(ReadOnlyAdmin):
     list_select_related = ("user",)
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return obj is None and bool(request.user.is_superuser)  # the changelist, for the revoke action
+        # The changelist, for the revoke action; the key's fields are never edited.
+        return obj is None and request.user.has_perm("registry.change_apikey")
 
-    @admin.action(description="Revoke selected keys")
+    @admin.action(description="Revoke selected keys", permissions=["change"])
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
         for key in queryset:
             api_key_revoke(api_key=key, actor=request.user, now=timezone.now())  # type: ignore[arg-type]
@@ -464,9 +498,11 @@ class PatientAdmin(AuditedAdmin):
         "prescriber",
         "last_infusion_on",
         "monitoring_ends_on",
+        "patient_page_link",
     )
     list_filter = ("status", "sex", "reproductive_potential")
     search_fields = ("rems_patient_id", "last_name", "first_name", "prescriber__npi", "prescriber__last_name")
+    search_help_text = "REMS patient ID, name, date of birth (YYYY-MM-DD), or the prescriber's NPI or name."
     list_select_related = ("prescriber",)
     readonly_fields = (
         "id",
@@ -491,11 +527,47 @@ class PatientAdmin(AuditedAdmin):
     )
     exclude = ("status_before_suspension",)
     inlines = (ScreeningInline, LabResultInline, ContraindicationInline, CourseInline, InfusionInline)
-    actions = ("suspend", "reinstate")
+    actions = ("suspend", "reinstate", "discontinue")
     list_per_page = 50
+    change_form_template = "admin/registry/console/patient_change_form.html"
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # enrollment is the prescriber's act (ACT-6), through the API
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # The changelist, for the status actions; a patient's record is never edited in the console.
+        return obj is None and super().has_change_permission(request)
+
+    def get_list_filter(self, request: HttpRequest) -> Any:
+        return (*self.list_filter, ("prescriber", admin.RelatedOnlyFieldListFilter))
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Any], search_term: str
+    ) -> tuple[QuerySet[Any], bool]:
+        """Also by date of birth: a term that reads as a date matches it exactly."""
+        results, duplicates = super().get_search_results(request, queryset, search_term)
+        try:
+            born = parse_date(search_term.strip()) if search_term else None
+        except ValueError:  # shaped like a date, but not one (2026-02-30)
+            born = None
+        if born is not None:
+            results = results | queryset.filter(date_of_birth=born)
+        return results, duplicates
+
+    @admin.display(description="Patient page")
+    def patient_page_link(self, obj: Patient) -> str:
+        return format_html('<a href="{}">open</a>', reverse("admin:registry_patient_page", args=[obj.pk]))
+
+    def get_urls(self) -> list[Any]:
+        from registry.console.views import patient_page_view
+
+        def view(request: HttpRequest, object_id: str) -> HttpResponse:
+            return patient_page_view(request, self, object_id)
+
+        return [
+            path("<uuid:object_id>/page/", self.admin_site.admin_view(view), name="registry_patient_page"),
+            *super().get_urls(),
+        ]
 
     def _status(self, request: HttpRequest, queryset: QuerySet[Any], verb: str) -> HttpResponse | None:
         def service(*, participant: Patient, actor: User, now: Any, reason: str) -> Patient:
@@ -503,13 +575,18 @@ class PatientAdmin(AuditedAdmin):
 
         return self.run_service(request, queryset, verb, service, True)
 
-    @admin.action(description="Suspend selected patients (reason required)")
+    @admin.action(description="Suspend selected patients (reason required)", permissions=["change"])
     def suspend(self, request: HttpRequest, queryset: QuerySet[Any]) -> HttpResponse | None:
         return self._status(request, queryset, "suspend")
 
-    @admin.action(description="Reinstate selected patients (reason required)")
+    @admin.action(description="Reinstate selected patients (reason required)", permissions=["change"])
     def reinstate(self, request: HttpRequest, queryset: QuerySet[Any]) -> HttpResponse | None:
         return self._status(request, queryset, "reinstate")
+
+    @admin.action(description="Discontinue selected patients (reason required)", permissions=["change"])
+    def discontinue(self, request: HttpRequest, queryset: QuerySet[Any]) -> HttpResponse | None:
+        """ACT-8: treatment stopped; monitoring continues. The same service as the API's discontinue."""
+        return self._status(request, queryset, "discontinue")
 
 
 @admin.register(Course)
@@ -535,6 +612,12 @@ class DecisionAdmin(ReadOnlyAdmin):
 
     list_display = ("created_at", "kind", "outcome", "patient", "actor", "reason_codes")
     list_filter = ("kind", "outcome")
+
+    def get_list_filter(self, request: HttpRequest) -> Any:
+        from registry.console.filters import DecidedFilter, ReasonCodeFilter
+
+        return (*self.list_filter, ReasonCodeFilter, DecidedFilter)
+
     search_fields = ("patient__rems_patient_id", "request_id", "actor__username")
     date_hierarchy = "created_at"
     list_select_related = ("patient", "actor")
@@ -556,17 +639,28 @@ class DispenseAuthorizationAdmin(ReadOnlyAdmin):
         "issued_at",
         "expires_at",
     )
-    list_filter = ("status",)
-    search_fields = ("number", "patient__rems_patient_id", "pharmacy__name", "pharmacy__npi")
+    list_filter = ("status", "revoke_category")
+    search_fields = (
+        "number",
+        "patient__rems_patient_id",
+        "pharmacy__name",
+        "pharmacy__npi",
+        "pharmacy__ncpdp_id",
+    )
+
+    def get_list_filter(self, request: HttpRequest) -> Any:
+        return (*self.list_filter, ("pharmacy", admin.RelatedOnlyFieldListFilter))
+
     list_select_related = ("pharmacy", "facility", "prescriber", "patient", "course")
     readonly_fields = ("stored_requirements", "program_settings")
     actions = ("revoke",)
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return obj is None and bool(request.user.is_superuser)  # the changelist, for the revoke action
+        # The changelist, for the revoke action; an authorization's fields are never edited.
+        return obj is None and request.user.has_perm("registry.change_dispenseauthorization")
 
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return bool(request.user.is_staff)
+        return request.user.has_perm("registry.view_dispenseauthorization")
 
     @admin.display(description="Status")
     def current_status(self, obj: DispenseAuthorization) -> str:
@@ -588,7 +682,7 @@ class DispenseAuthorizationAdmin(ReadOnlyAdmin):
     def program_settings(self, obj: DispenseAuthorization) -> str:
         return format_html("<code>{}</code>", obj.decision.program_settings)
 
-    @admin.action(description="Revoke selected authorizations (reason required)")
+    @admin.action(description="Revoke selected authorizations (reason required)", permissions=["change"])
     def revoke(self, request: HttpRequest, queryset: QuerySet[Any]) -> HttpResponse | None:
         active = queryset.filter(status=AuthorizationStatus.ACTIVE)
         skipped = queryset.count() - active.count()
@@ -625,8 +719,3 @@ class InfusionAdmin(ReadOnlyAdmin):
     search_fields = ("patient__rems_patient_id", "facility__name", "facility__npi")
     list_select_related = ("patient", "course", "facility")
     date_hierarchy = "administered_on"
-
-
-admin.site.site_header = "LEMTRADA REMS registry"
-admin.site.site_title = "REMS registry admin"
-admin.site.index_title = "REMS administration"

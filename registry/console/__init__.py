@@ -1,0 +1,2 @@
+"""The administrators' console (issue 12): the admin site, its roles, the patient page, the program
+dashboard and their chart component. docs/console.md describes how an administrator works it."""

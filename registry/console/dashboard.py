@@ -1,0 +1,213 @@
+"""The program dashboard (issue 12): a list of panels, each a function of the moment returning a `Panel`
+(its chart, its figures, the admin list behind each figure). Every panel runs a fixed number of aggregate
+statements (registry/selectors/program.py): the dashboard's query count does not grow with the data
+(tests/test_console_dashboard.py asserts it on small and larger programs).
+
+Extension point: `DASHBOARD_PANELS` (or `@dashboard_panel` on a builder). Monitoring (open flags by
+requirement and blocking, monthly compliance over 12 months) and pregnancy surveillance (pregnancies by
+exposure and status) add one builder each, drawing with `charts.hbar_chart` / `charts.column_chart`."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from urllib.parse import urlencode
+
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.safestring import SafeString
+
+from registry.models import DecisionKind, DecisionOutcome, ParticipantKind, PatientStatus
+
+from . import charts
+from .charts import Row, Segment
+
+
+@dataclass(frozen=True)
+class Figure:
+    label: str
+    value: int | float
+    href: str
+    display: str = ""
+
+    @property
+    def text(self) -> str:
+        return self.display or f"{self.value:g}"
+
+
+@dataclass(frozen=True)
+class Panel:
+    key: str
+    title: str
+    chart: SafeString
+    figures: list[Figure]
+    note: str = ""
+    links: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class DashboardContext:
+    now: dt.datetime
+
+    @property
+    def today(self) -> dt.date:
+        return timezone.localdate(self.now)
+
+
+PanelBuilder = Callable[[DashboardContext], Panel]
+DASHBOARD_PANELS: list[PanelBuilder] = []
+
+
+def dashboard_panel(builder: PanelBuilder) -> PanelBuilder:
+    """Registers a panel (shown in registration order)."""
+    DASHBOARD_PANELS.append(builder)
+    return builder
+
+
+def changelist(model_name: str, **params: str) -> str:
+    url = reverse(f"admin:registry_{model_name}_changelist")
+    return f"{url}?{urlencode(params)}" if params else url
+
+
+AUTHORIZATION_WINDOW_DAYS = 90  # issue 12: approvals and denials over the last 90 days
+
+_STATE_TONES = {
+    "certified": "good",
+    "lapsed": "warn",
+    "pending": "sky",
+    "suspended": "bad",
+    "deactivated": "muted",
+}
+_PATIENT_TONES = {
+    PatientStatus.ENROLLED: "sky",
+    PatientStatus.AUTHORIZED: "good",
+    PatientStatus.SUSPENDED: "bad",
+    PatientStatus.DISCONTINUED: "warn",
+    PatientStatus.MONITORING_COMPLETE: "info",
+    PatientStatus.DECEASED: "muted",
+}
+
+
+def participant_list_params(state: str, at: dt.datetime) -> dict[str, str]:
+    """The changelist filter behind one participant state (the console's `state` filter)."""
+    return {"state": state}
+
+
+@dashboard_panel
+def participants_panel(ctx: DashboardContext) -> Panel:
+    """ACT-1..5: participants of each kind by state; lapsed = certified but past its expiry."""
+    from registry.selectors.program import PARTICIPANT_STATES, participant_state_counts
+
+    counts = participant_state_counts(at=ctx.now)
+    rows, figures = [], []
+    for kind in ParticipantKind:
+        segments = []
+        for state in PARTICIPANT_STATES:
+            n = counts[kind][state]
+            href = changelist(kind.value, **participant_list_params(state, ctx.now))
+            segments.append(Segment(state, n, href, _STATE_TONES[state]))
+            figures.append(Figure(f"{kind.label}s {state}", n, href))
+        rows.append(Row(f"{kind.label}s", segments))
+    return Panel(
+        "participants",
+        "Participants by kind and certification state",
+        charts.hbar_chart(rows, title="Participants by kind and state"),
+        figures,
+        note="Lapsed: certified, but the certification's expiry has passed (fails every gate, ACT-5).",
+    )
+
+
+@dashboard_panel
+def patients_panel(ctx: DashboardContext) -> Panel:
+    """ACT-8: patients by status."""
+    from registry.selectors.program import patient_status_counts
+
+    counts = patient_status_counts()
+    segments, figures = [], []
+    for status in PatientStatus:
+        n = counts.get(status.value, 0)
+        href = changelist("patient", status__exact=status.value)
+        segments.append(Segment(status.value, n, href, _PATIENT_TONES[status]))
+        figures.append(Figure(status.label, n, href))
+    rows = [Row(s.label, [s]) for s in segments]
+    return Panel(
+        "patients",
+        "Patients by status",
+        charts.hbar_chart(rows, title="Patients by status", legend=False),
+        figures,
+    )
+
+
+def _decisions_href(outcome: str = "", reason: str = "", decided: str = "") -> str:
+    params = {"kind__exact": DecisionKind.DISPENSE_AUTHORIZATION.value, "decided": decided}
+    if outcome:
+        params["outcome__exact"] = outcome
+    if reason:
+        params["reason"] = reason
+    return changelist("decision", **params)
+
+
+@dashboard_panel
+def authorizations_panel(ctx: DashboardContext) -> Panel:
+    """GATE-1: dispense authorizations approved and denied over the last 90 days, per week, and the denials
+    by reason code (a denial counts under each of its reasons)."""
+    from registry.selectors.program import (
+        dispense_denial_reason_counts,
+        dispense_outcome_counts,
+        dispense_outcomes_by_week,
+    )
+
+    since = ctx.now - dt.timedelta(days=AUTHORIZATION_WINDOW_DAYS)
+    window = f"{AUTHORIZATION_WINDOW_DAYS}d"
+    outcomes = dispense_outcome_counts(since=since, until=ctx.now)
+    reasons = dispense_denial_reason_counts(since=since, until=ctx.now)
+    weekly = dispense_outcomes_by_week(since=since, until=ctx.now)
+    by_week: dict[dt.date, dict[str, int]] = {}
+    for week, outcome, n in weekly:
+        by_week.setdefault(week, {})[outcome] = n
+    columns = []
+    for week, split in sorted(by_week.items()):
+        decided = f"{week.isoformat()}..{(week + dt.timedelta(days=7)).isoformat()}"
+        columns.append(
+            Row(
+                f"{week:%m-%d}",
+                [
+                    Segment(
+                        "approved",
+                        split.get("approved", 0),
+                        _decisions_href("approved", decided=decided),
+                        "good",
+                    ),
+                    Segment(
+                        "denied", split.get("denied", 0), _decisions_href("denied", decided=decided), "bad"
+                    ),
+                ],
+            )
+        )
+    reason_rows = [
+        Row(code, [Segment("denials", n, _decisions_href(DecisionOutcome.DENIED, code, window), "bad")])
+        for code, n in reasons.items()
+    ]
+    figures = [
+        Figure("Approved", outcomes["approved"], _decisions_href("approved", decided=window)),
+        Figure("Denied", outcomes["denied"], _decisions_href("denied", decided=window)),
+        *(
+            Figure(f"Denied: {code}", n, _decisions_href("denied", code, window))
+            for code, n in reasons.items()
+        ),
+    ]
+    chart = charts.column_chart(columns, title="Dispense authorizations per week")
+    chart = SafeString(chart + charts.hbar_chart(reason_rows, title="Denials by reason code", legend=False))
+    return Panel(
+        "authorizations",
+        f"Dispense authorizations, last {AUTHORIZATION_WINDOW_DAYS} days",
+        chart,
+        figures,
+        note="Weeks start on Monday; a denial counts under each of its reason codes.",
+    )
+
+
+def dashboard_build(*, now: dt.datetime) -> list[Panel]:
+    ctx = DashboardContext(now=now)
+    return [builder(ctx) for builder in DASHBOARD_PANELS]

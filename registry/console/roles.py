@@ -1,0 +1,55 @@
+"""Console roles for administrators who are not superusers: Django groups holding model permissions.
+
+Every console user is a staff user with role `admin` (the site refuses any other role). A superuser may do
+everything; anyone else may do exactly what their group's permissions allow:
+
+- **REMS administrator** views every record, registers and edits participants, and runs the lifecycle
+  actions (participant certify/suspend/reinstate/deactivate, patient suspend/reinstate/discontinue,
+  authorization revoke, API key revoke), each through the same service as the API.
+- **read-only auditor** views every record, the dashboard and the patient page, and changes nothing.
+
+Nobody deletes anything (records of a REMS are deactivated, never deleted: the admin refuses deletion
+whatever the permissions). Migration 0006 creates the groups with these permissions; `roles_sync` repairs
+them (idempotent), and the tests assert that the migration and this table agree.
+"""
+
+from __future__ import annotations
+
+REMS_ADMINISTRATOR = "REMS administrator"
+READ_ONLY_AUDITOR = "read-only auditor"
+
+# Every registry model a console user may look at.
+VIEWABLE = (
+    "prescriber",
+    "facility",
+    "pharmacy",
+    "patient",
+    "screening",
+    "labresult",
+    "contraindication",
+    "course",
+    "infusion",
+    "decision",
+    "dispenseauthorization",
+    "dispense",
+    "auditevent",
+    "apikey",
+    "user",
+)
+
+# (app_label, codename) per group. `change_*` on a record whose fields are all read-only in the console
+# (patient, authorization, API key) is what unlocks that model's lifecycle actions, nothing else.
+GROUP_PERMISSIONS: dict[str, tuple[tuple[str, str], ...]] = {
+    REMS_ADMINISTRATOR: (
+        *(("registry", f"view_{model}") for model in VIEWABLE),
+        *(
+            ("registry", f"{verb}_{model}")
+            for model in ("prescriber", "facility", "pharmacy")
+            for verb in ("add", "change")
+        ),
+        ("registry", "change_patient"),
+        ("registry", "change_dispenseauthorization"),
+        ("registry", "change_apikey"),
+    ),
+    READ_ONLY_AUDITOR: tuple(("registry", f"view_{model}") for model in VIEWABLE),
+}
