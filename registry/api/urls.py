@@ -4,6 +4,7 @@ from rest_framework.routers import DefaultRouter
 from .views.health import HealthView
 from .views.participants import FacilityViewSet, MeView, PharmacyViewSet, PrescriberViewSet
 from .views.patients import LabResultBulkViewSet, PatientViewSet
+from .views.reports import AssessmentReportView
 from .views.treatment import CourseViewSet, DispenseAuthorizationViewSet, DispenseViewSet, InfusionViewSet
 
 
@@ -33,5 +34,6 @@ urlpatterns = [
     re_path(
         r"^lab-results/bulk/?$", LabResultBulkViewSet.as_view({"post": "create"}), name="lab-results-bulk"
     ),
+    re_path(r"^reports/assessment/?$", AssessmentReportView.as_view(), name="reports-assessment"),
     path("", include(router.urls)),
 ]

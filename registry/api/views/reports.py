@@ -1,0 +1,83 @@
+"""`GET /api/v1/reports/assessment?from=YYYY-MM-DD&to=YYYY-MM-DD` (admin): the REMS assessment report,
+JSON, or CSV with `?format=csv` or `Accept: text/csv` (registry/selectors/assessment.py builds it)."""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework.renderers import BaseRenderer, JSONRenderer
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from registry.api.serializers.reports import AssessmentQuerySerializer, AssessmentReportSerializer
+from registry.permissions import ADMIN
+from registry.selectors.assessment import assessment_report
+
+from .base import ThrottleFailuresMixin
+
+CSV_COLUMNS = ("goal", "section", "key", "label", "value", "target", "method")
+
+
+class AssessmentCSVRenderer(BaseRenderer):
+    """One row per figure; the period and the settings in force lead as rows of the `report` goal. An
+    error body renders as `code,detail`."""
+
+    media_type = "text/csv"
+    format = "csv"
+    charset = "utf-8"
+
+    def render(self, data: Any, accepted_media_type: str | None = None, renderer_context: Any = None) -> bytes:
+        out = io.StringIO()
+        writer = csv.writer(out)
+        if not isinstance(data, dict) or "goals" not in data:
+            writer.writerow(("code", "detail"))
+            writer.writerow(((data or {}).get("code", ""), (data or {}).get("detail", "")))
+            return out.getvalue().encode()
+        writer.writerow(CSV_COLUMNS)
+        period = data["period"]
+        for key in ("from", "to", "time_zone"):
+            writer.writerow(("report", "period", key, key, period[key], "", ""))
+        writer.writerow(("report", "period", "generated_at", "generated at", data["generated_at"], "", ""))
+        for key, value in data["program_settings"].items():
+            writer.writerow(("report", "program_settings", key, key, value, "", "in force now"))
+        for goal in data["goals"]:
+            for section in goal["sections"]:
+                for f in section["figures"]:
+                    writer.writerow(
+                        (goal["key"], section["key"], f["key"], f["label"], f["value"], f.get("target", ""), f["method"])
+                    )
+        return out.getvalue().encode()
+
+
+class AssessmentReportView(ThrottleFailuresMixin, APIView):
+    roles = {"get": ADMIN}
+    renderer_classes = [JSONRenderer, AssessmentCSVRenderer]
+
+    @extend_schema(
+        operation_id="reports_assessment",
+        parameters=[
+            OpenApiParameter("from", OpenApiTypes.DATE, required=True, description="First day (inclusive)."),
+            OpenApiParameter("to", OpenApiTypes.DATE, required=True, description="Last day (inclusive)."),
+            OpenApiParameter("format", str, enum=["json", "csv"], required=False, description="Or `Accept: text/csv`."),
+        ],
+        responses={
+            (200, "application/json"): AssessmentReportSerializer,
+            (200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="One row per figure."),
+        },
+    )
+    def get(self, request: Request) -> Response:
+        """The REMS assessment figures for the period, grouped by the program's goals, rebuilt from stored
+        decisions and audit events; each figure states how it is computed. 400 `validation_error` for a
+        missing or malformed `from`/`to`, or `to` before `from`."""
+        query = AssessmentQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        report = assessment_report(
+            first=query.validated_data["from"], last=query.validated_data["to"], now=timezone.now()
+        )
+        return Response(report)
