@@ -28,6 +28,11 @@ LATER_COURSE_DOSES = 3  # CRS-2
 MAX_DOSES_PER_AUTHORIZATION = 5  # API.md: doses_requested 1-5
 MIN_OBSERVATION_MINUTES = 120  # GATE-3
 CORTICOSTEROID_PREMEDICATION_DAYS = 3  # GATE-3: days 1-3
+CONCEPTION_AFTER_LMP_DAYS = 14  # PRG-2: estimated conception = LMP + 14 days when only the LMP is known
+DUE_AFTER_LMP_DAYS = 280  # PRG-2: estimated due date = LMP + 280 days (Naegele)
+DUE_AFTER_CONCEPTION_DAYS = 266  # PRG-2: or conception + 266 days
+PREGNANCY_OUTCOME_OVERDUE_DAYS = 30  # PRG-4: an outcome is overdue 30 days after the estimated due date
+INFANT_FOLLOW_UP_MONTHS = 12  # PRG-3: infant follow-up is due 12 months after a live birth
 
 
 @dataclass(frozen=True)
@@ -111,4 +116,10 @@ RULES: dict[str, str] = {
     "ID-2": "identifiers.py: validate_ncpdp_id",
     "ID-3": "identifiers.py: validate_dea_number",
     "ID-4": "identifiers.py: new_registry_id, parse_registry_id",
+    # Pregnancy surveillance
+    "PRG-1": "services/pregnancy.py: contraception_required_until (GET /patients/{id})",
+    "PRG-2": "services/pregnancy.py: pregnancy_exposure, pregnancy_report_file, pregnancy_report_update",
+    "PRG-3": "services/pregnancy.py: pregnancy_report_update; models/pregnancy.py constraints",
+    "PRG-4": "services/decisions.py: no_open_pregnancy; services/pregnancy.py: pregnancy_reminders_raise",
+    "PRG-5": "migrations/0005_pregnancy.py: DELETE refused; models/pregnancy.py: PROTECT",
 }

@@ -61,6 +61,7 @@ DISPENSE_REQUIREMENT_NAMES = [
     "prescriber_of_record",
     "patient_authorized",
     "no_contraindication",
+    "no_open_pregnancy",  # PRG-4
     "open_course",
     "course_doses_remaining",
     "doses_within_remaining",

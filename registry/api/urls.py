@@ -4,6 +4,7 @@ from rest_framework.routers import DefaultRouter
 from .views.health import HealthView
 from .views.participants import FacilityViewSet, MeView, PharmacyViewSet, PrescriberViewSet
 from .views.patients import LabResultBulkViewSet, PatientViewSet
+from .views.pregnancy import PregnancyReportViewSet
 from .views.treatment import CourseViewSet, DispenseAuthorizationViewSet, DispenseViewSet, InfusionViewSet
 
 
@@ -26,6 +27,7 @@ router.register("courses", CourseViewSet, basename="course")
 router.register("infusions", InfusionViewSet, basename="infusion")
 router.register("dispense-authorizations", DispenseAuthorizationViewSet, basename="dispense-authorization")
 router.register("dispenses", DispenseViewSet, basename="dispense")
+router.register("pregnancy-reports", PregnancyReportViewSet, basename="pregnancy-report")
 
 urlpatterns = [
     re_path(r"^health/?$", HealthView.as_view(), name="health"),

@@ -23,6 +23,7 @@ from registry.models import Decision, DecisionKind, DecisionOutcome, LabTest, Pa
 
 from .audit import _jsonable, audit_record
 from .facts import GATE_LAB_TESTS, Facts
+from .pregnancy import positive_test_holds
 
 
 @dataclass(frozen=True)
@@ -450,6 +451,34 @@ def observation_long_enough(f: Facts) -> Check:
     )
 
 
+# --- Pregnancy (PRG-4, GATE-4) --------------------------------------------------------------------
+
+
+@needs_patient("pregnancy_open")
+def no_open_pregnancy(f: Facts) -> Check:
+    """PRG-4, GATE-4: an open pregnancy report (no outcome yet) holds new courses, dispense
+    authorizations and infusions; so does a positive pregnancy test on file with no later negative test,
+    until a report resolves it (an outcome on or after the test's day) or a later negative test is
+    recorded. Applies whatever the patient's recorded reproductive potential: a positive test is a fact."""
+    if f.pregnancy_report_open:
+        return _fail(
+            "no_open_pregnancy",
+            "pregnancy_open",
+            "A pregnancy report is open: treatment is held until its outcome is recorded.",
+        )
+    if positive_test_holds(
+        positive_on=f.latest_positive_pregnancy_on,
+        negative_on=f.latest_negative_pregnancy_on,
+        latest_outcome_on=f.pregnancy_latest_outcome_on,
+    ):
+        return _fail(
+            "no_open_pregnancy",
+            "pregnancy_open",
+            "A positive pregnancy test is on file with no later negative test: treatment is held.",
+        )
+    return _ok("no_open_pregnancy")
+
+
 # --- Decision kinds ---------------------------------------------------------------------------------
 
 AUTHORIZATION_REQUIREMENTS: tuple[Requirement, ...] = (
@@ -463,6 +492,7 @@ COURSE_REQUIREMENTS: tuple[Requirement, ...] = (
     record_prescriber_certified,
     patient_authorized,
     no_contraindication,
+    no_open_pregnancy,  # PRG-4
     no_open_course,
     course_interval_met,
     pre_course_labs_fresh,
@@ -478,6 +508,7 @@ DISPENSE_REQUIREMENTS: tuple[Requirement, ...] = (
     prescriber_of_record,
     patient_authorized,
     no_contraindication,
+    no_open_pregnancy,  # PRG-4
     has_open_course,
     course_doses_remaining,
     doses_within_remaining,
@@ -494,6 +525,7 @@ INFUSION_REQUIREMENTS: tuple[Requirement, ...] = (
     record_prescriber_certified,
     patient_authorized,
     no_contraindication,
+    no_open_pregnancy,  # PRG-4
     has_open_course,
     course_doses_remaining,
     course_interval_met,

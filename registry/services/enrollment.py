@@ -38,6 +38,7 @@ from .accounts import care_team_ensure
 from .audit import audit_record
 from .decisions import AUTHORIZATION_REQUIREMENTS, Evaluation, Outcome, decision_record, evaluate
 from .facts import facts_load
+from .pregnancy import pregnancy_test_hold, pregnancy_tests_hold
 from .revocation import authorizations_revoke_where
 
 PS = PatientStatus
@@ -155,6 +156,7 @@ def lab_result_record(*, patient: Patient, actor: User, data: dict[str, Any], no
     if errors:
         raise ValidationFailed(errors)
     with transaction.atomic():
+        pregnancy_test_hold(patient=patient, actor=actor, data=data, now=now)  # PRG-4: before the insert
         lab = LabResult.objects.create(patient=patient, recorded_by=actor, **data)
         audit_record(
             actor=actor, action="lab_result.record", subject=patient, changes={"lab_result": lab.pk, **data}
@@ -208,6 +210,7 @@ def lab_results_bulk_record(
         by_patient[lab.patient_id] = by_patient.get(lab.patient_id, 0) + 1
     request_id = current_request_id()
     with transaction.atomic():
+        pregnancy_tests_hold(actor=actor, labs=labs, now=now)  # PRG-4: before the insert
         LabResult.objects.bulk_create(labs, batch_size=1000)
         AuditEvent.objects.bulk_create(
             AuditEvent(

@@ -24,6 +24,8 @@ from registry.models import (
 )
 from registry.models.treatment import OPEN_COURSE_STATUSES
 
+from .pregnancy import pregnancy_gate_facts
+
 SCREENING_FIELDS = ("hiv_negative", "no_active_infection", "tb_screened_on", "vaccinations_completed_on")
 
 
@@ -80,6 +82,10 @@ class Facts:
     facility: Facility | None = None
     prescriber: Prescriber | None = None
     request: dict[str, Any] = field(default_factory=dict)
+    # PRG-4 (services/pregnancy.py pregnancy_gate_facts, one query): an open report, and the latest
+    # recorded outcome date (a positive pregnancy test on or before it is resolved).
+    pregnancy_report_open: bool = False
+    pregnancy_latest_outcome_on: dt.date | None = None
 
     @property
     def open_course(self) -> CourseFacts | None:
@@ -423,6 +429,7 @@ def facts_load(
             patient = loaded
         values.update(_patient_facts(patient))
         values["courses"] = _courses(patient, now)
+        values.update(pregnancy_gate_facts(patient_id=patient.pk))  # PRG-4
     return Facts(
         as_of=as_of,
         now=now,

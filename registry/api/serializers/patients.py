@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from registry.models import Contraindication, LabOutcome, LabResult, LabTest, Patient, Screening
+from registry.services.pregnancy import contraception_required_until
 
 from .common import ReasonSerializer
 
@@ -13,6 +16,14 @@ class PatientSerializer(serializers.ModelSerializer):
     prescriber = serializers.UUIDField(
         source="prescriber_id", read_only=True, help_text="The prescriber of record."
     )
+    contraception_required_until = serializers.SerializerMethodField(
+        help_text="PRG-1: for a patient of reproductive potential, 4 months (setting) after the last infusion "
+        "of the latest course; null before any infusion and for other patients."
+    )
+
+    @extend_schema_field(serializers.DateField(allow_null=True))
+    def get_contraception_required_until(self, patient: Patient) -> dt.date | None:
+        return contraception_required_until(patient)
 
     class Meta:
         model = Patient
@@ -32,6 +43,7 @@ class PatientSerializer(serializers.ModelSerializer):
             "first_infusion_on",
             "last_infusion_on",
             "monitoring_ends_on",
+            "contraception_required_until",
             "created_at",
             "updated_at",
         )
