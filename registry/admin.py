@@ -629,3 +629,6 @@ class InfusionAdmin(ReadOnlyAdmin):
 admin.site.site_header = "LEMTRADA REMS registry"
 admin.site.site_title = "REMS registry admin"
 admin.site.index_title = "REMS administration"
+
+# Pregnancy surveillance (PRG-2..5) has its own module; importing it registers its admin.
+from registry import admin_pregnancy  # noqa: E402, F401

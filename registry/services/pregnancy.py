@@ -345,6 +345,39 @@ def _exposure_changes(report: PregnancyReport, exposure: ExposureResult) -> dict
     }
 
 
+def pregnancy_report_changes(
+    *, report: PregnancyReport, data: dict[str, Any], today: dt.date
+) -> tuple[dict[str, Any], str]:
+    """The report's values and status as they would be after `data` (pure: PRG-2 derivations, PRG-3
+    validation; no query). Raises ValidationFailed, or InvalidTransition for a change to a closed report's
+    outcome or follow-up, or for withdrawing a recorded outcome. The admin form runs it to show errors
+    before saving; pregnancy_report_update runs it under the lock."""
+    before = _current_values(report)
+    final = (*OUTCOME_FIELDS, *FOLLOW_UP_FIELDS)
+    if report.status == PRS.CLOSED and any(n in data and data[n] != before[n] for n in final):
+        raise InvalidTransition(
+            "The report is closed: its outcome and infant follow-up are final.", status=report.status
+        )
+    if report.outcome and "outcome" in data and not data["outcome"]:
+        raise InvalidTransition("A recorded outcome cannot be withdrawn.", status=report.status)
+    values = dict(before)
+    values.update({name: data[name] for name in (*DATE_FIELDS, *final) if name in data})
+    for name in ("outcome", "maternal_thyroid_status", "outcome_notes", "infant_follow_up_notes"):
+        values[name] = values[name] or ""
+    _derive(
+        values,
+        conception_given="estimated_conception_on" in data or not before["conception_derived"],
+        due_given="estimated_due_on" in data or not before["due_on_derived"],
+    )
+    errors = _date_errors(values, today)
+    for name, messages in _outcome_errors(values).items():
+        errors.setdefault(name, []).extend(messages)
+    if errors:
+        raise ValidationFailed(errors)
+    _reminder_dates(values)
+    return values, _status_for(values)
+
+
 def pregnancy_report_update(
     *, report: PregnancyReport, actor: User, data: dict[str, Any], now: dt.datetime
 ) -> PregnancyReport:
@@ -369,25 +402,7 @@ def pregnancy_report_update(
             .get(pk=report.pk)
         )
         before = _current_values(locked)
-        final = (*OUTCOME_FIELDS, *FOLLOW_UP_FIELDS)
-        if locked.status == PRS.CLOSED and any(n in data and data[n] != before[n] for n in final):
-            raise InvalidTransition(
-                "The report is closed: its outcome and infant follow-up are final.", status=locked.status
-            )
-        values = dict(before)
-        values.update({name: data[name] for name in (*DATE_FIELDS, *final) if name in data})
-        _derive(
-            values,
-            conception_given="estimated_conception_on" in data or not before["conception_derived"],
-            due_given="estimated_due_on" in data or not before["due_on_derived"],
-        )
-        errors = _date_errors(values, today)
-        for name, messages in _outcome_errors(values).items():
-            errors.setdefault(name, []).extend(messages)
-        if errors:
-            raise ValidationFailed(errors)
-        _reminder_dates(values)
-        status = _status_for(values)
+        values, status = pregnancy_report_changes(report=locked, data=data, today=today)
         changes: dict[str, Any] = {n: [before[n], v] for n, v in values.items() if before[n] != v}
         if status != locked.status:
             changes["status"] = [locked.status, status]
