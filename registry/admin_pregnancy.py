@@ -19,11 +19,12 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.urls import path, reverse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 
 from registry.admin import AuditedAdmin
 from registry.errors import InvalidTransition, ValidationFailed
-from registry.models import PregnancyReminder, PregnancyReport, PregnancyStatus
+from registry.models import PregnancyReport, PregnancyStatus
 from registry.services.pregnancy import (
     DATE_FIELDS,
     FOLLOW_UP_FIELDS,
@@ -147,20 +148,6 @@ class PregnancyReportForm(forms.ModelForm):
         """The model's constraints are the service's to hold; the instance is saved by the service."""
 
 
-class PregnancyReminderInline(admin.TabularInline):
-    model = PregnancyReminder
-    fields = ("kind", "due_on", "raised_on")
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-
 @admin.register(PregnancyReport)
 class PregnancyReportAdmin(AuditedAdmin):
     form = PregnancyReportForm
@@ -190,6 +177,7 @@ class PregnancyReportAdmin(AuditedAdmin):
         "status",
         "outcome_overdue_on",
         "infant_follow_up_due_on",
+        "reminders",
         "created_at",
         "updated_at",
         "audit_history",
@@ -214,9 +202,9 @@ class PregnancyReportAdmin(AuditedAdmin):
         ),
         ("Outcome (PRG-3)", {"fields": (*OUTCOME_FIELDS, "outcome_overdue_on")}),
         ("Infant follow-up (PRG-3)", {"fields": ("infant_follow_up_due_on", *FOLLOW_UP_FIELDS)}),
+        ("Reminders (PRG-4)", {"fields": ("reminders",)}),
         ("Audit", {"fields": ("created_at", "updated_at", "audit_history")}),
     )
-    inlines = (PregnancyReminderInline,)
     actions = ("export_csv", "recompute_exposure")
     change_list_template = "admin/registry/pregnancyreport/change_list.html"
 
@@ -237,7 +225,22 @@ class PregnancyReportAdmin(AuditedAdmin):
             pregnancy_report_update(report=obj, actor=request.user, data=data, now=timezone.now())  # type: ignore[arg-type]
 
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
-        """Reminders are read-only here; nothing related is saved."""
+        """Nothing related is edited here (the service saved the report)."""
+
+    @admin.display(description="Reminders raised (PRG-4)")
+    def reminders(self, obj: PregnancyReport) -> str:
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (r.kind, r.due_on.isoformat(), r.raised_on.isoformat())
+                for r in obj.reminders.order_by("raised_on")
+            ),
+        )
+        return format_html(
+            "<table><thead><tr><th>Kind</th><th>Due</th><th>Raised</th></tr></thead><tbody>{}</tbody></table>",
+            rows or mark_safe("<tr><td colspan=3>None raised.</td></tr>"),
+        )
 
     def get_urls(self) -> list[Any]:
         export = self.admin_site.admin_view(self.export_all_view)
