@@ -189,6 +189,10 @@ def test_report_needs_lmp_or_conception_date(prescriber, patient):
             {"estimated_conception_on": "2026-02-15", "estimated_due_on": "2026-02-15"},
             {"estimated_due_on": ["Must be after the estimated conception date."]},
         ),
+        (
+            {"estimated_conception_on": "2026-02-15", "estimated_due_on": "2026-12-21"},  # 44 weeks + 1 day
+            {"estimated_due_on": ["Must be within 44 weeks of the estimated conception date."]},
+        ),
     ],
     ids=[
         "report-tomorrow",
@@ -198,6 +202,7 @@ def test_report_needs_lmp_or_conception_date(prescriber, patient):
         "conception-after-report",
         "conception-before-lmp",
         "due-not-after-conception",
+        "due-beyond-44-weeks",
     ],
 )
 def test_report_refuses_future_and_inconsistent_dates(prescriber, patient, body, errors):

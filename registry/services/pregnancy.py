@@ -55,6 +55,7 @@ OUTCOME_FIELDS = (
 )
 FOLLOW_UP_FIELDS = ("infant_follow_up_on", "infant_follow_up_notes")
 LIVE_BIRTH_ONLY = ("gestational_age_weeks", "birth_weight_grams")
+MAX_GESTATION_WEEKS = 44  # a due date further from conception than this is a typing error
 
 
 class NoReproductivePotential(Conflict):
@@ -174,6 +175,9 @@ def _date_errors(values: dict[str, Any], today: dt.date) -> dict[str, list[str]]
         add("estimated_conception_on", "Cannot be before the last menstrual period.")
     if values["estimated_due_on"] <= conception:
         add("estimated_due_on", "Must be after the estimated conception date.")
+    elif values["estimated_due_on"] > conception + dt.timedelta(weeks=MAX_GESTATION_WEEKS):
+        # A typo here (the wrong year) would postpone the outcome-overdue reminder (PRG-4) by a year.
+        add("estimated_due_on", f"Must be within {MAX_GESTATION_WEEKS} weeks of the estimated conception date.")
     return errors
 
 
