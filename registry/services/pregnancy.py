@@ -177,7 +177,10 @@ def _date_errors(values: dict[str, Any], today: dt.date) -> dict[str, list[str]]
         add("estimated_due_on", "Must be after the estimated conception date.")
     elif values["estimated_due_on"] > conception + dt.timedelta(weeks=MAX_GESTATION_WEEKS):
         # A typo here (the wrong year) would postpone the outcome-overdue reminder (PRG-4) by a year.
-        add("estimated_due_on", f"Must be within {MAX_GESTATION_WEEKS} weeks of the estimated conception date.")
+        add(
+            "estimated_due_on",
+            f"Must be within {MAX_GESTATION_WEEKS} weeks of the estimated conception date.",
+        )
     return errors
 
 
@@ -600,17 +603,18 @@ def pregnancy_reminders_raise(
     - `infant_follow_up_due`: a live birth with no infant follow-up recorded 12 months after its outcome
       date (due on that day).
 
-    One INSERT ... SELECT (the stored, indexed due dates) that skips what was raised before (the unique
-    (report, kind) constraint, so concurrent runs are harmless), one read of the patients' prescriber and
-    registry ID for what was inserted, one multi-row audit insert: three queries whatever the number of
-    reports. Returns only the reminders this call created; a second call for the same day returns [].
+    The due reports are found by the stored, indexed due dates; what was raised before is skipped (and the
+    unique (report, kind) constraint makes concurrent runs harmless). On PostgreSQL one statement inserts the
+    reminders and their audit events and returns what the digest needs; elsewhere three (insert, read,
+    audit). The number of queries does not depend on the number of reports. Returns only the reminders
+    this call created; a second call for the same day returns [].
 
     `patient_id_range` is `(low, high)`: patient ids with low <= id < high (either end None: open), so a
     sweep can work in slices."""
     postgres = connection.vendor == "postgresql"
-    new_id = "gen_random_uuid()" if postgres else "lower(hex(randomblob(16)))"
     db_date = connection.ops.adapt_datefield_value
     now = timezone.now()
+    db_now = connection.ops.adapt_datetimefield_value(now)
     scope, scope_params = "", []
     if patient_id_range is not None:
         low, high = patient_id_range
@@ -622,72 +626,107 @@ def pregnancy_reminders_raise(
         if high is not None:
             scope += " AND r.patient_id < %s"
             scope_params.append(pk.get_db_prep_value(_uuid(high), connection))
-    selects, params = [], []
+    selects, due_params = [], []
     for kind, status, due_column in (
         (ReminderKind.OUTCOME_OVERDUE, PRS.OPEN, "outcome_overdue_on"),
         (ReminderKind.INFANT_FOLLOW_UP_DUE, PRS.OUTCOME_RECORDED, "infant_follow_up_due_on"),
     ):
-        # Only this module's constants are interpolated (column names, the UUID function); values are bound.
+        # Only this module's constants are interpolated (column names); every value is bound.
         selects.append(
-            f"SELECT {new_id}, %s, r.id, %s, r.{due_column}, %s FROM registry_pregnancyreport r"  # noqa: S608
+            f"SELECT r.id AS report_id, %s AS kind, r.{due_column} AS due_on FROM registry_pregnancyreport r"  # noqa: S608
             f" WHERE r.status = %s AND r.{due_column} <= %s{scope}"
             " AND NOT EXISTS (SELECT 1 FROM registry_pregnancyreminder m WHERE m.report_id = r.id AND m.kind = %s)"
         )
-        params += [
-            connection.ops.adapt_datetimefield_value(now),
-            str(kind),
-            db_date(as_of),
-            str(status),
-            db_date(as_of),
-            *scope_params,
-            str(kind),
-        ]
-    sql = (
-        "INSERT INTO registry_pregnancyreminder (id, created_at, report_id, kind, due_on, raised_on) "
-        + " UNION ALL ".join(selects)
-        + " ON CONFLICT (report_id, kind) DO NOTHING RETURNING id, report_id, kind, due_on"
-    )
+        due_params += [str(kind), str(status), db_date(as_of), *scope_params, str(kind)]
+    due = " UNION ALL ".join(selects)
+    request_id = current_request_id()
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        inserted = cursor.fetchall()
-        if not inserted:
-            return []
-        report_ids = {_uuid(row[1]) for row in inserted}
-        patients = {
-            report_id: (prescriber_id, rems_patient_id)
-            for report_id, prescriber_id, rems_patient_id in PregnancyReport.objects.filter(
-                pk__in=report_ids
-            ).values_list("pk", "patient__prescriber_id", "patient__rems_patient_id")
-        }
-        raised = [
-            RaisedReminder(
-                reminder_id=_uuid(reminder_id),
-                report_id=_uuid(report_id),
-                prescriber_id=patients[_uuid(report_id)][0],
-                rems_patient_id=patients[_uuid(report_id)][1],
-                kind=str(kind),
-                due_on=due_on if isinstance(due_on, dt.date) else dt.date.fromisoformat(str(due_on)),
+        if postgres:
+            # One statement: the reminders, their audit events and what the digest needs.
+            cursor.execute(
+                _RAISE_SQL_POSTGRES.format(due=due),
+                [*due_params, db_now, db_date(as_of), db_now, as_of.isoformat(), request_id],
             )
-            for reminder_id, report_id, kind, due_on in inserted
-        ]
-        request_id = current_request_id()
-        AuditEvent.objects.bulk_create(
-            AuditEvent(
-                actor=None,
-                actor_role="system",
-                action="pregnancy_reminder.raise",
-                subject_type="pregnancyreport",
-                subject_id=r.report_id,
-                changes={
-                    "reminder": str(r.reminder_id),
-                    "kind": r.kind,
-                    "due_on": r.due_on.isoformat(),
-                    "raised_on": as_of.isoformat(),
-                },
-                request_id=request_id,
-                created_at=now,
-            )
-            for r in raised
+            rows = cursor.fetchall()
+        else:
+            rows = _raise_generic(cursor, due, due_params, now=now, as_of=as_of, request_id=request_id)
+    raised = [
+        RaisedReminder(
+            reminder_id=_uuid(reminder_id),
+            report_id=_uuid(report_id),
+            prescriber_id=_uuid(prescriber_id),
+            rems_patient_id=rems_patient_id,
+            kind=str(kind),
+            due_on=due_on if isinstance(due_on, dt.date) else dt.date.fromisoformat(str(due_on)),
         )
+        for reminder_id, report_id, kind, due_on, prescriber_id, rems_patient_id in rows
+    ]
     raised.sort(key=lambda r: (str(r.prescriber_id), r.rems_patient_id, r.kind))
     return raised
+
+
+_RAISE_SQL_POSTGRES = """
+WITH due AS ({due}),
+ins AS (
+    INSERT INTO registry_pregnancyreminder (id, created_at, report_id, kind, due_on, raised_on)
+    SELECT gen_random_uuid(), %s, due.report_id, due.kind, due.due_on, %s FROM due
+    ON CONFLICT (report_id, kind) DO NOTHING
+    RETURNING id, report_id, kind, due_on
+),
+audit AS (
+    INSERT INTO registry_auditevent
+        (id, created_at, actor_id, actor_role, action, subject_type, subject_id, changes, request_id)
+    SELECT gen_random_uuid(), %s, NULL, 'system', 'pregnancy_reminder.raise', 'pregnancyreport', ins.report_id,
+        jsonb_build_object(
+            'reminder', ins.id::text, 'kind', ins.kind, 'due_on', to_char(ins.due_on, 'YYYY-MM-DD'),
+            'raised_on', %s::text
+        ),
+        %s
+    FROM ins
+)
+SELECT ins.id, ins.report_id, ins.kind, ins.due_on, p.prescriber_id, p.rems_patient_id
+FROM ins
+JOIN registry_pregnancyreport r ON r.id = ins.report_id
+JOIN registry_patient p ON p.id = r.patient_id
+"""
+
+
+def _raise_generic(
+    cursor: Any, due: str, due_params: list[Any], *, now: dt.datetime, as_of: dt.date, request_id: str
+) -> list[tuple[Any, ...]]:
+    """The same in three statements, for SQLite (no data-modifying WITH): insert, read, audit."""
+    db_date = connection.ops.adapt_datefield_value
+    cursor.execute(
+        "INSERT INTO registry_pregnancyreminder (id, created_at, report_id, kind, due_on, raised_on)"  # noqa: S608
+        f" SELECT lower(hex(randomblob(16))), %s, due.report_id, due.kind, due.due_on, %s FROM ({due}) due"
+        " WHERE true ON CONFLICT (report_id, kind) DO NOTHING RETURNING id, report_id, kind, due_on",
+        [connection.ops.adapt_datetimefield_value(now), db_date(as_of), *due_params],
+    )
+    inserted = cursor.fetchall()
+    if not inserted:
+        return []
+    patients = dict(
+        (report_id, (prescriber_id, rems_patient_id))
+        for report_id, prescriber_id, rems_patient_id in PregnancyReport.objects.filter(
+            pk__in={_uuid(row[1]) for row in inserted}
+        ).values_list("pk", "patient__prescriber_id", "patient__rems_patient_id")
+    )
+    AuditEvent.objects.bulk_create(
+        AuditEvent(
+            actor=None,
+            actor_role="system",
+            action="pregnancy_reminder.raise",
+            subject_type="pregnancyreport",
+            subject_id=_uuid(report_id),
+            changes={
+                "reminder": str(_uuid(reminder_id)),
+                "kind": kind,
+                "due_on": str(due_on)[:10],
+                "raised_on": as_of.isoformat(),
+            },
+            request_id=request_id,
+            created_at=now,
+        )
+        for reminder_id, report_id, kind, due_on in inserted
+    )
+    return [(*row, *patients[_uuid(row[1])]) for row in inserted]
