@@ -2,12 +2,13 @@
 due (half an overdue outcome, half an infant follow-up), then the re-run of the same day (nothing new), with
 the number of queries of each, against a plain count of the due reports in the same run as the baseline.
 
-    DATABASE_URL=postgres://… .venv/bin/python bench/pregnancy_reminders.py [N]
+    DATABASE_URL=postgres://… .venv/bin/python bench/pregnancy_reminders.py [N]   (BENCH_REPEAT=5)
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import os
 import sys
 
 from _harness import bench_database, drop_bench_database, median, timed
@@ -21,7 +22,7 @@ from registry.services.accounts import admin_user_ensure
 from registry.services.certification import participant_certify, participant_register
 from registry.services.pregnancy import pregnancy_reminders_raise
 
-REPEAT = int(__import__('os').environ.get('BENCH_REPEAT', 5))
+REPEAT = int(os.environ.get("BENCH_REPEAT", 5))
 AS_OF = dt.date(2028, 1, 1)
 
 

@@ -162,20 +162,21 @@ def test_report_needs_lmp_or_conception_date(prescriber, patient):
             {"reported_on": "2026-03-21", "lmp_on": "2026-02-01"},
             {"reported_on": ["Cannot be in the future."]},
         ),
-        (
-            {"lmp_on": "2026-03-21"},
-            {
-                "lmp_on": [
-                    "Cannot be in the future.",
-                    "The estimated conception date cannot be in the future.",
-                ]
-            },
-        ),
+        ({"lmp_on": "2026-03-21"}, {"lmp_on": ["Cannot be in the future."]}),
+        ({"lmp_on": "9999-12-31"}, {"lmp_on": ["Cannot be in the future."]}),
         # LMP in the past, but LMP + 14 days (the derived conception) is tomorrow.
         ({"lmp_on": "2026-03-07"}, {"lmp_on": ["The estimated conception date cannot be in the future."]}),
         (
             {"estimated_conception_on": "2026-03-21"},
-            {"estimated_conception_on": ["The estimated conception date cannot be in the future."]},
+            {"estimated_conception_on": ["Cannot be in the future."]},
+        ),
+        (
+            {"estimated_conception_on": "9999-12-31"},
+            {"estimated_conception_on": ["Cannot be in the future."]},
+        ),
+        (
+            {"estimated_conception_on": "2026-02-15", "estimated_due_on": "9999-12-31"},
+            {"estimated_due_on": ["Must be within 44 weeks of the estimated conception date."]},
         ),
         (
             {"reported_on": "2026-02-10", "estimated_conception_on": "2026-02-15"},
@@ -197,8 +198,11 @@ def test_report_needs_lmp_or_conception_date(prescriber, patient):
     ids=[
         "report-tomorrow",
         "lmp-tomorrow",
+        "lmp-year-9999",
         "derived-conception-tomorrow",
         "conception-tomorrow",
+        "conception-year-9999",
+        "due-year-9999",
         "conception-after-report",
         "conception-before-lmp",
         "due-not-after-conception",

@@ -153,6 +153,18 @@ def _derive(values: dict[str, Any], *, conception_given: bool, due_given: bool) 
         values["due_on_derived"] = True
 
 
+def _future_errors(data: dict[str, Any], today: dt.date) -> None:
+    """No date given may be in the future (the due date aside); checked before anything is derived from
+    them."""
+    errors = {
+        name: ["Cannot be in the future."]
+        for name in (*DATE_FIELDS, "outcome_on", "infant_follow_up_on")
+        if name != "estimated_due_on" and data.get(name) is not None and data[name] > today
+    }
+    if errors:
+        raise ValidationFailed(errors)
+
+
 def _date_errors(values: dict[str, Any], today: dt.date) -> dict[str, list[str]]:
     """PRG-2: no date in the future; conception (entered or derived) on or before the report date and
     not before the LMP; the due date after conception. An error on a derived date names the field it was
@@ -274,6 +286,7 @@ def pregnancy_report_file(
             {"lmp_on": ["Give the last menstrual period or the estimated conception date."]},
             "One of lmp_on or estimated_conception_on is required.",
         )
+    _future_errors(data, today)
     values: dict[str, Any] = {name: data[name] for name in DATE_FIELDS if data.get(name) is not None}
     _derive(
         values,
@@ -367,6 +380,7 @@ def pregnancy_report_changes(
         )
     if report.outcome and "outcome" in data and not data["outcome"]:
         raise InvalidTransition("A recorded outcome cannot be withdrawn.", status=report.status)
+    _future_errors(data, today)
     values = dict(before)
     values.update({name: data[name] for name in (*DATE_FIELDS, *final) if name in data})
     for name in ("outcome", "maternal_thyroid_status", "outcome_notes", "infant_follow_up_notes"):
