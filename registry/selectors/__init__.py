@@ -10,7 +10,7 @@ from .authorizations import (
     authorization_visible,
     authorizations_visible_to,
 )
-from .participants import identifier_in_use, participant_by_npi, participants_visible_to
+from .participants import delegates_of, identifier_in_use, participant_by_npi, participants_visible_to
 from .patients import (
     CARE_TEAM_PERMISSIONS,
     PATIENT_ACT_PERMISSION,
@@ -33,6 +33,7 @@ __all__ = [
     "authorization_visible",
     "authorizations_visible_to",
     "courses_visible_to",
+    "delegates_of",
     "identifier_in_use",
     "participant_by_npi",
     "participants_visible_to",

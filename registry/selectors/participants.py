@@ -39,3 +39,8 @@ def participant_by_npi(model: type[P], npi: str) -> P | None:
     if not npi:
         return None
     return model.objects.filter(npi=npi).exclude(status=CertificationStatus.DEACTIVATED).first()
+
+
+def delegates_of(prescriber: Prescriber) -> QuerySet[User]:
+    """The prescriber's active delegates (office staff acting for it, API.md)."""
+    return User.objects.filter(role=Role.DELEGATE, prescriber=prescriber, is_active=True).order_by("email")

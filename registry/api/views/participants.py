@@ -23,9 +23,9 @@ from registry.api.serializers.participants import (
     PrescriberSerializer,
 )
 from registry.errors import PermissionDenied
-from registry.models import Facility, Pharmacy, Prescriber, Role, User
+from registry.models import Facility, Pharmacy, Prescriber, Role
 from registry.permissions import ADMIN, ALL_ROLES, PRESCRIBING
-from registry.selectors import participants_visible_to
+from registry.selectors import delegates_of, participants_visible_to
 from registry.services import certification
 from registry.services.accounts import (
     api_key_issue,
@@ -154,10 +154,7 @@ class PrescriberViewSet(_ParticipantViewSet):
     @delegates.mapping.get
     def delegates_list(self, request: Request, pk: str) -> Response:
         prescriber = self._own_prescriber()
-        users = User.objects.filter(role=Role.DELEGATE, prescriber=prescriber, is_active=True).order_by(
-            "email"
-        )
-        return Response(DelegateSerializer(users, many=True).data)
+        return Response(DelegateSerializer(delegates_of(prescriber), many=True).data)
 
 
 class FacilityViewSet(_ParticipantViewSet):
