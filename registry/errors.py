@@ -59,6 +59,7 @@ class ErrorCode(enum.StrEnum):
     AUTHORIZATION_EXPIRED = "authorization_expired", 409  # GATE-2
     AUTHORIZATION_REVOKED = "authorization_revoked", 409  # GATE-2
     VIALS_EXCEED_AUTHORIZATION = "vials_exceed_authorization", 409  # GATE-2
+    POSSIBLE_DUPLICATE_PATIENT = "possible_duplicate_patient", 409  # ACT-6, CRS-2: one person, one record
     SERVER_ERROR = "server_error", 500
 
 
@@ -90,6 +91,8 @@ class ReasonCode(enum.StrEnum):
     OBSERVATION_TOO_SHORT = "observation_too_short"
     PREMEDICATION_MISSING = "premedication_missing"
     NO_DISPENSE_FOR_FACILITY = "no_dispense_for_facility"
+    # registry's own (issue 9): the newest screening withdraws HIV negative or no active infection.
+    ATTESTATION_WITHDRAWN = "attestation_withdrawn"
 
 
 class RegistryError(Exception):

@@ -90,8 +90,12 @@ def test_a_blocking_condition_is_one_function_and_one_entry_GATE_4(
     denied = request_authorization(pharmacy, patient, prescriber, facility).json()
     assert (denied["decision"], [r["code"] for r in denied["reasons"]]) == ("denied", [MADE_UP])
 
+    # The hold also kept the drug from being shipped, so no dispense backs the infusion (GATE-3).
     checked = facility.post("/api/v1/infusions/check", infusion_body(patient, DAY0)).json()
-    assert (checked["decision"], [r["code"] for r in checked["reasons"]]) == ("do_not_infuse", [MADE_UP])
+    assert (checked["decision"], [r["code"] for r in checked["reasons"]]) == (
+        "do_not_infuse",
+        ["no_dispense_for_facility", MADE_UP],
+    )
     refused = facility.post("/api/v1/infusions", infusion_body(patient, DAY0))
     assert (refused.status_code, refused.json()["code"]) == (409, "do_not_infuse")
 

@@ -49,6 +49,7 @@ from .gate_helpers import (
     moment,
     plan_course,
     request_authorization,
+    supply,
 )
 
 pytestmark = pytest.mark.django_db
@@ -199,6 +200,7 @@ def test_crs3_gate3_course_cancel_racing_an_infusion_keeps_the_course_consistent
     for _ in range(RACE_ROUNDS):
         patient = authorized_patient(prescriber, on=today)
         course = plan_course(prescriber, patient, start=today)
+        assert supply(facility, patient, on=today) is not None  # GATE-3: the doses reached the site
 
         (cancel_status, cancel), (infusion_status, infusion) = _race(
             (prescriber, f"/api/v1/courses/{course.pk}/cancel", {"reason": "Race"}),
@@ -600,6 +602,7 @@ def test_crs4_a_later_lab_does_not_hide_one_valid_on_a_backdated_first_dose(pati
     records it on DAY0+2."""
     from registry.services.enrollment import lab_result_record
 
+    assert supply(facility, patient, on=DAY0) is not None  # GATE-3: the doses reached the site
     lab_result_record(
         patient=patient,
         actor=prescriber.user,

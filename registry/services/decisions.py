@@ -176,6 +176,26 @@ def no_contraindication(f: Facts) -> Check:
     )
 
 
+@needs_patient(R.ATTESTATION_WITHDRAWN)
+def attestations_hold(f: Facts) -> Check:
+    """ACT-7, ACT-9, GATE-4: the newest screening still attests HIV negative and no active infection. A
+    later screening that withdraws either holds course planning, dispense authorization and infusion
+    (and revoked the outstanding numbers when it was recorded, like a contraindication)."""
+    s = f.screening
+    withdrawn = []
+    if s is not None and not s.hiv_negative:
+        withdrawn.append("HIV negative")
+    if s is not None and not s.no_active_infection:
+        withdrawn.append("no active infection")
+    if not withdrawn:
+        return _ok("attestations_hold")
+    return _fail(
+        "attestations_hold",
+        R.ATTESTATION_WITHDRAWN,
+        "The newest screening withdraws: " + ", ".join(withdrawn) + ".",
+    )
+
+
 def _missing_or_stale(f: Facts, tests: Sequence[str], ref: dt.date, max_age_days: int) -> list[str]:
     earliest = ref - dt.timedelta(days=max_age_days)
     out = []
@@ -255,20 +275,30 @@ def earliest_next_course_on(f: Facts) -> dt.date | None:
     return last + relativedelta(months=f.program.course_interval_months)
 
 
+def is_dispense_authorization(f: Facts) -> bool:
+    return bool(f.request.get("doses_requested"))
+
+
 @needs_patient(R.COURSE_INTERVAL_NOT_MET)
 def course_interval_met(f: Facts) -> Check:
     """CRS-2: course 2 and later start no earlier than 12 months after the last infusion of a prior
-    course. Checked for the first dose of a course only."""
+    course. Checked for the first dose of a course only: at planning against the planned start, at the
+    infusion against the infusion day. A pharmacy may be authorized up to `authorization_lead_days`
+    (*setting*, default 7) before that earliest day, so the drug can ship ahead (the infusion still
+    waits for the day)."""
     if not first_dose_pending(f):
         return _ok("course_interval_met")
     earliest = earliest_next_course_on(f)
-    if earliest is None or reference_date(f) >= earliest:
+    if earliest is None:
         return _ok("course_interval_met")
-    return _fail(
-        "course_interval_met",
-        R.COURSE_INTERVAL_NOT_MET,
-        f"Course {upcoming_course_number(f)} may not start before {earliest.isoformat()}.",
-    )
+    lead = f.program.authorization_lead_days if is_dispense_authorization(f) else 0
+    if reference_date(f) >= earliest - dt.timedelta(days=lead):
+        return _ok("course_interval_met")
+    detail = f"Course {upcoming_course_number(f)} may not start before {earliest.isoformat()}."
+    if lead:
+        opens = earliest - dt.timedelta(days=lead)
+        detail += f" A dispense may be authorized from {opens.isoformat()}."
+    return _fail("course_interval_met", R.COURSE_INTERVAL_NOT_MET, detail)
 
 
 @needs_patient(R.COURSE_DOSE_WINDOW_MISSED)
@@ -331,6 +361,8 @@ def _course_1_first_dose(check: Requirement, name: str) -> Requirement:
     wrapped.__doc__ = check.__doc__
     wrapped.reason_code = requirement_code(check)  # type: ignore[attr-defined]
     wrapped.about_patient = about_patient(check)  # type: ignore[attr-defined]
+    # Listed as pending at course planning only when the course planned is course 1.
+    wrapped.applies_to = lambda f: upcoming_course_number(f) == 1  # type: ignore[attr-defined]
     return wrapped
 
 
@@ -411,17 +443,31 @@ def one_infusion_per_day(f: Facts) -> Check:
 
 @needs_patient(R.NO_DISPENSE_FOR_FACILITY)
 def dispense_backs_infusion(f: Facts) -> Check:
-    """GATE-2, GATE-3: a dispense named by the infusion is this patient's, to this facility, for the open
-    course, with a vial left (one dispense backs at most `vials` infusions)."""
-    if not f.request.get("dispense_id"):
+    """GATE-2, GATE-3: every infusion is backed by a dispense: one to this facility, of this patient, for
+    the open course, with a vial left (one dispense backs at most `vials` infusions). The infusion names it
+    (`dispense_id`), or it is found when exactly one such dispense exists. Only an administrator recording
+    legacy history is exempt (the infusion record says so)."""
+    if f.request.get("legacy_history"):
         return _ok("dispense_backs_infusion")
-    d, course, patient = f.dispense, f.open_course, f.patient
+    course, patient = f.open_course, f.patient
     assert patient is not None
+    if course is None:
+        return _ok("dispense_backs_infusion")  # reported by has_open_course
+    d = f.dispense
+    if not f.request.get("dispense_id"):
+        if d is not None:
+            return _ok("dispense_backs_infusion")
+        detail = (
+            f"More than one dispense to this facility for course {course.number} has vials left; name one"
+            " with dispense_id."
+            if f.dispense_candidates > 1
+            else f"No dispense to this facility for course {course.number} has a vial left."
+        )
+        return _fail("dispense_backs_infusion", R.NO_DISPENSE_FOR_FACILITY, detail)
     if (
         d is None
         or d.patient_id != patient.pk
         or (f.facility is not None and d.facility_id != f.facility.pk)
-        or course is None
         or d.course_id != course.id
     ):
         return _fail(
@@ -483,8 +529,15 @@ COURSE_REQUIREMENTS: tuple[Requirement, ...] = (
     record_prescriber_certified,
     patient_authorized,
     no_contraindication,
+    attestations_hold,
     no_open_course,
     course_interval_met,
+)
+# Issue 9 item 5: what depends on the day of the first dose (the labs' age, the pregnancy test's, the
+# vaccinations' lead) cannot be known when a course is planned up to a year ahead. Planning lists these as
+# pending; they are checked at the dispense authorization (against its day) and at the first dose (against
+# the infusion day), where they are in DISPENSE_REQUIREMENTS and INFUSION_REQUIREMENTS.
+COURSE_PENDING: tuple[Requirement, ...] = (
     pre_course_labs_fresh,
     course_1_baseline_labs,
     course_1_screening,
@@ -498,6 +551,7 @@ DISPENSE_REQUIREMENTS: tuple[Requirement, ...] = (
     prescriber_of_record,
     patient_authorized,
     no_contraindication,
+    attestations_hold,
     has_open_course,
     course_doses_remaining,
     doses_within_remaining,
@@ -514,6 +568,7 @@ INFUSION_REQUIREMENTS: tuple[Requirement, ...] = (
     record_prescriber_certified,
     patient_authorized,
     no_contraindication,
+    attestations_hold,
     has_open_course,
     course_doses_remaining,
     course_interval_met,
@@ -535,7 +590,7 @@ patient_found.about_patient = True  # type: ignore[attr-defined]
 
 # The gates (GATE-1..5). The infusion and its check share one requirement list.
 PATIENT_AUTHORIZATION_GATE = Gate(DecisionKind.PATIENT_AUTHORIZATION, list(AUTHORIZATION_REQUIREMENTS))
-COURSE_PLAN_GATE = Gate(DecisionKind.COURSE_PLAN, list(COURSE_REQUIREMENTS))
+COURSE_PLAN_GATE = Gate(DecisionKind.COURSE_PLAN, list(COURSE_REQUIREMENTS), pending=list(COURSE_PENDING))
 DISPENSE_GATE = Gate(
     DecisionKind.DISPENSE_AUTHORIZATION,
     list(DISPENSE_REQUIREMENTS),

@@ -36,6 +36,24 @@ class CoursePlanSerializer(serializers.Serializer):
     planned_start_on = serializers.DateField()
 
 
+class PendingRequirementSerializer(serializers.Serializer):
+    requirement = serializers.CharField()
+    code = serializers.CharField(help_text="The reason code it answers when checked and unmet.")
+    detail = serializers.CharField()
+
+
+class CoursePlannedSerializer(CourseSerializer):
+    """The 201 of course planning: the course, the stored decision, and the requirements left pending
+    (checked at the dispense authorization and at the first dose; issue 9 item 5)."""
+
+    decision_id = serializers.UUIDField(read_only=True)
+    pending = PendingRequirementSerializer(many=True, read_only=True)
+
+    class Meta(CourseSerializer.Meta):
+        fields = (*CourseSerializer.Meta.fields, "decision_id", "pending")  # type: ignore[assignment]
+        read_only_fields = fields  # type: ignore[assignment]
+
+
 class InfusionInputSerializer(serializers.Serializer):
     rems_patient_id = serializers.CharField(max_length=32)
     date_of_birth = serializers.DateField()
@@ -44,7 +62,14 @@ class InfusionInputSerializer(serializers.Serializer):
     corticosteroid_premedication = serializers.BooleanField()
     antiviral_prophylaxis = serializers.BooleanField()
     observation_minutes = serializers.IntegerField(min_value=0, max_value=1440)
-    dispense_id = serializers.UUIDField(required=False, allow_null=True)
+    dispense_id = serializers.UUIDField(
+        required=False,
+        allow_null=True,
+        help_text=(
+            "The dispense backing this infusion; may be left out when exactly one dispense to the facility "
+            "for the open course has a vial left. Administrators leaving it out record legacy history."
+        ),
+    )
     facility_npi = serializers.CharField(
         max_length=10, required=False, help_text="Admins recording legacy infusions name the facility."
     )
@@ -56,6 +81,9 @@ class InfusionSerializer(serializers.ModelSerializer):
     course_number = serializers.IntegerField(source="course.number", read_only=True)
     facility = serializers.UUIDField(source="facility_id", read_only=True)
     dispense_id = serializers.UUIDField(read_only=True, allow_null=True)
+    legacy_history = serializers.BooleanField(
+        read_only=True, help_text="Recorded by an administrator as legacy history, without a dispense."
+    )
     decision_id = serializers.UUIDField(read_only=True)
     monitoring_ends_on = serializers.DateField(source="patient.monitoring_ends_on", read_only=True)
 
@@ -74,6 +102,7 @@ class InfusionSerializer(serializers.ModelSerializer):
             "observation_minutes",
             "facility",
             "dispense_id",
+            "legacy_history",
             "decision_id",
             "monitoring_ends_on",
             "created_at",

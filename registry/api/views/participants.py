@@ -64,7 +64,7 @@ class _ParticipantViewSet(
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         participant = certification.participant_register(
-            model=self.model, actor=self.actor, data=dict(serializer.validated_data)
+            model=self.model, actor=self.actor, data=dict(serializer.validated_data), now=self.now()
         )
         return Response(self.get_serializer(participant).data, status=status.HTTP_201_CREATED)
 
@@ -73,7 +73,7 @@ class _ParticipantViewSet(
         serializer = self.get_serializer(participant, data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
         participant = certification.participant_update(
-            participant=participant, actor=self.actor, data=dict(serializer.validated_data)
+            participant=participant, actor=self.actor, data=dict(serializer.validated_data), now=self.now()
         )
         return Response(self.get_serializer(participant).data)
 
