@@ -62,6 +62,10 @@ class ProgramSettings:
     pregnancy_exposure_months_after_course: int = 4
     # Idempotency-Key replay window (API.md conventions; registry setting).
     idempotency_window_hours: int = 24
+    # GATE-1, CRS-2 (registry setting, issue 9): a pharmacy may be authorized up to this many days before
+    # the course's earliest allowed day (the 12-month interval), so the drug can ship ahead; the infusion
+    # still waits for that day.
+    authorization_lead_days: int = 7
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -120,6 +124,7 @@ RULES: dict[str, str] = {
     "PRG-1": "services/pregnancy.py: contraception_required_until (GET /patients/{id})",
     "PRG-2": "services/pregnancy.py: pregnancy_exposure, pregnancy_report_file, pregnancy_report_update",
     "PRG-3": "services/pregnancy.py: pregnancy_report_update; models/pregnancy.py constraints",
-    "PRG-4": "services/decisions.py: no_open_pregnancy; services/pregnancy.py: pregnancy_reminders_raise",
-    "PRG-5": "migrations/0005_pregnancy.py: DELETE refused; models/pregnancy.py: PROTECT",
+    "PRG-4": "services/decisions.py: no_open_pregnancy; selectors/pregnancy.py: positive_test_holds; "
+    "services/pregnancy.py: pregnancy_tests_hold, pregnancy_reminders_raise",
+    "PRG-5": "migrations/0008_pregnancy.py: DELETE refused; models/pregnancy.py: PROTECT",
 }

@@ -34,6 +34,7 @@ from .pregnancy import (
 )
 from .treatment import (
     OPEN_COURSE_STATUSES,
+    AuthorizationState,
     AuthorizationStatus,
     Course,
     CourseStatus,
@@ -43,6 +44,7 @@ from .treatment import (
     Dispense,
     DispenseAuthorization,
     Infusion,
+    RevokeCategory,
 )
 
 __all__ = [
@@ -50,6 +52,7 @@ __all__ = [
     "PARTICIPANT_MODELS",
     "ApiKey",
     "AuditEvent",
+    "AuthorizationState",
     "AuthorizationStatus",
     "CertificationStatus",
     "Contraindication",
@@ -81,6 +84,7 @@ __all__ = [
     "PregnancyStatus",
     "Prescriber",
     "ReminderKind",
+    "RevokeCategory",
     "Role",
     "Screening",
     "Sex",

@@ -2,7 +2,7 @@
 follow-up, and the reminders raised when an outcome or a follow-up is overdue.
 
 PRG-5: reports are kept forever. The database refuses DELETE on reports and reminders (migration
-0005_pregnancy), and the patient foreign key protects them, also once the patient is discontinued. Their
+0008_pregnancy), and the patient foreign key protects them, also once the patient is discontinued. Their
 history is the audit trail (append-only, migration 0002).
 """
 

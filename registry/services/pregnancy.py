@@ -1,7 +1,7 @@
 """Pregnancy surveillance (PRG-1..5): filing a report, classifying its exposure, recording the outcome and
 the infant follow-up, the gate's hold, the reminders, and the contraception window.
 
-Every write holds the patient lock (the lock every gate decision takes, services/facts.py), so no course
+Every write holds the patient lock (the lock every gate decision takes, selectors/facts.py), so no course
 plan, dispense authorization or infusion decides on facts from before a report was filed or resolved, or
 before a positive pregnancy test was recorded.
 """
@@ -16,14 +16,14 @@ from typing import Any
 
 from dateutil.relativedelta import relativedelta
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Count, Max, Q
+from django.db.models import Max
 from django.utils import timezone
 
 from registry import rules
-from registry.errors import Conflict, InvalidTransition, ValidationFailed
+from registry.errors import Conflict, ErrorCode, InvalidTransition, ReasonCode, ValidationFailed
+from registry.localtime import local_today
 from registry.middleware import current_request_id
 from registry.models import (
-    AuditEvent,
     Course,
     Exposure,
     LabOutcome,
@@ -34,10 +34,12 @@ from registry.models import (
     PregnancyReport,
     PregnancyStatus,
     ReminderKind,
+    RevokeCategory,
     User,
 )
+from registry.selectors.pregnancy import positive_test_holds
 
-from .audit import audit_record
+from .audit import audit_record, audit_record_many
 from .revocation import authorizations_revoke_where
 
 PRS = PregnancyStatus
@@ -59,12 +61,12 @@ MAX_GESTATION_WEEKS = 44  # a due date further from conception than this is a ty
 
 
 class NoReproductivePotential(Conflict):
-    code = "no_reproductive_potential"
+    code = ErrorCode.NO_REPRODUCTIVE_POTENTIAL
     default_detail = "The patient is not of reproductive potential; no pregnancy report can be filed."
 
 
 class PregnancyReportOpen(Conflict):
-    code = "pregnancy_report_open"
+    code = ErrorCode.PREGNANCY_REPORT_OPEN
     default_detail = "The patient already has an open pregnancy report; record its outcome first."
 
 
@@ -263,7 +265,7 @@ def _reminder_dates(values: dict[str, Any]) -> None:
 
 
 def _lock_patient(patient_id: Any) -> Patient:
-    """The patient row, locked as the gates lock it (services/facts.py)."""
+    """The patient row, locked as the gates lock it (selectors/facts.py)."""
     return Patient.objects.select_for_update(of=("self",)).get(pk=patient_id)
 
 
@@ -280,7 +282,7 @@ def pregnancy_report_file(
     Raises ValidationFailed (neither date, a date in the future, inconsistent dates),
     NoReproductivePotential (409) and PregnancyReportOpen (409: a second open report; also a database
     constraint)."""
-    today = timezone.localdate(now)
+    today = local_today(actor, now)
     if data.get("lmp_on") is None and data.get("estimated_conception_on") is None:
         raise ValidationFailed(
             {"lmp_on": ["Give the last menstrual period or the estimated conception date."]},
@@ -321,7 +323,11 @@ def pregnancy_report_file(
         except IntegrityError as exc:  # the partial unique index: a concurrent filing won
             raise PregnancyReportOpen() from exc
         revoked = authorizations_revoke_where(
-            actor=actor, now=now, reason="Pregnancy reported (PRG-4)", patient=locked
+            actor=actor,
+            now=now,
+            reason="Pregnancy reported (PRG-4)",
+            category=RevokeCategory.PATIENT_NO_LONGER_ELIGIBLE,
+            patient=locked,
         )
         audit_record(
             actor=actor,
@@ -414,7 +420,7 @@ def pregnancy_report_update(
       still be corrected). A recorded outcome cannot be withdrawn (the serializer takes no empty outcome).
 
     Lock order: patient, then report (the gates' patient lock comes first)."""
-    today = timezone.localdate(now)
+    today = local_today(actor, now)
     with transaction.atomic():
         _lock_patient(report.patient_id)
         locked = (
@@ -484,31 +490,6 @@ def pregnancy_exposure_recompute(*, report: PregnancyReport, actor: User, now: d
 # --- PRG-4: the gate's hold -------------------------------------------------------------------------------
 
 
-def positive_test_holds(
-    *, positive_on: dt.date | None, negative_on: dt.date | None, latest_outcome_on: dt.date | None
-) -> bool:
-    """PRG-4 (pure): a positive pregnancy test holds the gate while no later negative test is on file
-    (a negative on the same day does not lift it) and no report was resolved with an outcome on or after
-    the test's day. An open report holds the gate by itself."""
-    if positive_on is None:
-        return False
-    if negative_on is not None and negative_on > positive_on:
-        return False
-    return latest_outcome_on is None or latest_outcome_on < positive_on
-
-
-def pregnancy_gate_facts(*, patient_id: Any) -> dict[str, Any]:
-    """The `Facts` fields of PRG-4 (services/facts.py), in one query: whether a report is open, and the
-    latest recorded outcome date (which resolves a positive test on or before it)."""
-    row = PregnancyReport.objects.filter(patient_id=patient_id).aggregate(
-        open_reports=Count("pk", filter=Q(status=PRS.OPEN)), latest_outcome_on=Max("outcome_on")
-    )
-    return {
-        "pregnancy_report_open": bool(row["open_reports"]),
-        "pregnancy_latest_outcome_on": row["latest_outcome_on"],
-    }
-
-
 def pregnancy_tests_hold(*, actor: User, labs: Sequence[LabResult], now: dt.datetime) -> int:
     """PRG-4: recording a positive pregnancy test holds the gate at once: the outstanding authorization
     numbers of each patient whose new positive test is not superseded (by a later negative test, on file or
@@ -551,21 +532,21 @@ def pregnancy_tests_hold(*, actor: User, labs: Sequence[LabResult], now: dt.date
     if not held:
         return 0
     revoked = authorizations_revoke_where(
-        actor=actor, now=now, reason="Positive pregnancy test (PRG-4)", patient_id__in=list(held)
+        actor=actor,
+        now=now,
+        reason="Positive pregnancy test (PRG-4)",
+        category=RevokeCategory.PATIENT_NO_LONGER_ELIGIBLE,
+        patient_id__in=list(held),
     )
-    request_id = current_request_id()
-    AuditEvent.objects.bulk_create(
-        AuditEvent(
-            actor=actor,
-            actor_role=actor.role if actor else "system",
-            action="pregnancy.positive_test_hold",
-            subject_type="patient",
-            subject_id=patient_id,
-            changes={"collected_on": on.isoformat(), "gate": "pregnancy_open"},
-            request_id=request_id,
-            created_at=now,
-        )
-        for patient_id, on in held.items()
+    audit_record_many(
+        actor=actor,
+        action="pregnancy.positive_test_hold",
+        subject_type="patient",
+        changes_by_id={
+            patient_id: {"collected_on": on.isoformat(), "gate": ReasonCode.PREGNANCY_OPEN}
+            for patient_id, on in held.items()
+        },
+        at=now,
     )
     return revoked
 
@@ -663,7 +644,7 @@ def pregnancy_reminders_raise(
             )
             rows = cursor.fetchall()
         else:
-            rows = _raise_generic(cursor, due, due_params, now=now, as_of=as_of, request_id=request_id)
+            rows = _raise_generic(cursor, due, due_params, now=now, as_of=as_of)
     raised = [
         RaisedReminder(
             reminder_id=_uuid(reminder_id),
@@ -706,7 +687,7 @@ JOIN registry_patient p ON p.id = r.patient_id
 
 
 def _raise_generic(
-    cursor: Any, due: str, due_params: list[Any], *, now: dt.datetime, as_of: dt.date, request_id: str
+    cursor: Any, due: str, due_params: list[Any], *, now: dt.datetime, as_of: dt.date
 ) -> list[tuple[Any, ...]]:
     """The same in three statements, for SQLite (no data-modifying WITH): insert, read, audit."""
     db_date = connection.ops.adapt_datefield_value
@@ -725,22 +706,21 @@ def _raise_generic(
             pk__in={_uuid(row[1]) for row in inserted}
         ).values_list("pk", "patient__prescriber_id", "patient__rems_patient_id")
     )
-    AuditEvent.objects.bulk_create(
-        AuditEvent(
-            actor=None,
-            actor_role="system",
-            action="pregnancy_reminder.raise",
-            subject_type="pregnancyreport",
-            subject_id=_uuid(report_id),
-            changes={
+    # One reminder per report in a run: a report is either open (outcome overdue) or awaiting its infant
+    # follow-up, never both, so the report id keys one event each.
+    audit_record_many(
+        actor=None,
+        action="pregnancy_reminder.raise",
+        subject_type="pregnancyreport",
+        changes_by_id={
+            _uuid(report_id): {
                 "reminder": str(_uuid(reminder_id)),
                 "kind": kind,
                 "due_on": str(due_on)[:10],
                 "raised_on": as_of.isoformat(),
-            },
-            request_id=request_id,
-            created_at=now,
-        )
-        for reminder_id, report_id, kind, due_on in inserted
+            }
+            for reminder_id, report_id, kind, due_on in inserted
+        },
+        at=now,
     )
     return [(*row, *patients[_uuid(row[1])]) for row in inserted]

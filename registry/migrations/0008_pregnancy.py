@@ -51,7 +51,7 @@ def allow_delete(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('registry', '0004_auditevent_created_at_at_transition'),
+        ('registry', '0006_gate_correctness'),
     ]
 
     operations = [
