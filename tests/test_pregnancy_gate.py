@@ -12,6 +12,8 @@ import datetime as dt
 
 import pytest
 
+from registry.api.refusals import PUBLIC_DETAIL
+from registry.errors import ReasonCode
 from registry.models import (
     AuditEvent,
     AuthorizationStatus,
@@ -21,7 +23,7 @@ from registry.models import (
     DispenseAuthorization,
     Infusion,
 )
-from registry.services.pregnancy import positive_test_holds
+from registry.selectors.pregnancy import positive_test_holds
 
 from .gate_helpers import (
     DAY0,
@@ -37,6 +39,7 @@ from .gate_helpers import (
     reason_codes,
     record_labs,
     request_authorization,
+    supply,
 )
 from .pregnancy_helpers import (
     LIVE_BIRTH,
@@ -61,11 +64,21 @@ POSITIVE = {
     "code": "pregnancy_open",
     "detail": "A positive pregnancy test is on file with no later negative test: treatment is held.",
 }
+# Pharmacies and facilities read the code and a neutral text, never the clinical fact (minimum necessary
+# disclosure); the stored decision keeps the full detail for the prescriber and administrators.
+PUBLIC = {"code": "pregnancy_open", "detail": PUBLIC_DETAIL[ReasonCode.PREGNANCY_OPEN]}
 ENDED = {"outcome": "spontaneous_abortion", "maternal_thyroid_status": "normal"}
 
 
 def _requirement(decision: Decision, name: str = "no_open_pregnancy") -> dict:
     return next(r for r in decision.requirements if r["requirement"] == name)
+
+
+def _held(response) -> tuple[list, str]:
+    """What a pharmacy or facility was told, and the detail stored with the decision (GATE-5)."""
+    body = response.json()
+    decision = Decision.objects.get(pk=body.get("decision_id") or body["id"])
+    return body["reasons"], _requirement(decision).get("detail", "")
 
 
 def _check(facility, patient, on: dt.date, day: int):
@@ -151,13 +164,15 @@ def test_filing_a_report_revokes_the_outstanding_number_and_denies_new_ones_unti
     with frozen(DAY0):
         shown = pharmacy.get(f"{AUTHORIZATIONS}/{number}")
         denied = request_authorization(pharmacy, patient, prescriber, facility, doses=5)
-    assert shown.json()["status"] == "revoked"
+    # The issuing pharmacy reads a category, never the reason (which names the pregnancy).
+    assert (shown.json()["status"], shown.json()["revocation"]) == ("revoked", "patient_no_longer_eligible")
+    assert "regnan" not in str(shown.json())
     assert AuditEvent.objects.filter(action="authorization.revoke", subject_id=stored.pk).count() == 1
     filing = AuditEvent.objects.get(action="pregnancy_report.file")
     assert (filing.actor, filing.changes["authorizations_revoked"]) == (delegate.user, 1)
     assert denied.status_code == 201
     assert (denied.json()["decision"], denied.json()["authorization_number"]) == ("denied", None)
-    assert denied.json()["reasons"] == [HELD]
+    assert _held(denied) == ([PUBLIC], HELD["detail"])
 
     patch_report(prescriber, filed.json()["id"], on=DAY0, outcome_on="2026-03-02", **ENDED)
     with frozen(DAY0):
@@ -200,11 +215,13 @@ def test_open_report_holds_the_infusion_check_and_the_infusion_until_the_outcome
     refused = infuse(facility, patient, day_3, day=3)
 
     assert check.status_code == 200
-    assert (check.json()["decision"], check.json()["reasons"]) == ("do_not_infuse", [HELD])
+    assert check.json()["decision"] == "do_not_infuse"
+    assert _held(check) == ([PUBLIC], HELD["detail"])
     stored_check = Decision.objects.get(pk=check.json()["decision_id"])
     assert (stored_check.kind, stored_check.outcome) == (DecisionKind.INFUSION_CHECK, DecisionOutcome.DENIED)
     assert refused.status_code == 409
-    assert (refused.json()["code"], refused.json()["reasons"]) == ("do_not_infuse", [HELD])
+    assert refused.json()["code"] == "do_not_infuse"
+    assert _held(refused) == ([PUBLIC], HELD["detail"])
     assert Infusion.objects.filter(patient=patient).count() == 2
 
     patch_report(
@@ -232,10 +249,11 @@ def test_positive_test_after_the_course_started_holds_the_next_infusion_and_revo
     authorization: `pregnancy_open`); a later negative test releases both."""
     with frozen(DAY0):
         plan_course(prescriber, patient, start=DAY0)
+    supply(facility, patient, on=DAY0, doses=2)  # GATE-3: the vials of days 1 and 2 are at the facility
     infuse_days(facility, patient, DAY0, 1)
     day_2 = DAY0 + DAY
     with frozen(day_2):
-        number = approved_number(request_authorization(pharmacy, patient, prescriber, facility, doses=4))
+        number = approved_number(request_authorization(pharmacy, patient, prescriber, facility, doses=3))
         recorded = prescriber.post(
             f"/api/v1/patients/{patient.pk}/lab-results",
             {"test": "pregnancy_test", "collected_on": day_2.isoformat(), "result": "positive"},
@@ -255,11 +273,13 @@ def test_positive_test_after_the_course_started_holds_the_next_infusion_and_revo
         {"collected_on": "2026-03-03", "gate": "pregnancy_open"},
     )
     check = _check(facility, patient, day_2, 2)
-    assert (check.json()["decision"], check.json()["reasons"]) == ("do_not_infuse", [POSITIVE])
+    assert check.json()["decision"] == "do_not_infuse"
+    assert _held(check) == ([PUBLIC], POSITIVE["detail"])
     refused = infuse(facility, patient, day_2, day=2)
-    assert (refused.status_code, refused.json()["reasons"]) == (409, [POSITIVE])
+    assert refused.status_code == 409
+    assert _held(refused) == ([PUBLIC], POSITIVE["detail"])
     with frozen(day_2):
-        denied = request_authorization(pharmacy, patient, prescriber, facility, doses=4)
+        denied = request_authorization(pharmacy, patient, prescriber, facility, doses=3)
     assert (denied.json()["decision"], reason_codes(denied)) == ("denied", ["pregnancy_open"])
 
     day_3 = DAY0 + 2 * DAY
@@ -267,7 +287,7 @@ def test_positive_test_after_the_course_started_holds_the_next_infusion_and_revo
 
     assert _check(facility, patient, day_3, 2).json()["decision"] == "infuse"
     with frozen(day_3):
-        approved_number(request_authorization(pharmacy, patient, prescriber, facility, doses=4))
+        approved_number(request_authorization(pharmacy, patient, prescriber, facility, doses=3))
 
 
 def test_a_negative_test_on_the_same_day_as_the_positive_does_not_release(prescriber, facility, patient):
@@ -279,7 +299,7 @@ def test_a_negative_test_on_the_same_day_as_the_positive_does_not_release(prescr
     record_pregnancy_test(patient, prescriber.user, on=day_2, result="positive")
     record_pregnancy_test(patient, prescriber.user, on=day_2, result="negative")
 
-    assert _check(facility, patient, day_2, 2).json()["reasons"] == [POSITIVE]
+    assert _held(_check(facility, patient, day_2, 2)) == ([PUBLIC], POSITIVE["detail"])
 
 
 def test_positive_test_holds_until_a_report_is_resolved_on_or_after_it(prescriber, facility, patient):
@@ -290,17 +310,17 @@ def test_positive_test_holds_until_a_report_is_resolved_on_or_after_it(prescribe
     infuse_days(facility, patient, DAY0, 1)
     day_2 = DAY0 + DAY
     record_pregnancy_test(patient, prescriber.user, on=day_2, result="positive")
-    assert _check(facility, patient, day_2, 2).json()["reasons"] == [POSITIVE]
+    assert _held(_check(facility, patient, day_2, 2)) == ([PUBLIC], POSITIVE["detail"])
 
     report = file_report(prescriber, patient, on=day_2, estimated_conception_on=D(2026, 2, 20))
-    assert _check(facility, patient, day_2, 2).json()["reasons"] == [HELD]
+    assert _held(_check(facility, patient, day_2, 2)) == ([PUBLIC], HELD["detail"])
 
     patch_report(prescriber, report.pk, on=day_2, outcome_on=day_2.isoformat(), **ENDED)
     assert _check(facility, patient, day_2, 2).json()["decision"] == "infuse"
 
     day_3 = DAY0 + 2 * DAY
     record_pregnancy_test(patient, prescriber.user, on=day_3, result="positive")  # a test after that outcome
-    assert _check(facility, patient, day_3, 2).json()["reasons"] == [POSITIVE]
+    assert _held(_check(facility, patient, day_3, 2)) == ([PUBLIC], POSITIVE["detail"])
 
 
 def test_a_backdated_positive_before_a_negative_on_file_revokes_nothing(
@@ -309,7 +329,8 @@ def test_a_backdated_positive_before_a_negative_on_file_revokes_nothing(
     """PRG-4: a positive test older than a negative one on file (imported history) holds nothing."""
     with frozen(DAY0):
         plan_course(prescriber, patient, start=DAY0)
-        number = approved_number(request_authorization(pharmacy, patient, prescriber, facility, doses=5))
+        number = approved_number(request_authorization(pharmacy, patient, prescriber, facility, doses=4))
+    supply(facility, patient, on=DAY0, doses=1)  # GATE-3: day 1's vial is at the facility
     record_pregnancy_test(patient, prescriber.user, on=DAY0 - 10 * DAY, result="positive")
 
     assert DispenseAuthorization.objects.get(number=number).status == AuthorizationStatus.ACTIVE
@@ -324,11 +345,13 @@ def test_positive_test_holds_a_patient_recorded_without_reproductive_potential(
     with frozen(DAY0):
         patient = authorized_patient(prescriber, sex="female", reproductive_potential=False)
         plan_course(prescriber, patient, start=DAY0)
-        number = approved_number(request_authorization(pharmacy, patient, prescriber, facility, doses=5))
+    supply(facility, patient, on=DAY0, doses=1)  # GATE-3: day 1's vial is at the facility
+    with frozen(DAY0):
+        number = approved_number(request_authorization(pharmacy, patient, prescriber, facility, doses=4))
     record_pregnancy_test(patient, prescriber.user, on=DAY0, result="positive")
 
     assert DispenseAuthorization.objects.get(number=number).status == AuthorizationStatus.REVOKED
-    assert _check(facility, patient, DAY0, 1).json()["reasons"] == [POSITIVE]
+    assert _held(_check(facility, patient, DAY0, 1)) == ([PUBLIC], POSITIVE["detail"])
 
 
 def test_bulk_positive_test_revokes_at_once_unless_a_later_negative_comes_with_it(
@@ -430,3 +453,23 @@ def test_a_patient_without_reports_or_tests_passes_the_pregnancy_requirement(pre
     assert infuse(facility, patient, DAY0).status_code == 201
     decision = Decision.objects.get(kind=DecisionKind.INFUSION, patient=patient)
     assert _requirement(decision) == {"requirement": "no_open_pregnancy", "met": True}
+
+
+def test_no_open_pregnancy_is_on_every_treatment_gate_and_private():
+    """PRG-4, GATE-4: one requirement on course planning, dispense authorization, the infusion and its
+    check (not on patient authorization, which ACT-7's pregnancy test covers); about the patient, so its
+    detail is private and pharmacies and facilities read the neutral text."""
+    from registry.services import decisions
+
+    treatment = (
+        decisions.COURSE_PLAN_GATE,
+        decisions.DISPENSE_GATE,
+        decisions.INFUSION_GATE,
+        decisions.INFUSION_CHECK_GATE,
+    )
+    for gate in treatment:
+        assert decisions.no_open_pregnancy in gate.all_requirements(), gate.kind
+    assert decisions.no_open_pregnancy not in decisions.PATIENT_AUTHORIZATION_GATE.all_requirements()
+    assert decisions.no_open_pregnancy.reason_code == ReasonCode.PREGNANCY_OPEN  # type: ignore[attr-defined]
+    assert decisions.no_open_pregnancy.about_patient  # type: ignore[attr-defined]
+    assert "regnan" not in PUBLIC_DETAIL[ReasonCode.PREGNANCY_OPEN]
