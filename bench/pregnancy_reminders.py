@@ -17,6 +17,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from registry.identifiers import new_registry_id
+from registry.matching import patient_match_key
 from registry.models import Patient, PregnancyReport, Prescriber
 from registry.services.accounts import admin_user_ensure
 from registry.services.certification import participant_certify, participant_register
@@ -57,6 +58,7 @@ def _world(count: int) -> None:
             rems_patient_id=new_registry_id(),
             first_name=f"P{i}",
             last_name="Bench",
+            match_key=patient_match_key(f"P{i}", "Bench"),  # bulk_create skips save(), which sets it
             date_of_birth=dt.date(1990, 1, 1),
             sex="female",
             reproductive_potential=True,
