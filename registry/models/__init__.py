@@ -23,6 +23,7 @@ from .patients import (
     Screening,
     Sex,
 )
+from .standards import NcpdpMessage, NcpdpTransaction
 from .treatment import (
     OPEN_COURSE_STATUSES,
     AuthorizationStatus,
@@ -58,6 +59,8 @@ __all__ = [
     "LabOutcome",
     "LabResult",
     "LabTest",
+    "NcpdpMessage",
+    "NcpdpTransaction",
     "ParticipantKind",
     "Patient",
     "PatientGroupObjectPermission",
