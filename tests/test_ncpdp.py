@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import threading
 
 import pytest
+from django.db import connection
+from django.utils import timezone
 
 from registry.identifiers import new_registry_id
 from registry.models import AuditEvent, Decision, DecisionKind, DispenseAuthorization, NcpdpMessage
 from registry.services.certification import participant_suspend
 
-from .conftest import participant_persona
+from .conftest import client_with_key, participant_persona
 from .factories import FacilityFactory, PharmacyFactory
 from .gate_helpers import (
     DAY0,
@@ -740,3 +743,47 @@ def test_answer_expiry_follows_the_validity_setting(settings, patient, prescribe
     )
     assert expiration == (NOW + dt.timedelta(days=3)).strftime("%Y-%m-%dT%H:%M:%SZ")
     assert DispenseAuthorization.objects.get().expires_at == NOW + dt.timedelta(days=3)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_copies_sent_at_once_run_the_gate_once(prescriber, facility, pharmacy):
+    """Idempotency by message under concurrency: two copies of one message on two database connections
+    queue on the (sender, MessageID) index; the gate runs once and both get the same answer."""
+    today = timezone.now().date()
+    patient = authorized_patient(prescriber, on=today)
+    plan_course(prescriber, patient, start=today)
+    body = _request(pharmacy, patient, prescriber, facility, message_id="RX-RACE")
+
+    barrier = threading.Barrier(2, timeout=30)
+    results: list[tuple[int, bytes, str]] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def deliver() -> None:
+        client = client_with_key(pharmacy.key)
+        try:
+            barrier.wait()
+            response = client.post("/api/ncpdp/rems", data=body, content_type="application/xml")
+            with lock:
+                results.append(
+                    (response.status_code, response.content, response.get("Idempotent-Replayed", ""))
+                )
+        except BaseException as exc:  # reported below: a thread must not swallow a failure
+            with lock:
+                errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=deliver) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert errors == []
+    assert [status for status, _, _ in results] == [200, 200]
+    assert results[0][1] == results[1][1]
+    assert sorted(replayed for _, _, replayed in results) == ["", "true"]
+    assert dispense_decisions().count() == 1
+    assert DispenseAuthorization.objects.count() == 1
+    assert NcpdpMessage.objects.count() == 1
