@@ -124,10 +124,12 @@ def _named(
     *,
     enrollment_id: str | None,
     npi: str | None,
+    load: bool = True,
 ) -> tuple[Any, str]:
     """The participant a message names by REMS enrollment ID (our participant id) or NPI, and its NPI.
     An enrollment ID that names no participant of the kind is refused; one that disagrees with the NPI
-    given beside it too. By NPI alone: whatever is registered (None when nothing is)."""
+    given beside it too. By NPI alone: whatever is registered (None when nothing is), not looked up
+    without `load` (the gate reads the parties itself, locked)."""
     label = "prescriber" if model is Prescriber else "healthcare setting"
     if enrollment_id:
         try:
@@ -146,7 +148,7 @@ def _named(
                 f"The {label}'s enrollment ID and NPI name different participants.",
             )
         return found, found.npi
-    return certified_participant(model, npi or ""), npi or ""
+    return (certified_participant(model, npi or "") if load else None), npi or ""
 
 
 def rems_request_data(*, actor: User, envelope: Envelope) -> dict[str, Any]:
@@ -157,10 +159,14 @@ def rems_request_data(*, actor: User, envelope: Envelope) -> dict[str, Any]:
     _caller(actor, envelope)
     _medication_check(envelope)
     _, prescriber_npi = _named(
-        Prescriber, envelope, enrollment_id=f["prescriber_enrollment_id"], npi=f["prescriber_npi"]
+        Prescriber,
+        envelope,
+        enrollment_id=f["prescriber_enrollment_id"],
+        npi=f["prescriber_npi"],
+        load=False,
     )
     _, facility_npi = _named(
-        Facility, envelope, enrollment_id=f["facility_enrollment_id"], npi=f["facility_npi"]
+        Facility, envelope, enrollment_id=f["facility_enrollment_id"], npi=f["facility_npi"], load=False
     )
     return {
         "rems_patient_id": f["rems_patient_id"],
@@ -232,20 +238,24 @@ def ncpdp_message_receive(
 
 
 def _claim(*, actor: User, envelope: Envelope) -> tuple[NcpdpMessage, bool]:
-    try:
-        with transaction.atomic():
-            record = NcpdpMessage.objects.create(
-                sender=actor,
-                message_id=envelope.message_id,
-                transaction=envelope.transaction,
-                fingerprint=envelope.fingerprint,
-                header_from=envelope.header_from,
-                sent_time=envelope.sent_time,
-            )
-            return record, False
-    except IntegrityError:
-        pass
-    existing = NcpdpMessage.objects.get(sender=actor, message_id=envelope.message_id)
+    """(record, True) to replay a stored answer, (new claim, False) to go ahead. A retransmission of an
+    answered message is found by one indexed read; otherwise the insert claims the MessageID, waiting
+    on the unique index while a copy of the message is being answered."""
+    existing = NcpdpMessage.objects.filter(sender=actor, message_id=envelope.message_id).first()
+    if existing is None:
+        try:
+            with transaction.atomic():
+                record = NcpdpMessage.objects.create(
+                    sender=actor,
+                    message_id=envelope.message_id,
+                    transaction=envelope.transaction,
+                    fingerprint=envelope.fingerprint,
+                    header_from=envelope.header_from,
+                    sent_time=envelope.sent_time,
+                )
+                return record, False
+        except IntegrityError:
+            existing = NcpdpMessage.objects.get(sender=actor, message_id=envelope.message_id)
     if existing.fingerprint != envelope.fingerprint or existing.transaction != envelope.transaction:
         raise _error(
             envelope,
