@@ -26,6 +26,7 @@ from .patients import (
 from .standards import NcpdpMessage, NcpdpTransaction
 from .treatment import (
     OPEN_COURSE_STATUSES,
+    AuthorizationState,
     AuthorizationStatus,
     Course,
     CourseStatus,
@@ -35,6 +36,7 @@ from .treatment import (
     Dispense,
     DispenseAuthorization,
     Infusion,
+    RevokeCategory,
 )
 
 __all__ = [
@@ -42,6 +44,7 @@ __all__ = [
     "PARTICIPANT_MODELS",
     "ApiKey",
     "AuditEvent",
+    "AuthorizationState",
     "AuthorizationStatus",
     "CertificationStatus",
     "Contraindication",
@@ -68,6 +71,7 @@ __all__ = [
     "PatientUserObjectPermission",
     "Pharmacy",
     "Prescriber",
+    "RevokeCategory",
     "Role",
     "Screening",
     "Sex",
