@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('registry', '0004_auditevent_created_at_at_transition'),
+        ('registry', '0006_gate_correctness'),
     ]
 
     operations = [
