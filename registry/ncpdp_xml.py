@@ -23,6 +23,7 @@ from typing import Any
 import defusedxml
 import defusedxml.ElementTree as SafeET
 
+from registry.errors import ErrorCode
 from registry.standards import NCPDP_NAMESPACE, NCPDP_REMS_ADMINISTRATOR
 
 VERSION_ATTRIBUTES = {
@@ -37,23 +38,25 @@ TRANSACTIONS = ("REMSInitiationRequest", "REMSRequest")
 ANSWERS = {"REMSInitiationRequest": "REMSInitiationResponse", "REMSRequest": "REMSResponse"}
 
 # NCPDP `Error/Code` values: 900 transaction rejected (the sender must fix the message), 601 receiver
-# unable to process (this sender may not send it here). `DescriptionCode` carries our machine code.
+# unable to process (this sender may not send it here), 600 communication problem (throttled: try later).
+# `DescriptionCode` carries our machine code (registry/errors.py `ErrorCode`).
 TRANSACTION_REJECTED = "900"
 UNABLE_TO_PROCESS = "601"
+TRY_LATER = "600"
 
 _MESSAGE_ID = re.compile(r"[\x21-\x7e]{1,64}")  # printable ASCII, no spaces
 _TEXT_MAX = 200
 
 
 class NcpdpError(Exception):
-    """A message that cannot be answered: rendered as an NCPDP `Error` message with HTTP `status`."""
+    """A message that cannot be answered: rendered as an NCPDP `Error` message whose `DescriptionCode` is
+    `description_code`; the HTTP status is that code's (`ErrorCode.http_status`)."""
 
     def __init__(
         self,
-        description_code: str,
+        description_code: ErrorCode,
         description: str,
         *,
-        status: int = 400,
         code: str = TRANSACTION_REJECTED,
         relates_to: str = "",
         reply_to: str = "",
@@ -61,7 +64,7 @@ class NcpdpError(Exception):
         super().__init__(description)
         self.description_code = description_code
         self.description = description
-        self.status = status
+        self.status = description_code.http_status
         self.code = code
         self.relates_to = relates_to
         self.reply_to = reply_to
@@ -99,7 +102,7 @@ class _Reader:
     def __init__(self, element: ET.Element, base: str, relates_to: str, reply_to: str) -> None:
         self.element, self.base, self.relates_to, self.reply_to = element, base, relates_to, reply_to
 
-    def error(self, code: str, description: str) -> NcpdpError:
+    def error(self, code: ErrorCode, description: str) -> NcpdpError:
         return NcpdpError(code, description, relates_to=self.relates_to, reply_to=self.reply_to)
 
     def text(self, *paths: str, required: bool = False, max_length: int = _TEXT_MAX) -> str | None:
@@ -110,11 +113,12 @@ class _Reader:
                 value = (found.text or "").strip()
                 if len(value) > max_length:
                     raise self.error(
-                        "invalid_element", f"{self.base}/{path} is longer than {max_length} characters."
+                        ErrorCode.INVALID_ELEMENT,
+                        f"{self.base}/{path} is longer than {max_length} characters.",
                     )
                 return value
         if required:
-            raise self.error("missing_element", f"Missing element {self.base}/{paths[0]}.")
+            raise self.error(ErrorCode.MISSING_ELEMENT, f"Missing element {self.base}/{paths[0]}.")
         return None
 
     def date(self, *paths: str, required: bool = False) -> dt.date | None:
@@ -127,7 +131,7 @@ class _Reader:
             return dt.date.fromisoformat(value)
         except ValueError:
             raise self.error(
-                "invalid_element", f"{self.base}/{paths[0]} must be a date (YYYY-MM-DD)."
+                ErrorCode.INVALID_ELEMENT, f"{self.base}/{paths[0]} must be a date (YYYY-MM-DD)."
             ) from None
 
 
@@ -143,42 +147,44 @@ def message_parse(body: bytes, *, max_bytes: int) -> Envelope:
     DTD, entity declaration or external reference; `malformed_xml`; `wrong_root` (not a `Message`);
     `missing_element` / `invalid_element` (with the element's path); `unsupported_transaction`."""
     if len(body) > max_bytes:
-        raise NcpdpError("payload_too_large", f"The message exceeds {max_bytes} bytes.", status=413)
+        raise NcpdpError(ErrorCode.PAYLOAD_TOO_LARGE, f"The message exceeds {max_bytes} bytes.")
     if not body.strip():
-        raise NcpdpError("malformed_xml", "The request body is empty.")
+        raise NcpdpError(ErrorCode.MALFORMED_XML, "The request body is empty.")
     try:
         root = SafeET.fromstring(body, forbid_dtd=True, forbid_entities=True, forbid_external=True)
     except defusedxml.DefusedXmlException:
         raise NcpdpError(
-            "xml_declarations_refused",
+            ErrorCode.XML_DECLARATIONS_REFUSED,
             "Document type declarations, entity declarations and external references are refused.",
         ) from None
     except (ET.ParseError, ValueError, LookupError) as exc:
-        raise NcpdpError("malformed_xml", f"The message is not well-formed XML ({exc}).") from None
+        raise NcpdpError(ErrorCode.MALFORMED_XML, f"The message is not well-formed XML ({exc}).") from None
     namespace = _strip_namespaces(root)
     if root.tag != "Message" or namespace not in ("", NCPDP_NAMESPACE):
         raise NcpdpError(
-            "wrong_root",
+            ErrorCode.WRONG_ROOT,
             f"The root element must be an NCPDP SCRIPT Message, not {root.tag!r}"
             + (f" in namespace {namespace!r}." if namespace and root.tag == "Message" else "."),
         )
     header = root.find("Header")
     if header is None:
-        raise NcpdpError("missing_element", "Missing element Message/Header.")
+        raise NcpdpError(ErrorCode.MISSING_ELEMENT, "Missing element Message/Header.")
     header_from = _header_text(header, "From")[:100]
     message_id = _header_text(header, "MessageID")
     if not message_id:
-        raise NcpdpError("missing_element", "Missing element Message/Header/MessageID.", reply_to=header_from)
+        raise NcpdpError(
+            ErrorCode.MISSING_ELEMENT, "Missing element Message/Header/MessageID.", reply_to=header_from
+        )
     if not _MESSAGE_ID.fullmatch(message_id):
         raise NcpdpError(
-            "invalid_element",
+            ErrorCode.INVALID_ELEMENT,
             "Message/Header/MessageID must be 1 to 64 printable characters without spaces.",
             reply_to=header_from,
         )
     sent_time = _header_text(header, "SentTime")
     if not sent_time:
         raise NcpdpError(
-            "missing_element",
+            ErrorCode.MISSING_ELEMENT,
             "Missing element Message/Header/SentTime.",
             relates_to=message_id,
             reply_to=header_from,
@@ -187,7 +193,7 @@ def message_parse(body: bytes, *, max_bytes: int) -> Envelope:
         dt.datetime.fromisoformat(sent_time.replace("Z", "+00:00"))
     except ValueError:
         raise NcpdpError(
-            "invalid_element",
+            ErrorCode.INVALID_ELEMENT,
             "Message/Header/SentTime must be an ISO 8601 date-time.",
             relates_to=message_id,
             reply_to=header_from,
@@ -195,13 +201,16 @@ def message_parse(body: bytes, *, max_bytes: int) -> Envelope:
     message_body = root.find("Body")
     if message_body is None:
         raise NcpdpError(
-            "missing_element", "Missing element Message/Body.", relates_to=message_id, reply_to=header_from
+            ErrorCode.MISSING_ELEMENT,
+            "Missing element Message/Body.",
+            relates_to=message_id,
+            reply_to=header_from,
         )
     children = list(message_body)
     if len(children) != 1 or children[0].tag not in TRANSACTIONS:
         names = ", ".join(c.tag for c in children) or "nothing"
         raise NcpdpError(
-            "unsupported_transaction",
+            ErrorCode.UNSUPPORTED_TRANSACTION,
             f"Message/Body must hold one REMSInitiationRequest or REMSRequest, not {names}.",
             relates_to=message_id,
             reply_to=header_from,
@@ -251,10 +260,10 @@ def _transaction_fields(r: _Reader, transaction: str) -> dict[str, Any]:
         ),
     }
     if r.element.find("Prescriber") is None:
-        raise r.error("missing_element", f"Missing element {r.base}/Prescriber.")
+        raise r.error(ErrorCode.MISSING_ELEMENT, f"Missing element {r.base}/Prescriber.")
     if not (fields["prescriber_npi"] or fields["prescriber_enrollment_id"]):
         raise r.error(
-            "missing_element",
+            ErrorCode.MISSING_ELEMENT,
             f"Missing element {r.base}/{_PRESCRIBER_IDS[0]}/NPI (or REMSHealthcareProviderEnrollmentID).",
         )
     if request:
@@ -264,13 +273,13 @@ def _transaction_fields(r: _Reader, transaction: str) -> dict[str, Any]:
         fields["facility_npi"] = r.text("Facility/Identification/NPI", max_length=10)
         if not (fields["facility_enrollment_id"] or fields["facility_npi"]):
             raise r.error(
-                "missing_element",
+                ErrorCode.MISSING_ELEMENT,
                 f"Missing element {r.base}/Facility/Identification/REMSHealthcareSettingEnrollmentID (or NPI).",
             )
         quantity = r.text("MedicationPrescribed/Quantity/Value", required=True, max_length=4)
         if quantity is None or not quantity.isascii() or not quantity.isdigit():
             raise r.error(
-                "invalid_element",
+                ErrorCode.INVALID_ELEMENT,
                 f"{r.base}/MedicationPrescribed/Quantity/Value must be a whole number of doses.",
             )
         fields["doses_requested"] = int(quantity)
@@ -328,7 +337,7 @@ def error_render(error: NcpdpError, *, now: dt.datetime) -> Rendered:
     root, body, message_id = _message(relates_to=error.relates_to, reply_to=error.reply_to, now=now)
     element = _sub(body, "Error")
     _sub(element, "Code", error.code)
-    _sub(element, "DescriptionCode", error.description_code)
+    _sub(element, "DescriptionCode", str(error.description_code))
     _sub(element, "Description", error.description[:500])
     return Rendered(message_id, _bytes(root))
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 
+from registry.errors import ReasonCode as R
+
 # LEMTRADA (alemtuzumab) 12 mg/1.2 mL single-dose vial.
 RXNORM_SYSTEM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 RXNORM_LEMTRADA = "1594660"
@@ -54,60 +56,60 @@ def is_lemtrada_ndc(value: str) -> bool:
 # --- Reason codes onto the REMS categories -------------------------------------------------------------
 # NCPDP SCRIPT REMS transactions sort unmet requirements into patient, prescriber, pharmacy (dispensing
 # or healthcare setting) and case requirements. The category names below are the registry's values for
-# `ReasonCode`/`DeniedReasonCode`; the precise reason code (API.md) is kept in `REMSNote`.
+# `ReasonCode`/`DeniedReasonCode`; the precise reason code (API.md) is kept in `REMSNote`, with the text
+# the JSON API gives a pharmacy or facility for it (registry/api/refusals.py: no clinical fact).
 
 CATEGORY_PATIENT = "PATIENT"
 CATEGORY_PRESCRIBER = "PRESCRIBER"
 CATEGORY_PHARMACY = "PHARMACY"
 CATEGORY_CASE = "CASE"
 
-# Notes a pharmacy or facility may read (API.md: reason codes and a detail that names no clinical fact:
-# no contraindication kind, no patient status, no treatment dates). The engine's own details name those
-# facts for the care team; they never reach a pharmacy or facility through the standards endpoints.
-_REASONS: dict[str, tuple[str, str]] = {
-    "pharmacy_not_certified": (CATEGORY_PHARMACY, "The pharmacy is not certified in the REMS."),
-    "facility_not_certified": (CATEGORY_PHARMACY, "The healthcare setting is not certified in the REMS."),
-    "prescriber_not_certified": (CATEGORY_PRESCRIBER, "The prescriber is not certified in the REMS."),
-    "prescriber_not_of_record": (
-        CATEGORY_PRESCRIBER,
-        "The prescriber is not the patient's prescriber of record.",
-    ),
-    "patient_not_found": (CATEGORY_PATIENT, "No patient matches the identification given."),
-    "patient_not_authorized": (CATEGORY_PATIENT, "The patient is not authorized to receive the drug."),
-    "contraindication_recorded": (
-        CATEGORY_PATIENT,
-        "A patient requirement is not met; contact the prescriber.",
-    ),
-    "baseline_incomplete": (CATEGORY_PATIENT, "Baseline requirements are incomplete."),
-    "screening_incomplete": (CATEGORY_PATIENT, "Screening requirements are incomplete."),
-    "pregnancy_test_required": (CATEGORY_PATIENT, "A pregnancy testing requirement is not met."),
-    "pregnancy_open": (CATEGORY_PATIENT, "A patient requirement is not met; contact the prescriber."),
-    "monitoring_overdue": (CATEGORY_PATIENT, "Required monitoring is overdue."),
-    "status_form_overdue": (CATEGORY_PATIENT, "The patient status form is overdue."),
-    "pre_course_labs_stale": (CATEGORY_PATIENT, "Pre-course labs are missing or out of date."),
-    "no_open_course": (CATEGORY_CASE, "No course is planned or in progress."),
-    "open_course_exists": (CATEGORY_CASE, "A course is already open."),
-    "course_doses_exhausted": (CATEGORY_CASE, "The course has no doses left to authorize."),
-    "doses_exceed_remaining": (CATEGORY_CASE, "More doses were requested than the course has left."),
-    "course_interval_not_met": (CATEGORY_CASE, "The course timing requirement is not met."),
-    "course_dose_window_missed": (CATEGORY_CASE, "The course timing requirement is not met."),
-    "no_dispense_for_facility": (CATEGORY_CASE, "No dispense to this healthcare setting is on record."),
+# Every reason code (tests/test_ncpdp.py checks that none is missing).
+REASON_CATEGORY: dict[str, str] = {
+    R.PHARMACY_NOT_CERTIFIED: CATEGORY_PHARMACY,
+    R.FACILITY_NOT_CERTIFIED: CATEGORY_PHARMACY,
+    R.PRESCRIBER_NOT_CERTIFIED: CATEGORY_PRESCRIBER,
+    R.PRESCRIBER_NOT_OF_RECORD: CATEGORY_PRESCRIBER,
+    R.PATIENT_NOT_FOUND: CATEGORY_PATIENT,
+    R.PATIENT_NOT_AUTHORIZED: CATEGORY_PATIENT,
+    R.CONTRAINDICATION_RECORDED: CATEGORY_PATIENT,
+    R.ATTESTATION_WITHDRAWN: CATEGORY_PATIENT,
+    R.BASELINE_INCOMPLETE: CATEGORY_PATIENT,
+    R.SCREENING_INCOMPLETE: CATEGORY_PATIENT,
+    R.PREGNANCY_TEST_REQUIRED: CATEGORY_PATIENT,
+    R.PREGNANCY_OPEN: CATEGORY_PATIENT,
+    R.MONITORING_OVERDUE: CATEGORY_PATIENT,
+    R.STATUS_FORM_OVERDUE: CATEGORY_PATIENT,
+    R.PRE_COURSE_LABS_STALE: CATEGORY_PATIENT,
+    R.NO_OPEN_COURSE: CATEGORY_CASE,
+    R.OPEN_COURSE_EXISTS: CATEGORY_CASE,
+    R.COURSE_DOSES_EXHAUSTED: CATEGORY_CASE,
+    R.DOSES_EXCEED_REMAINING: CATEGORY_CASE,
+    R.COURSE_INTERVAL_NOT_MET: CATEGORY_CASE,
+    R.COURSE_DOSE_WINDOW_MISSED: CATEGORY_CASE,
+    R.NO_DISPENSE_FOR_FACILITY: CATEGORY_CASE,
+    # The infusion's own (GATE-3, CRS-1): never in a dispense answer, listed for completeness.
+    R.DUPLICATE_INFUSION_DAY: CATEGORY_CASE,
+    R.INVALID_DOSE: CATEGORY_CASE,
+    R.OBSERVATION_TOO_SHORT: CATEGORY_CASE,
+    R.PREMEDICATION_MISSING: CATEGORY_CASE,
 }
-_DEFAULT_REASON = (CATEGORY_CASE, "A REMS requirement is not met.")
 
 
 def reason_category(code: str) -> str:
     """The REMS category of one of our reason codes (a code added later falls under `CASE`)."""
-    return _REASONS.get(code, _DEFAULT_REASON)[0]
+    return REASON_CATEGORY.get(code, CATEGORY_CASE)
 
 
-def reason_note(code: str) -> str:
-    """`<code>: <note>`: the precise code and a note that names no clinical fact."""
-    return f"{code}: {_REASONS.get(code, _DEFAULT_REASON)[1]}"
+def reason_note(reason: dict[str, str]) -> str:
+    """`<code>: <detail>` for one reason as the JSON API renders it for the caller
+    (registry/api/refusals.py `reasons_for`)."""
+    return f"{reason['code']}: {reason['detail']}"
 
 
-def disclosed_reason_codes(codes: list[str], *, caller_code: str) -> list[str]:
+def disclosed_reasons(reasons: list[dict[str, str]], *, caller_code: str) -> list[dict[str, str]]:
     """Minimum necessary disclosure (API.md): when the calling pharmacy or facility is itself not certified
     (`caller_code` among the reasons), nothing about the patient or the prescription is answered: only
     that one reason."""
-    return [caller_code] if caller_code in codes else codes
+    own = [reason for reason in reasons if reason["code"] == caller_code]
+    return own or reasons

@@ -16,23 +16,20 @@ are the decision engine's own (registry/services/decisions.py), so this list and
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from django.utils import timezone
-
+from registry.errors import ReasonCode as R
+from registry.localtime import local_today
 from registry.models import Patient, PatientStatus, Prescriber
+from registry.selectors.facts import Facts, facts_load
 
 from .decisions import (
-    AUTHORIZATION_REQUIREMENTS,
-    DISPENSE_REQUIREMENTS,
-    Check,
-    Evaluation,
-    Requirement,
+    DISPENSE_GATE,
+    PATIENT_AUTHORIZATION_GATE,
     course_1_baseline_labs,
     course_1_pregnancy_test,
     course_1_screening,
     doses_within_remaining,
-    evaluate,
     facility_certified,
     patient_found,
     pharmacy_certified,
@@ -40,7 +37,7 @@ from .decisions import (
     prescriber_of_record,
     record_prescriber_certified,
 )
-from .facts import Facts, facts_load
+from .gate import Check, Evaluation, Requirement, about_patient
 
 # About one prescription, not the patient: the parties it names and the doses it asks for.
 PRESCRIPTION_REQUIREMENTS: frozenset[Requirement] = frozenset(
@@ -63,13 +60,13 @@ _COURSE_1_REPEATS: frozenset[Requirement] = frozenset(
 # every other unmet requirement is a `failure` until the facts change.
 DATA_REQUIRED_CODES = frozenset(
     {
-        "baseline_incomplete",
-        "screening_incomplete",
-        "pregnancy_test_required",
-        "pre_course_labs_stale",
-        "no_open_course",
-        "monitoring_overdue",
-        "status_form_overdue",
+        R.BASELINE_INCOMPLETE,
+        R.SCREENING_INCOMPLETE,
+        R.PREGNANCY_TEST_REQUIRED,
+        R.PRE_COURSE_LABS_STALE,
+        R.NO_OPEN_COURSE,
+        R.MONITORING_OVERDUE,
+        R.STATUS_FORM_OVERDUE,
     }
 )
 
@@ -79,11 +76,12 @@ FAILURE = "failure"
 
 
 def etasu_requirements(patient: Patient) -> tuple[Requirement, ...]:
-    """The patient-level requirement list, in gate order, each requirement once."""
+    """The patient-level requirement list, in gate order, each requirement once: the gates' own lists with
+    their registered extensions (`blocking_condition`), so a GATE-4 block added later is listed too."""
     listed: list[Requirement] = [record_prescriber_certified]
     if patient.status == PatientStatus.ENROLLED:
-        listed += AUTHORIZATION_REQUIREMENTS
-    for requirement in DISPENSE_REQUIREMENTS:
+        listed += PATIENT_AUTHORIZATION_GATE.all_requirements()
+    for requirement in DISPENSE_GATE.all_requirements():
         if requirement in PRESCRIPTION_REQUIREMENTS:
             continue
         if patient.status == PatientStatus.ENROLLED and requirement in _COURSE_1_REPEATS:
@@ -122,9 +120,18 @@ def requirement_status(check: Check, patient: Patient) -> str:
     if check.code in DATA_REQUIRED_CODES:
         return DATA_REQUIRED
     # An enrolled patient becomes authorized once the baseline is in (ACT-7): data, not a refusal.
-    if check.code == "patient_not_authorized" and patient.status == PatientStatus.ENROLLED:
+    if check.code == R.PATIENT_NOT_AUTHORIZED and patient.status == PatientStatus.ENROLLED:
         return DATA_REQUIRED
     return FAILURE
+
+
+def requirements_evaluate(requirements: tuple[Requirement, ...], facts: Facts) -> Evaluation:
+    """Runs each requirement (pure), marking those about the patient `private` as the gate does
+    (registry/services/gate.py `Gate.evaluate`), so a pharmacy or facility is answered their neutral
+    texts (registry/api/refusals.py) and never the details."""
+    return Evaluation(
+        tuple(replace(r(facts), private=True) if about_patient(r) else r(facts) for r in requirements)
+    )
 
 
 def etasu_evaluate(
@@ -134,28 +141,31 @@ def etasu_evaluate(
     prescriber: Prescriber | None = None,
     named_prescriber: bool = False,
     annotated: bool = False,
+    as_of: dt.date | None = None,
 ) -> EtasuResult:
     """Evaluates `etasu_requirements(patient)` as of `now`, read-only (a constant number of queries,
     nothing written). With `named_prescriber`, the caller named a prescriber (an NCPDP message's
     Prescriber; `prescriber` is it, or None when no registered prescriber has the identifier): the list
     then starts with GATE-1's checks of that prescriber (certified, and the patient's prescriber of record).
-    `annotated`: the patient already carries its facts (patient_by_registry_id), saving the reload."""
+    `annotated`: the patient already carries its facts (patient_by_registry_id), saving the reload. `as_of`:
+    the day the labs are judged against (the caller's local day, registry/localtime.py; default the
+    registry's)."""
     facts = facts_load(
         patient=patient,
         annotated=annotated,
         now=now,
-        as_of=timezone.localdate(now),
+        as_of=as_of or local_today(None, now),
         prescriber=prescriber,
     )
     assert facts.patient is not None
     requirements = etasu_requirements(facts.patient)
     if named_prescriber:
         requirements = (prescriber_certified, prescriber_of_record, *requirements)
-    evaluation = evaluate(requirements, facts)
+    evaluation = requirements_evaluate(requirements, facts)
     statuses = tuple(
         EtasuStatus(check, requirement_status(check, facts.patient)) for check in evaluation.checks
     )
     return EtasuResult(facts=facts, evaluation=evaluation, statuses=statuses)
 
 
-__all__ = ["EtasuResult", "EtasuStatus", "etasu_evaluate", "etasu_requirements"]
+__all__ = ["EtasuResult", "EtasuStatus", "etasu_evaluate", "etasu_requirements", "requirements_evaluate"]

@@ -8,21 +8,24 @@
   message to it.
 
 Idempotency by message: a sender's MessageID names one message; a retransmission replays the first answer
-byte for byte and runs nothing. Minimum necessary disclosure (API.md): answers carry reason codes and
-notes that name no clinical fact (registry/standards.py); a caller that is itself not certified learns
-nothing about the patient.
+byte for byte and runs nothing. Minimum necessary disclosure (API.md): answers carry reason codes and the
+very texts the JSON API gives a pharmacy or facility (registry/api/refusals.py `reasons_for`: neutral
+texts for every requirement about the patient, no clinical fact); a caller that is itself not certified
+learns nothing about the patient.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from django.db import IntegrityError, transaction
-from django.utils import timezone
 
+from registry.api.refusals import PUBLIC_DETAIL, reasons_for
+from registry.errors import ErrorCode
+from registry.errors import ReasonCode as R
+from registry.localtime import local_today
 from registry.models import (
     Decision,
     Facility,
@@ -32,6 +35,7 @@ from registry.models import (
     Pharmacy,
     Prescriber,
     Role,
+    Sex,
     User,
 )
 from registry.ncpdp_xml import (
@@ -43,19 +47,21 @@ from registry.ncpdp_xml import (
     initiation_render,
     response_render,
 )
-from registry.standards import (
-    disclosed_reason_codes,
-    is_lemtrada_ndc,
-    reason_category,
-    reason_note,
+from registry.selectors import (
+    participant_by_enrollment_id,
+    participant_by_npi,
+    patient_of_record_by_demographics,
 )
+from registry.selectors.facts import patient_by_registry_id
+from registry.standards import disclosed_reasons, is_lemtrada_ndc, reason_category, reason_note
 
 from . import dispensing
 from .audit import audit_record
 from .etasu import etasu_evaluate
-from .facts import certified_participant, patient_by_registry_id
+from .gate import Evaluation, Outcome
 
-_SEX = {"M": "male", "F": "female"}
+_SEX = {"M": Sex.MALE, "F": Sex.FEMALE}
+Named = TypeVar("Named", Prescriber, Facility)
 
 
 @dataclass(frozen=True)
@@ -65,11 +71,23 @@ class NcpdpAnswer:
     replayed: bool = False
 
 
-def _reason(code: str) -> Reason:
-    return Reason(category=reason_category(code), note=reason_note(code))
+def _reason(reason: dict[str, str]) -> Reason:
+    """One reason as the caller may read it (`{"code", "detail"}` from `reasons_for`) in NCPDP terms."""
+    return Reason(category=reason_category(reason["code"]), note=reason_note(reason))
 
 
-def _error(envelope: Envelope, description_code: str, description: str, **kw: Any) -> NcpdpError:
+def _public_reasons(evaluation: Evaluation, viewer: User) -> list[dict[str, str]]:
+    """The failed requirements as the JSON API answers them to this caller (refusals.py)."""
+    return reasons_for(Outcome(None, evaluation), viewer)
+
+
+def _only(code: R) -> Reason:
+    """A one-reason answer (the caller is not certified, the patient is not matched) with the public text
+    of its code."""
+    return _reason({"code": code, "detail": PUBLIC_DETAIL[code]})
+
+
+def _error(envelope: Envelope, description_code: ErrorCode, description: str, **kw: Any) -> NcpdpError:
     return NcpdpError(
         description_code,
         description,
@@ -79,7 +97,7 @@ def _error(envelope: Envelope, description_code: str, description: str, **kw: An
     )
 
 
-def _caller(actor: User, envelope: Envelope) -> tuple[Pharmacy | Facility, str]:
+def _caller(actor: User, envelope: Envelope) -> tuple[Pharmacy | Facility, R]:
     """The calling pharmacy or facility (the key's, never the message's say-so) and the reason code that
     stands for "the caller is not certified". A pharmacy's message must name that pharmacy."""
     if actor.role == Role.PHARMACY and actor.pharmacy is not None:
@@ -87,68 +105,63 @@ def _caller(actor: User, envelope: Envelope) -> tuple[Pharmacy | Facility, str]:
         ncpdp_id, npi = envelope.fields["pharmacy_ncpdp_id"], envelope.fields["pharmacy_npi"]
         if not (ncpdp_id or npi):
             raise _error(
-                envelope, "missing_element", "Missing element Pharmacy/Identification/NCPDPID (or NPI)."
+                envelope,
+                ErrorCode.MISSING_ELEMENT,
+                "Missing element Pharmacy/Identification/NCPDPID (or NPI).",
             )
         if (ncpdp_id and ncpdp_id != pharmacy.ncpdp_id) or (npi and npi != pharmacy.npi):
             raise _error(
                 envelope,
-                "pharmacy_mismatch",
+                ErrorCode.PHARMACY_MISMATCH,
                 "The Pharmacy named in the message is not the pharmacy this API key belongs to.",
-                status=403,
                 code=UNABLE_TO_PROCESS,
             )
-        return pharmacy, "pharmacy_not_certified"
+        return pharmacy, R.PHARMACY_NOT_CERTIFIED
     if actor.role == Role.FACILITY and actor.facility is not None:
         if envelope.transaction == NcpdpTransaction.REMS_REQUEST:
             raise _error(
                 envelope,
-                "transaction_not_allowed",
+                ErrorCode.TRANSACTION_NOT_ALLOWED,
                 "REMSRequest asks for a dispense authorization: only a pharmacy sends it. A healthcare setting "
                 "sends REMSInitiationRequest, or checks an infusion with POST /api/v1/infusions/check.",
-                status=403,
                 code=UNABLE_TO_PROCESS,
             )
-        return actor.facility, "facility_not_certified"
+        return actor.facility, R.FACILITY_NOT_CERTIFIED
     raise _error(
         envelope,
-        "role_not_allowed",
+        ErrorCode.PERMISSION_DENIED,
         "Only a pharmacy or a healthcare setting sends NCPDP REMS transactions.",
-        status=403,
         code=UNABLE_TO_PROCESS,
     )
 
 
 def _named(
-    model: type[Prescriber] | type[Facility],
+    model: type[Named],
     envelope: Envelope,
     *,
     enrollment_id: str | None,
     npi: str | None,
     load: bool = True,
-) -> tuple[Any, str]:
+) -> tuple[Named | None, str]:
     """The participant a message names by REMS enrollment ID (our participant id) or NPI, and its NPI.
     An enrollment ID that names no participant of the kind is refused; one that disagrees with the NPI
     given beside it too. By NPI alone: whatever is registered (None when nothing is), not looked up
     without `load` (the gate reads the parties itself, locked)."""
     label = "prescriber" if model is Prescriber else "healthcare setting"
     if enrollment_id:
-        try:
-            pk = uuid.UUID(enrollment_id)
-        except ValueError:
-            pk = None
-        found = model.objects.filter(pk=pk).first() if pk else None
+        found = participant_by_enrollment_id(model, enrollment_id)
         if found is None:
             raise _error(
-                envelope, "unknown_enrollment_id", f"No {label} is enrolled under {enrollment_id!r}."
+                envelope, ErrorCode.UNKNOWN_ENROLLMENT_ID, f"No {label} is enrolled under {enrollment_id!r}."
             )
         if npi and npi != found.npi:
             raise _error(
                 envelope,
-                "invalid_element",
+                ErrorCode.INVALID_ELEMENT,
                 f"The {label}'s enrollment ID and NPI name different participants.",
             )
         return found, found.npi
-    return (certified_participant(model, npi or "") if load else None), npi or ""
+    return (participant_by_npi(model, npi or "") if load else None), npi or ""
 
 
 def rems_request_data(*, actor: User, envelope: Envelope) -> dict[str, Any]:
@@ -181,7 +194,7 @@ def _medication_check(envelope: Envelope) -> None:
     if not is_lemtrada_ndc(envelope.fields["ndc"]):
         raise _error(
             envelope,
-            "medication_not_in_program",
+            ErrorCode.MEDICATION_NOT_IN_PROGRAM,
             "This REMS covers LEMTRADA (alemtuzumab) only: MedicationPrescribed names another NDC.",
         )
 
@@ -214,7 +227,7 @@ def ncpdp_message_receive(
             )
         else:
             rendered, patient = _initiation(
-                caller=caller, caller_code=caller_code, envelope=envelope, now=now
+                actor=actor, caller=caller, caller_code=caller_code, envelope=envelope, now=now
             )
         record.decision, record.patient = decision, patient
         record.response_message_id, record.response_status = rendered.message_id, 200
@@ -259,55 +272,51 @@ def _claim(*, actor: User, envelope: Envelope) -> tuple[NcpdpMessage, bool]:
     if existing.fingerprint != envelope.fingerprint or existing.transaction != envelope.transaction:
         raise _error(
             envelope,
-            "message_id_reused",
+            ErrorCode.MESSAGE_ID_REUSED,
             "This MessageID was already used by this sender for a different message.",
-            status=409,
         )
     return existing, True
 
 
 def _initiation(
-    *, caller: Pharmacy | Facility, caller_code: str, envelope: Envelope, now: dt.datetime
+    *, actor: User, caller: Pharmacy | Facility, caller_code: R, envelope: Envelope, now: dt.datetime
 ) -> tuple[Rendered, Patient | None]:
     """A caller that is not certified is told so and nothing else. Otherwise the patient is matched by
     REMSPatientID and date of birth (ID-4) or, without a REMSPatientID, by name, date of birth (and sex
     when given) among the named prescriber's patients of record: an initiation comes with a prescription,
-    and a pharmacy cannot look patients up registry-wide by demographics."""
+    and a pharmacy cannot look patients up registry-wide by demographics. Labs are judged against the
+    caller's own calendar day, as at the dispense gate (registry/localtime.py)."""
     f = envelope.fields
     if not caller.is_certified_at(now):
         return initiation_render(
-            envelope, rems_patient_id=None, open_reasons=[], closed=_reason(caller_code), now=now
+            envelope, rems_patient_id=None, open_reasons=[], closed=_only(caller_code), now=now
         ), None
+    today = local_today(actor, now)
     prescriber, _ = _named(
         Prescriber, envelope, enrollment_id=f["prescriber_enrollment_id"], npi=f["prescriber_npi"]
     )
     patient: Patient | None
     if f["rems_patient_id"]:
-        patient = patient_by_registry_id(
-            f["rems_patient_id"], f["date_of_birth"], now=now, labs_as_of=timezone.localdate(now)
-        )
+        patient = patient_by_registry_id(f["rems_patient_id"], f["date_of_birth"], now=now, labs_as_of=today)
     elif prescriber is None:
         return initiation_render(
             envelope,
             rems_patient_id=None,
             open_reasons=[],
-            closed=_reason("prescriber_not_certified"),
+            closed=_only(R.PRESCRIBER_NOT_CERTIFIED),
             now=now,
         ), None
     else:
-        candidates = Patient.objects.filter(
-            prescriber=prescriber,
-            first_name__iexact=f["first_name"],
-            last_name__iexact=f["last_name"],
+        patient = patient_of_record_by_demographics(
+            prescriber,
+            first_name=f["first_name"],
+            last_name=f["last_name"],
             date_of_birth=f["date_of_birth"],
+            sex=_SEX.get(f["gender"] or ""),
         )
-        if f["gender"] in _SEX:
-            candidates = candidates.filter(sex=_SEX[f["gender"]])
-        found = list(candidates[:2])
-        patient = found[0] if len(found) == 1 else None  # an ambiguous match is no match
     if patient is None:
         return initiation_render(
-            envelope, rems_patient_id=None, open_reasons=[], closed=_reason("patient_not_found"), now=now
+            envelope, rems_patient_id=None, open_reasons=[], closed=_only(R.PATIENT_NOT_FOUND), now=now
         ), None
     result = etasu_evaluate(
         patient=patient,
@@ -315,8 +324,9 @@ def _initiation(
         prescriber=prescriber,
         named_prescriber=True,
         annotated=bool(f["rems_patient_id"]),
+        as_of=today,
     )
-    reasons = [_reason(reason["code"]) for reason in result.evaluation.reasons]
+    reasons = [_reason(reason) for reason in _public_reasons(result.evaluation, actor)]
     return initiation_render(
         envelope, rems_patient_id=patient.rems_patient_id, open_reasons=reasons, closed=None, now=now
     ), patient
@@ -325,24 +335,23 @@ def _initiation(
 def _rems_request(
     *, actor: User, envelope: Envelope, data: dict[str, Any], now: dt.datetime
 ) -> tuple[Rendered, Decision, Patient | None]:
-    """GATE-1/2/5: the JSON endpoint's gate call, unchanged; the answer discloses reason codes only, and
-    only the pharmacy's own when it is not certified."""
+    """GATE-1/2/5: the JSON endpoint's gate call, unchanged. The answer carries what the JSON endpoint
+    answers this pharmacy (`reasons_for`), and only the pharmacy's own reason when it is not certified."""
     outcome = dispensing.authorization_request(actor=actor, pharmacy=actor.pharmacy, data=data, now=now)
-    authorization = outcome.authorization
-    codes = disclosed_reason_codes(
-        [reason["code"] for reason in outcome.evaluation.reasons], caller_code="pharmacy_not_certified"
-    )
+    decision, authorization = outcome.decision, outcome.created
+    assert decision is not None  # the dispense gate always decides (no AlreadyDone)
+    reasons = disclosed_reasons(reasons_for(outcome, actor), caller_code=R.PHARMACY_NOT_CERTIFIED)
     rendered = response_render(
         envelope,
-        case_id=str(outcome.decision.pk),
+        case_id=str(decision.pk),
         authorization_number=authorization.number if authorization else None,
         effective_at=authorization.issued_at if authorization else None,
         expires_at=authorization.expires_at if authorization else None,
         doses_authorized=authorization.doses_authorized if authorization else None,
-        reasons=[_reason(code) for code in codes],
+        reasons=[_reason(reason) for reason in reasons],
         now=now,
     )
-    return rendered, outcome.decision, outcome.facts.patient
+    return rendered, decision, outcome.facts.patient if outcome.facts else None
 
 
 __all__ = ["NcpdpAnswer", "ncpdp_message_receive", "rems_request_data"]

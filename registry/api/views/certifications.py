@@ -13,7 +13,7 @@ from rest_framework.views import APIView
 from registry.errors import NotFound
 from registry.models import ParticipantKind
 from registry.permissions import ALL_ROLES
-from registry.selectors_certification import certification_lookup
+from registry.selectors import certification_lookup
 
 from .base import ThrottleFailuresMixin
 

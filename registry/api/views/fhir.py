@@ -7,7 +7,8 @@ RxNorm 1594660 or a LEMTRADA NDC). Output: a `Parameters` whose `rems-etasu` Gui
 overall status; its contained `Parameters` (its `outputParameters`) holds one GuidanceResponse per
 requirement (`success`, `data-required`, `failure`) with a note, as the IG's example does.
 
-Scoped (STYLE.md 3): the patient is looked up among `patients_visible_to(caller)`, so a prescriber sees
+Scoped (STYLE.md 3): the patient is looked up among the patients the caller may see
+(`patient_visible_by_registry_id`, over `patients_visible_to(caller)`), so a prescriber sees
 its own patients only (a delegate its prescriber's; an admin all); any other answers the same 404
 OperationOutcome as an unknown one. Read-only: nothing is stored (services/etasu.py). Resources are
 validated with `fhir.resources` (FHIR R4B models; the IG's R4 resources used here are unchanged in R4B):
@@ -32,9 +33,10 @@ from rest_framework.views import APIView
 from registry.api.parsers import SafeJSONParser
 from registry.api.standards import OneFormatNegotiation, PayloadTooLarge, StandardsAutoSchema, read_capped
 from registry.errors import RegistryError
-from registry.identifiers import parse_registry_id
-from registry.models import Patient, Role
-from registry.selectors import patients_visible_to
+from registry.localtime import local_today
+from registry.models import Patient
+from registry.permissions import CARE_TEAM
+from registry.selectors import patient_visible_by_registry_id
 from registry.services.etasu import EtasuResult, etasu_evaluate
 from registry.standards import (
     FHIR_REASON_CODE_SYSTEM,
@@ -58,6 +60,7 @@ _LABELS = {
     "prescriber_of_record_certified": "Prescriber certification",
     "patient_authorized": "Patient enrollment and authorization",
     "no_contraindication": "No contraindication recorded",
+    "attestations_hold": "Screening attestations still hold",
     "baseline_labs_complete": "Baseline labs",
     "screening_complete": "Baseline screening attestations",
     "pregnancy_test_negative": "Pregnancy test",
@@ -286,7 +289,7 @@ def operation_outcome(issues: list[tuple[str, str, list[str]]]) -> dict[str, Any
 class RemsEtasuView(ThrottleFailuresMixin, APIView):
     """HL7 US Medication REMS `$rems-etasu`, for prescriber EHRs (their delegates, and admins)."""
 
-    roles = {"post": frozenset({Role.PRESCRIBER, Role.DELEGATE, Role.ADMIN})}
+    roles = {"post": CARE_TEAM}
     parser_classes = [FhirJsonParser, FhirPlainJsonParser]
     renderer_classes = [FhirJsonRenderer]
     content_negotiation_class = OneFormatNegotiation
@@ -326,15 +329,7 @@ class RemsEtasuView(ThrottleFailuresMixin, APIView):
         patient_resource = _resource(parameters, "patient", ("Patient",))
         _medication_check(_resource(parameters, "medication", ("Medication", "MedicationRequest")))
         registry_id, birth_date = _patient_identity(patient_resource)
-        canonical = parse_registry_id(registry_id)
-        patient = (
-            patients_visible_to(request.user)  # type: ignore[arg-type]
-            .select_related("prescriber")
-            .filter(rems_patient_id=canonical, date_of_birth=birth_date)
-            .first()
-            if canonical
-            else None
-        )
+        patient = patient_visible_by_registry_id(request.user, registry_id, birth_date)  # type: ignore[arg-type]
         if patient is None:
             raise FhirProblem(
                 404,
@@ -343,7 +338,8 @@ class RemsEtasuView(ThrottleFailuresMixin, APIView):
                 ["Patient"],
             )
         now = timezone.now()
-        result = etasu_evaluate(patient=patient, now=now)
+        # The labs are judged against the caller's own calendar day (registry/localtime.py).
+        result = etasu_evaluate(patient=patient, now=now, as_of=local_today(request.user, now))
         body = etasu_parameters(result, now_iso=now.isoformat(timespec="seconds"))
         Parameters.model_validate(body)  # what we send is a valid FHIR resource
         return Response(body)

@@ -22,15 +22,17 @@ from rest_framework.views import APIView
 
 from registry.api.serializers.treatment import AuthorizationRequestSerializer
 from registry.api.standards import OneFormatNegotiation, PayloadTooLarge, StandardsAutoSchema, read_capped
-from registry.errors import RegistryError
-from registry.models import NcpdpTransaction, Role
+from registry.errors import ErrorCode, RegistryError
+from registry.models import NcpdpTransaction
 from registry.ncpdp_xml import (
     TRANSACTION_REJECTED,
+    TRY_LATER,
     UNABLE_TO_PROCESS,
     NcpdpError,
     error_render,
     message_parse,
 )
+from registry.permissions import GATE_PARTIES
 from registry.services import ncpdp
 
 from . import standards_examples as examples
@@ -66,16 +68,16 @@ class NcpdpXmlRenderer(BaseRenderer):
 
 
 # Which NCPDP Error/Code and DescriptionCode stand for the HTTP-level refusals.
-_HTTP_ERRORS: tuple[tuple[type[exceptions.APIException], str, str], ...] = (
-    (exceptions.NotAuthenticated, UNABLE_TO_PROCESS, "not_authenticated"),
-    (exceptions.AuthenticationFailed, UNABLE_TO_PROCESS, "authentication_failed"),
-    (exceptions.PermissionDenied, UNABLE_TO_PROCESS, "permission_denied"),
-    (exceptions.Throttled, "600", "throttled"),
-    (exceptions.UnsupportedMediaType, TRANSACTION_REJECTED, "unsupported_media_type"),
-    (exceptions.NotAcceptable, TRANSACTION_REJECTED, "not_acceptable"),
-    (exceptions.MethodNotAllowed, TRANSACTION_REJECTED, "method_not_allowed"),
-    (PayloadTooLarge, TRANSACTION_REJECTED, "payload_too_large"),
-    (exceptions.ParseError, TRANSACTION_REJECTED, "malformed_xml"),
+_HTTP_ERRORS: tuple[tuple[type[exceptions.APIException], str, ErrorCode], ...] = (
+    (exceptions.NotAuthenticated, UNABLE_TO_PROCESS, ErrorCode.NOT_AUTHENTICATED),
+    (exceptions.AuthenticationFailed, UNABLE_TO_PROCESS, ErrorCode.AUTHENTICATION_FAILED),
+    (exceptions.PermissionDenied, UNABLE_TO_PROCESS, ErrorCode.PERMISSION_DENIED),
+    (exceptions.Throttled, TRY_LATER, ErrorCode.THROTTLED),
+    (exceptions.UnsupportedMediaType, TRANSACTION_REJECTED, ErrorCode.UNSUPPORTED_MEDIA_TYPE),
+    (exceptions.NotAcceptable, TRANSACTION_REJECTED, ErrorCode.NOT_ACCEPTABLE),
+    (exceptions.MethodNotAllowed, TRANSACTION_REJECTED, ErrorCode.METHOD_NOT_ALLOWED),
+    (PayloadTooLarge, TRANSACTION_REJECTED, ErrorCode.PAYLOAD_TOO_LARGE),
+    (exceptions.ParseError, TRANSACTION_REJECTED, ErrorCode.MALFORMED_XML),
 )
 
 # The gate serializer's fields, as the REMSRequest elements that carry them.
@@ -104,7 +106,7 @@ def _error_doc(status: int, text: str) -> OpenApiResponse:
 class NcpdpRemsView(ThrottleFailuresMixin, APIView):
     """NCPDP SCRIPT (2017071) REMS transactions for pharmacy and healthcare-setting systems."""
 
-    roles = {"post": frozenset({Role.PHARMACY, Role.FACILITY})}
+    roles = {"post": GATE_PARTIES}
     parser_classes = [NcpdpXmlParser, NcpdpTextXmlParser]
     renderer_classes = [NcpdpXmlRenderer]
     content_negotiation_class = OneFormatNegotiation
@@ -176,7 +178,7 @@ class NcpdpRemsView(ThrottleFailuresMixin, APIView):
             if not serializer.is_valid():
                 field, messages = next(iter(serializer.errors.items()))
                 raise NcpdpError(
-                    "invalid_element",
+                    ErrorCode.INVALID_ELEMENT,
                     f"Message/Body/REMSRequest/{_ELEMENTS.get(field, field)}: {' '.join(map(str, messages))}",
                     relates_to=envelope.message_id,
                     reply_to=envelope.header_from,
@@ -198,17 +200,17 @@ class NcpdpRemsView(ThrottleFailuresMixin, APIView):
         if isinstance(exc, NcpdpError):
             error = exc
         elif isinstance(exc, RegistryError):
-            error = NcpdpError(exc.code, exc.detail, status=exc.status_code)
+            error = NcpdpError(exc.code, exc.detail)
         elif isinstance(exc, exceptions.APIException):
             code, description_code = next(
                 ((c, d) for cls, c, d in _HTTP_ERRORS if isinstance(exc, cls)),
-                (TRANSACTION_REJECTED, "invalid_request"),
+                (TRANSACTION_REJECTED, None),
             )
             detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
-            error = NcpdpError(description_code, str(detail), status=exc.status_code, code=code)
+            error = NcpdpError(description_code or ErrorCode.INVALID_REQUEST, str(detail), code=code)
+            if description_code is None:
+                error.status = exc.status_code  # an exception this view does not expect: keep its status
             if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
-                exc.status_code = 401
-                error.status = 401
                 headers["WWW-Authenticate"] = self.get_authenticate_header(self.request) or "Bearer"
             if getattr(exc, "wait", None):
                 headers["Retry-After"] = str(int(exc.wait))  # type: ignore[attr-defined]

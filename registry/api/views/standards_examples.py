@@ -87,21 +87,21 @@ NCPDP_DENIED = _answer(
     "<REMSResponse><Response><ResponseStatus><Denied>"
     "<REMSCaseID>0f5b4c1e-7d2a-4b8e-9c3f-1a2b3c4d5e6f</REMSCaseID>"
     "<DeniedReasonCode>PHARMACY</DeniedReasonCode><DeniedReasonCode>CASE</DeniedReasonCode>"
-    "<REMSNote>facility_not_certified: The healthcare setting is not certified in the REMS. "
-    "no_open_course: No course is planned or in progress.</REMSNote>"
+    "<REMSNote>facility_not_certified: The facility is not certified. "
+    "no_open_course: The patient has no course open for dosing.</REMSNote>"
     "</Denied></ResponseStatus></Response></REMSResponse>",
 )
 NCPDP_INITIATION_OPEN = _answer(
     "0b8e5d2c41f94a7b9e11",
     "<REMSInitiationResponse><Patient><HumanPatient><Identification><REMSPatientID>63VQ-RMDB-9</REMSPatientID>"
     "</Identification></HumanPatient></Patient><Response><ResponseStatus><Open><Requirement>"
-    "<ReasonCode>CASE</ReasonCode><REMSNote>no_open_course: No course is planned or in progress.</REMSNote>"
+    "<ReasonCode>CASE</ReasonCode><REMSNote>no_open_course: The patient has no course open for dosing.</REMSNote>"
     "</Requirement></Open></ResponseStatus></Response></REMSInitiationResponse>",
 )
 NCPDP_INITIATION_CLOSED = _answer(
     "0b8e5d2c41f94a7b9e11",
     "<REMSInitiationResponse><Response><ResponseStatus><Closed><ReasonCode>PATIENT</ReasonCode>"
-    "<REMSNote>patient_not_found: No patient matches the identification given.</REMSNote>"
+    "<REMSNote>patient_not_found: No patient matches this registry ID and date of birth.</REMSNote>"
     "</Closed></ResponseStatus></Response></REMSInitiationResponse>",
 )
 NCPDP_ERROR = _answer(
@@ -184,6 +184,7 @@ FHIR_OUTPUT: dict[str, Any] = {
                                 "patient_authorized", "success", "Patient enrollment and authorization"
                             ),
                             _requirement("no_contraindication", "success", "No contraindication recorded"),
+                            _requirement("attestations_hold", "success", "Screening attestations still hold"),
                             _requirement(
                                 "open_course",
                                 "data-required",
