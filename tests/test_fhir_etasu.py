@@ -146,6 +146,7 @@ def test_authorized_patient_with_open_course_is_success(patient, prescriber):
         "prescriber_of_record_certified",
         "patient_authorized",
         "no_contraindication",
+        "attestations_hold",
         "open_course",
         "course_doses_remaining",
         "course_interval_met",
@@ -177,6 +178,7 @@ def test_enrolled_patient_is_data_required_with_what_is_missing_act_7(clock, pre
         "pregnancy_test_negative": "success",
         "no_contraindication": "success",
         "patient_authorized": "data-required",
+        "attestations_hold": "success",
         "open_course": "data-required",
         "course_doses_remaining": "success",
         "course_interval_met": "success",
@@ -388,3 +390,19 @@ def test_plain_json_is_accepted_and_fhir_json_answered(patient, prescriber):
 
 def test_get_is_not_supported(prescriber):
     outcome(prescriber.client.get(ETASU), 405, "not-supported")
+
+
+def test_schema_examples_are_valid_fhir(patient, prescriber):
+    """The documented input and output (OpenAPI examples, docs/standards.md) validate as FHIR resources,
+    and the output lists the requirements in the order the operation answers them."""
+    from registry.api.views import standards_examples as examples
+
+    Parameters.model_validate(examples.FHIR_INPUT)
+    Parameters.model_validate(examples.FHIR_OUTPUT)
+    _, actual = guidance(post(prescriber, etasu_input(patient)))
+    documented = [
+        p["name"]
+        for p in examples.FHIR_OUTPUT["parameter"][0]["resource"]["contained"][0]["parameter"]
+        if "resource" in p
+    ]
+    assert documented == list(actual)[: len(documented)]

@@ -13,13 +13,18 @@ import datetime as dt
 import re
 import threading
 
+import defusedxml.ElementTree as SafeET
 import pytest
 from django.db import connection
 from django.utils import timezone
 
+from registry.api.refusals import PUBLIC_DETAIL
+from registry.errors import ErrorCode, ReasonCode
 from registry.identifiers import new_registry_id
 from registry.models import AuditEvent, Decision, DecisionKind, DispenseAuthorization, NcpdpMessage
 from registry.services.certification import participant_suspend
+from registry.services.enrollment import screening_record
+from registry.standards import REASON_CATEGORY
 
 from .conftest import client_with_key, participant_persona
 from .factories import FacilityFactory, PharmacyFactory
@@ -214,7 +219,7 @@ def test_uncertified_pharmacy_is_told_only_that_gate_1(patient, prescriber, faci
     root = answer(response)
     denied = root.find("Body/REMSResponse/Response/ResponseStatus/Denied")
     assert texts(denied, "DeniedReasonCode") == ["PHARMACY"]
-    assert text(denied, "REMSNote") == "pharmacy_not_certified: The pharmacy is not certified in the REMS."
+    assert text(denied, "REMSNote") == "pharmacy_not_certified: The pharmacy is not certified."
     # The gate still stored its full decision (GATE-5); only the answer is minimal.
     assert dispense_decisions().get().reasons[0]["code"] == "pharmacy_not_certified"
 
@@ -274,6 +279,83 @@ def test_ncpdp_denial_is_the_json_denial_gate_5(clock, prescriber, other_prescri
         assert getattr(ncpdp_decision, field) == getattr(json_decision, field), field
 
 
+def test_ncpdp_notes_are_the_json_texts_a_pharmacy_reads(clock, prescriber, facility, pharmacy):
+    """Minimum necessary disclosure (API.md): the REMSNote of a denial is, reason by reason, the code and
+    detail the JSON endpoint answers the same pharmacy (registry/api/refusals.py): neutral texts for every
+    requirement about the patient (here a contraindication and a withdrawn attestation, GATE-4), never the
+    stored details, which name them."""
+    patient = authorized_patient(prescriber)
+    plan_course(prescriber, patient, start=DAY0)
+    add_contraindication(patient, prescriber.user, on=DAY0, kind="hiv")
+    clock.shift(dt.timedelta(minutes=5))  # the newer screening is the one that counts
+    screening_record(
+        patient=patient,
+        actor=prescriber.user,
+        data={
+            "hiv_negative": False,
+            "no_active_infection": True,
+            "tb_screened_on": DAY0 - dt.timedelta(days=30),
+            "vaccinations_completed_on": DAY0 - dt.timedelta(days=60),
+        },
+        now=NOW + dt.timedelta(minutes=5),
+    )
+    response = send(pharmacy, _request(pharmacy, patient, prescriber, facility, doses=2))
+    root = answer(response)
+    json_reasons = pharmacy.post(
+        AUTHORIZATIONS, authorization_body(patient, prescriber, facility, doses=2)
+    ).json()["reasons"]
+
+    denied = root.find("Body/REMSResponse/Response/ResponseStatus/Denied")
+    assert [r["code"] for r in json_reasons] == [
+        "contraindication_recorded",
+        "attestation_withdrawn",
+        "screening_incomplete",
+    ]
+    assert texts(denied, "DeniedReasonCode") == ["PATIENT", "PATIENT", "PATIENT"]
+    hold = "Treatment is on hold for this patient; the prescriber of record has the details."
+    pending = "A pre-treatment requirement is not met; the prescriber of record has the details."
+    assert text(denied, "REMSNote") == " ".join(f"{r['code']}: {r['detail']}" for r in json_reasons)
+    assert text(denied, "REMSNote") == (
+        f"contraindication_recorded: {hold} attestation_withdrawn: {hold} screening_incomplete: {pending}"
+    )
+    stored = {r["code"]: r["detail"] for r in NcpdpMessage.objects.get().decision.reasons}
+    assert stored["contraindication_recorded"] == "Contraindication recorded: hiv."
+    for clinical in (b"hiv", b"HIV", b"withdraws", b"Contraindication recorded"):
+        assert clinical not in response.content
+
+
+def test_initiation_notes_name_no_clinical_fact(clock, prescriber, pharmacy):
+    """The open requirements of a REMSInitiationResponse carry the same neutral texts: a pharmacy learns
+    that treatment is on hold, not why."""
+    patient = authorized_patient(prescriber)
+    plan_course(prescriber, patient, start=DAY0)
+    add_contraindication(patient, prescriber.user, on=DAY0, kind="hiv")
+    body = initiation_request(
+        pharmacy=pharmacy.participant,
+        prescriber_npi=prescriber.participant.npi,
+        rems_patient_id=patient.rems_patient_id,
+        dob=patient.date_of_birth,
+    )
+    response = send(pharmacy, body)
+
+    notes = texts(
+        answer(response), "Body/REMSInitiationResponse/Response/ResponseStatus/Open/Requirement/REMSNote"
+    )
+    assert notes == [
+        "contraindication_recorded: Treatment is on hold for this patient; the prescriber of record has "
+        "the details."
+    ]
+    assert b"hiv" not in response.content.lower()
+
+
+def test_every_reason_code_has_a_rems_category_and_a_public_text():
+    """Each of our reason codes maps onto a patient, prescriber, pharmacy or case requirement, and has the
+    neutral text a pharmacy or facility reads in its note (registry/api/refusals.py)."""
+    assert set(ReasonCode) <= set(REASON_CATEGORY)
+    assert set(REASON_CATEGORY.values()) == {"PATIENT", "PRESCRIBER", "PHARMACY", "CASE"}
+    assert set(ReasonCode) <= set(PUBLIC_DETAIL)
+
+
 def test_rems_request_for_unknown_patient_is_denied_patient_not_found_id_4(
     prescriber, facility, pharmacy, clock
 ):
@@ -288,7 +370,10 @@ def test_rems_request_for_unknown_patient_is_denied_patient_not_found_id_4(
 
     denied = root.find("Body/REMSResponse/Response/ResponseStatus/Denied")
     assert texts(denied, "DeniedReasonCode") == ["PATIENT"]
-    assert text(denied, "REMSNote") == "patient_not_found: No patient matches the identification given."
+    assert (
+        text(denied, "REMSNote")
+        == "patient_not_found: No patient matches this registry ID and date of birth."
+    )
 
 
 # --- Idempotency by message -----------------------------------------------------------------------------------
@@ -349,7 +434,7 @@ def test_refused_message_is_not_stored_so_a_corrected_one_may_reuse_its_id(
 def test_initiation_names_registry_id_and_open_requirements(clock, prescriber, pharmacy):
     """Matched by name, date of birth and sex among the prescriber's patients: Open with REMSPatientID and
     the open requirements as reason codes (here: no course planned yet)."""
-    patient = authorized_patient(prescriber)
+    patient = authorized_patient(prescriber, first_name="Pat")
     body = initiation_request(
         pharmacy=pharmacy.participant,
         prescriber_npi=prescriber.participant.npi,
@@ -367,7 +452,7 @@ def test_initiation_names_registry_id_and_open_requirements(clock, prescriber, p
     assert open_status is not None
     assert texts(open_status, "Requirement/ReasonCode") == ["CASE"]
     assert texts(open_status, "Requirement/REMSNote") == [
-        "no_open_course: No course is planned or in progress."
+        "no_open_course: The patient has no course open for dosing."
     ]
     assert dispense_decisions().count() == 0  # read-only: not a gate check
     message = NcpdpMessage.objects.get()
@@ -393,7 +478,7 @@ def test_initiation_with_nothing_open_answers_an_empty_open(patient, prescriber,
 
 
 def test_initiation_for_enrolled_patient_lists_baseline_as_open(clock, prescriber, pharmacy):
-    enroll_patient(prescriber)
+    enroll_patient(prescriber, first_name="Pat")
     body = initiation_request(pharmacy=pharmacy.participant, prescriber_npi=prescriber.participant.npi)
     root = answer(send(pharmacy, body))
 
@@ -410,7 +495,7 @@ def test_initiation_for_enrolled_patient_lists_baseline_as_open(clock, prescribe
 def test_unknown_patient_and_date_of_birth_mismatch_answer_identically_id_4(clock, prescriber, pharmacy):
     """ID-4: an unknown registry ID and a date-of-birth mismatch get the same Closed answer (only the
     answer's own MessageID and SentTime differ), as do unmatched demographics."""
-    patient = authorized_patient(prescriber)
+    patient = authorized_patient(prescriber, first_name="Pat")
     common = {
         "pharmacy": pharmacy.participant,
         "prescriber_npi": prescriber.participant.npi,
@@ -432,7 +517,10 @@ def test_unknown_patient_and_date_of_birth_mismatch_answer_identically_id_4(cloc
     root = answer(mismatch)
     closed = root.find("Body/REMSInitiationResponse/Response/ResponseStatus/Closed")
     assert text(closed, "ReasonCode") == "PATIENT"
-    assert text(closed, "REMSNote") == "patient_not_found: No patient matches the identification given."
+    assert (
+        text(closed, "REMSNote")
+        == "patient_not_found: No patient matches this registry ID and date of birth."
+    )
     assert root.find("Body/REMSInitiationResponse/Patient") is None
     assert patient.rems_patient_id.encode() not in mismatch.content
 
@@ -442,16 +530,19 @@ def test_initiation_matches_only_the_named_prescribers_patients(
 ):
     """A pharmacy cannot look patients up registry-wide by demographics: the prescription's prescriber
     must be the patient's prescriber of record."""
-    authorized_patient(prescriber)
+    authorized_patient(prescriber, first_name="Pat")
     body = initiation_request(pharmacy=pharmacy.participant, prescriber_npi=other_prescriber.participant.npi)
     root = answer(send(pharmacy, body))
 
     closed = root.find("Body/REMSInitiationResponse/Response/ResponseStatus/Closed")
-    assert text(closed, "REMSNote") == "patient_not_found: No patient matches the identification given."
+    assert (
+        text(closed, "REMSNote")
+        == "patient_not_found: No patient matches this registry ID and date of birth."
+    )
 
 
 def test_initiation_from_uncertified_pharmacy_learns_nothing(clock, prescriber):
-    authorized_patient(prescriber)
+    authorized_patient(prescriber, first_name="Pat")
     pending = participant_persona(PharmacyFactory())  # registered, not certified
     root = answer(
         send(
@@ -462,12 +553,12 @@ def test_initiation_from_uncertified_pharmacy_learns_nothing(clock, prescriber):
 
     closed = root.find("Body/REMSInitiationResponse/Response/ResponseStatus/Closed")
     assert text(closed, "ReasonCode") == "PHARMACY"
-    assert text(closed, "REMSNote") == "pharmacy_not_certified: The pharmacy is not certified in the REMS."
+    assert text(closed, "REMSNote") == "pharmacy_not_certified: The pharmacy is not certified."
     assert root.find("Body/REMSInitiationResponse/Patient") is None
 
 
 def test_facility_initiation_checks_its_own_certification(clock, prescriber, facility):
-    patient = authorized_patient(prescriber)
+    patient = authorized_patient(prescriber, first_name="Pat")
     root = answer(
         send(facility, initiation_request(pharmacy=None, prescriber_npi=prescriber.participant.npi))
     )
@@ -479,7 +570,7 @@ def test_facility_initiation_checks_its_own_certification(clock, prescriber, fac
     root = answer(send(pending, initiation_request(pharmacy=None, prescriber_npi=prescriber.participant.npi)))
     assert text(root, "Body/REMSInitiationResponse/Response/ResponseStatus/Closed/ReasonCode") == "PHARMACY"
     assert text(root, "Body/REMSInitiationResponse/Response/ResponseStatus/Closed/REMSNote") == (
-        "facility_not_certified: The healthcare setting is not certified in the REMS."
+        "facility_not_certified: The facility is not certified."
     )
 
 
@@ -506,6 +597,7 @@ def test_broken_messages_answer_an_error(pharmacy, body, status, description_cod
 
     assert response.status_code == status
     assert error_of(response) == ("900", description_code)
+    assert ErrorCode(description_code).http_status == status  # every DescriptionCode is an ErrorCode
     _nothing_stored()
 
 
@@ -678,7 +770,7 @@ def test_message_without_namespace_is_read(patient, prescriber, facility, pharma
     ],
 )
 def test_initiation_permission_matrix(request, clock, prescriber, persona_name, status, codes):
-    authorized_patient(prescriber)
+    authorized_patient(prescriber, first_name="Pat")
     persona = request.getfixturevalue(persona_name)
     pharmacy = persona.participant if persona_name == "pharmacy" else None
     response = send(persona, initiation_request(pharmacy=pharmacy, prescriber_npi=prescriber.participant.npi))
@@ -787,3 +879,18 @@ def test_two_copies_sent_at_once_run_the_gate_once(prescriber, facility, pharmac
     assert dispense_decisions().count() == 1
     assert DispenseAuthorization.objects.count() == 1
     assert NcpdpMessage.objects.count() == 1
+
+
+def test_schema_examples_carry_the_current_public_texts():
+    """The OpenAPI examples (registry/api/views/standards_examples.py, shown in docs/standards.md) are
+    well-formed NCPDP messages whose notes are today's public texts."""
+    from registry.api.views import standards_examples as examples
+
+    notes = []
+    for example in (examples.NCPDP_DENIED, examples.NCPDP_INITIATION_OPEN, examples.NCPDP_INITIATION_CLOSED):
+        root = SafeET.fromstring(example.encode())
+        notes += [e.text or "" for e in root.iter() if e.tag.endswith("REMSNote")]
+    pairs = [m for note in notes for m in re.findall(r"([a-z_]+): (.+?\.)(?= [a-z_]+: |$)", note)]
+    assert {code for code, _ in pairs} == {"facility_not_certified", "no_open_course", "patient_not_found"}
+    for code, detail in pairs:
+        assert detail == PUBLIC_DETAIL[code], code
