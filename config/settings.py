@@ -227,3 +227,8 @@ LOGGING = {
 REMS_SETTINGS = {
     key[len("REMS_") :].lower(): value for key, value in env.ENVIRON.items() if key.startswith("REMS_")
 }
+
+# --- Standards endpoints (issue 14): NCPDP SCRIPT REMS and FHIR $rems-etasu -------------------------
+# A REMS message is a few kilobytes; anything far larger is refused (413) before it is parsed.
+NCPDP_MAX_BODY_BYTES = env.int("NCPDP_MAX_BODY_BYTES", default=64 * 1024)
+FHIR_MAX_BODY_BYTES = env.int("FHIR_MAX_BODY_BYTES", default=64 * 1024)

@@ -1,6 +1,7 @@
 from django.urls import include, path, re_path
 from rest_framework.routers import DefaultRouter
 
+from .views.certifications import CertificationLookupView
 from .views.health import HealthView
 from .views.participants import FacilityViewSet, MeView, PharmacyViewSet, PrescriberViewSet
 from .views.patients import LabResultBulkViewSet, PatientViewSet
@@ -36,4 +37,5 @@ urlpatterns = [
         r"^lab-results/bulk/?$", LabResultBulkViewSet.as_view({"post": "create"}), name="lab-results-bulk"
     ),
     path("", include(router.urls)),
+    re_path(r"^certifications/(?P<npi>[^/]+)/?$", CertificationLookupView.as_view(), name="certification"),
 ]

@@ -51,7 +51,7 @@ def allow_delete(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('registry', '0006_gate_correctness'),
+        ('registry', '0007_standards_messages'),
     ]
 
     operations = [

@@ -32,6 +32,7 @@ from .pregnancy import (
     PregnancyStatus,
     ReminderKind,
 )
+from .standards import NcpdpMessage, NcpdpTransaction
 from .treatment import (
     OPEN_COURSE_STATUSES,
     AuthorizationState,
@@ -72,6 +73,8 @@ __all__ = [
     "LabResult",
     "LabTest",
     "MaternalThyroidStatus",
+    "NcpdpMessage",
+    "NcpdpTransaction",
     "ParticipantKind",
     "Patient",
     "PatientGroupObjectPermission",
