@@ -612,8 +612,8 @@ def test_malformed_delegate_id_is_not_found(admin, prescriber):
 
 
 @pytest.mark.parametrize("raw", ["seven", "none", "-1"])
-def test_malformed_program_setting_is_refused_at_start_up(settings, raw):
-    """rules.py: a bad REMS_* value stops start-up (AppConfig.ready) instead of failing every gate."""
+def test_malformed_program_setting_is_refused_by_the_rules(settings, raw):
+    """rules.py: `current()` refuses a bad REMS_* value (start-up itself: tests/test_program_settings.py)."""
     from django.core.exceptions import ImproperlyConfigured
 
     from registry import rules

@@ -5,6 +5,7 @@ from typing import Any
 from rest_framework import serializers
 
 from registry.models import Contraindication, LabOutcome, LabResult, LabTest, Patient, Screening
+from registry.services.enrollment import BULK_LAB_LIMIT
 
 from .common import ReasonSerializer
 
@@ -99,7 +100,7 @@ class BulkLabSerializer(serializers.Serializer):
     results = serializers.ListField(
         child=serializers.DictField(),
         min_length=1,
-        max_length=5000,
+        max_length=BULK_LAB_LIMIT,
         help_text="Up to 5,000 rows, each a lab result with `rems_patient_id`.",
     )
 

@@ -4,6 +4,7 @@ from typing import Any
 
 from rest_framework import serializers
 
+from registry import rules
 from registry.models import Course, Dispense, DispenseAuthorization, Infusion
 
 from .common import ReasonSerializer, RequirementSerializer
@@ -93,7 +94,7 @@ class AuthorizationRequestSerializer(serializers.Serializer):
     date_of_birth = serializers.DateField()
     prescriber_npi = serializers.CharField(max_length=10)
     facility_npi = serializers.CharField(max_length=10)
-    doses_requested = serializers.IntegerField(min_value=1, max_value=5)
+    doses_requested = serializers.IntegerField(min_value=1, max_value=rules.MAX_DOSES_PER_AUTHORIZATION)
 
 
 class AuthorizationDecisionSerializer(serializers.Serializer):
