@@ -6,33 +6,13 @@ a malformed value must stop `manage.py` itself, not only a direct call of `rules
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from config.celery import app as celery_app
 from registry import rules
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def manage(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    """`python manage.py <args>` with this test run's environment, minus any REMS_* variable, plus `env`."""
-    base = {k: v for k, v in os.environ.items() if not k.startswith("REMS_")}
-    base.update({"DATABASE_URL": "sqlite:///:memory:", "DJANGO_SETTINGS_MODULE": "config.settings", **env})
-    return subprocess.run(  # noqa: S603 - our own manage.py with fixed arguments
-        [sys.executable, "manage.py", *args],
-        cwd=ROOT,
-        env=base,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
+from .processes import manage
 
 SHOW_SETTINGS = "import json; from registry import rules; print(json.dumps(rules.current().as_dict()))"
 

@@ -2,14 +2,7 @@
 
 from .accounts import ApiKey, IdempotencyRecord, Role, User
 from .audit import AuditEvent
-from .parties import (
-    PARTICIPANT_MODELS,
-    CertificationStatus,
-    Facility,
-    ParticipantKind,
-    Pharmacy,
-    Prescriber,
-)
+from .parties import CertificationStatus, Facility, ParticipantKind, Pharmacy, Prescriber
 from .patients import (
     Contraindication,
     ContraindicationKind,
@@ -38,7 +31,6 @@ from .treatment import (
 
 __all__ = [
     "OPEN_COURSE_STATUSES",
-    "PARTICIPANT_MODELS",
     "ApiKey",
     "AuditEvent",
     "AuthorizationStatus",

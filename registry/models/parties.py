@@ -99,10 +99,6 @@ class Prescriber(Participant):
     def __str__(self) -> str:
         return f"{self.last_name}, {self.first_name} ({self.npi})"
 
-    @property
-    def display_name(self) -> str:
-        return f"{self.first_name} {self.last_name}".strip()
-
 
 class _Site(Participant):
     name = models.CharField(max_length=200)
@@ -157,10 +153,3 @@ class Pharmacy(_Site):
             models.Index(fields=["ncpdp_id"]),
             models.Index(fields=["name"]),
         ]
-
-
-PARTICIPANT_MODELS: dict[str, type[Prescriber] | type[Facility] | type[Pharmacy]] = {
-    ParticipantKind.PRESCRIBER: Prescriber,
-    ParticipantKind.FACILITY: Facility,
-    ParticipantKind.PHARMACY: Pharmacy,
-}

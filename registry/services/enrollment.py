@@ -13,7 +13,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from registry import rules
-from registry.errors import Conflict, InvalidTransition, NotFound, ValidationFailed
+from registry.errors import Conflict, InvalidTransition, ValidationFailed
 from registry.identifiers import new_registry_id, parse_registry_id
 from registry.middleware import current_request_id
 from registry.models import (
@@ -379,10 +379,3 @@ def patient_status_change(
             changes={"status": [before, to], "reason": reason},
         )
     return locked
-
-
-def patient_get_visible(*, user: User, patient_id: Any) -> Patient:
-    patient = patients_visible_to(user).filter(pk=patient_id).first()
-    if patient is None:
-        raise NotFound()
-    return patient

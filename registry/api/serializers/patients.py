@@ -7,8 +7,6 @@ from rest_framework import serializers
 from registry.models import Contraindication, LabOutcome, LabResult, LabTest, Patient, Screening
 from registry.services.enrollment import BULK_LAB_LIMIT
 
-from .common import ReasonSerializer
-
 
 class PatientSerializer(serializers.ModelSerializer):
     prescriber = serializers.UUIDField(
@@ -118,12 +116,6 @@ class ContraindicationSerializer(serializers.ModelSerializer):
 
 class TransferSerializer(serializers.Serializer):
     prescriber_npi = serializers.CharField(max_length=10)
-
-
-class AuthorizationUnmetSerializer(serializers.Serializer):
-    code = serializers.CharField()
-    detail = serializers.CharField()
-    reasons = ReasonSerializer(many=True)
 
 
 def bulk_row_errors(rows: list[Any]) -> tuple[list[dict[str, Any] | None], dict[str, list[str]]]:
