@@ -18,6 +18,7 @@ from .patients import (
 )
 from .treatment import (
     OPEN_COURSE_STATUSES,
+    AuthorizationState,
     AuthorizationStatus,
     Course,
     CourseStatus,
@@ -27,12 +28,14 @@ from .treatment import (
     Dispense,
     DispenseAuthorization,
     Infusion,
+    RevokeCategory,
 )
 
 __all__ = [
     "OPEN_COURSE_STATUSES",
     "ApiKey",
     "AuditEvent",
+    "AuthorizationState",
     "AuthorizationStatus",
     "CertificationStatus",
     "Contraindication",
@@ -57,6 +60,7 @@ __all__ = [
     "PatientUserObjectPermission",
     "Pharmacy",
     "Prescriber",
+    "RevokeCategory",
     "Role",
     "Screening",
     "Sex",

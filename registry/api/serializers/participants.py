@@ -48,6 +48,7 @@ class PrescriberSerializer(_ParticipantSerializer):
             "credentials",
             "phone",
             "dea_number",
+            "time_zone",
             "knowledge_assessment_score",
             "knowledge_assessment_passed_on",
             "enrollment_signed_on",
@@ -67,6 +68,7 @@ _SITE_FIELDS = (
     "authorized_rep_name",
     "authorized_rep_email",
     "enrollment_signed_on",
+    "time_zone",
 )
 
 
