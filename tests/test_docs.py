@@ -5,6 +5,7 @@ reason code the registry can answer is written down, and nothing links outside t
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import re
 from pathlib import Path
 
@@ -12,6 +13,9 @@ import pytest
 from drf_spectacular.generators import SchemaGenerator
 
 from registry import rules
+from registry.api.refusals import PUBLIC_DETAIL
+from registry.errors import ErrorCode, ReasonCode
+from registry.services import decisions
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -125,46 +129,189 @@ def test_every_endpoint_documented_as_built_exists(schema_endpoints):
     assert pending & schema_endpoints == set(), "built now: update docs/api.md"
 
 
-def _registry_sources() -> str:
-    """The registry's modules, less migrations and identifiers.py (whose codes are Django field-validation
-    codes: the API answers them as `validation_error` with the message under `errors`)."""
-    skip = {"migrations", "identifiers.py"}
-    return "\n".join(
-        p.read_text() for p in sorted((ROOT / "registry").rglob("*.py")) if not skip & set(p.parts)
+# --- Codes: the enumerations in registry/errors.py, both ways -------------------------------------------
+
+_NOT_BUILT = "not built yet"
+
+
+def _codes_in(cell: str) -> list[str]:
+    return re.findall(r"`([a-z_0-9]+)`", cell)
+
+
+def test_every_error_code_is_documented_with_its_http_status_and_no_other():
+    """Every `ErrorCode` member is a row of the errors table with its HTTP status, and every row of the
+    table is an `ErrorCode` member: the docs cannot name a code the registry does not have."""
+    rows = _table(API_DOC, "HTTP | `code` | When")
+    documented: dict[str, int] = {}
+    for row in rows:
+        (code,) = _codes_in(row[1])
+        assert code not in documented, f"{code} is documented twice"
+        documented[code] = int(row[0])
+    assert len(ErrorCode) >= 30
+    assert documented == {member.value: member.http_status for member in ErrorCode}
+
+
+def _not_built_codes() -> set[str]:
+    """Codes docs/api.md names as part of the contract but not built yet (the paragraph under the errors
+    table that starts "Not built yet")."""
+    paragraph = next(p for p in API_DOC.split("\n\n") if p.startswith("Not built yet (contract codes"))
+    return set(re.findall(r"`(?:\d{3} )?([a-z_]+)`", paragraph))
+
+
+def test_contract_codes_marked_not_built_yet_are_not_in_the_enumerations():
+    pending = _not_built_codes()
+    assert pending, "the not-built-yet codes are still listed"
+    assert sorted(pending & {*ErrorCode, *ReasonCode}) == [], "built now: move them into the tables"
+
+
+def _own_function(requirement):
+    """A wrapped requirement's own function (found in its closure by name), else the requirement."""
+    cells = [c.cell_contents for c in requirement.__closure__ or ()]
+    return next(
+        (c for c in cells if callable(c) and getattr(c, "__name__", None) == requirement.__name__),
+        requirement,
     )
 
 
-def test_every_error_code_the_registry_can_answer_is_documented():
-    """Codes set on errors (`code = "..."`, `code="..."`), DRF's mapped codes and the JSON handlers' codes."""
-    sources = _registry_sources()
-    codes = set(re.findall(r"\bcode\s*=\s*\"([a-z_]+)\"", sources))
-    codes |= set(re.findall(r"exceptions\.\w+: \"([a-z_]+)\"", sources))
-    codes |= set(re.findall(r"error_body\(\s*\"([a-z_]+)\"", sources))
-    codes |= set(re.findall(r"^[A-Z_]+(?:_UNMET|_NOT_ALLOWED) = \"([a-z_]+)\"", sources, re.MULTILINE))
-    assert len(codes) >= 30
-    assert sorted(code for code in codes if f"`{code}`" not in API_DOC) == []
+def _requirement_name(requirement) -> str:
+    """The name a requirement reports in `requirements[].requirement`: the literal of its `_ok("...")`,
+    else its function name."""
+    names = set(re.findall(r"_ok\(\"([a-z_0-9]+)\"\)", inspect.getsource(_own_function(requirement))))
+    return names.pop() if len(names) == 1 else requirement.__name__
 
 
-def test_every_reason_and_requirement_code_of_the_gate_is_documented():
-    decisions = (ROOT / "registry" / "services" / "decisions.py").read_text()
-    reasons = set(re.findall(r"_fail\(\s*\"[a-z_0-9]+\",\s*\"([a-z_]+)\"", decisions))
-    reasons |= set(re.findall(r"needs_patient\(\"([a-z_]+)\"\)", decisions))
-    requirements = set(re.findall(r"_ok\(\"([a-z_0-9]+)\"\)", decisions))
-    requirements |= set(re.findall(r"_course_1_first_dose\(\w+, \"([a-z_0-9]+)\"\)", decisions))
-    assert len(reasons) >= 18
-    assert len(requirements) >= 20
-    assert sorted(code for code in reasons | requirements if f"`{code}`" not in API_DOC) == []
+def _reason_code(requirement) -> str:
+    """The reason code a requirement answers when unmet: its declared one (`needs_patient`), else the one
+    `ReasonCode` member its source fails with."""
+    declared = getattr(requirement, "reason_code", None)
+    if declared:
+        return str(declared)
+    (member,) = set(re.findall(r"\bR\.([A-Z_]+)\b", inspect.getsource(_own_function(requirement))))
+    return ReasonCode[member].value
+
+
+_KINDS = {
+    "Patient authorization": decisions.PATIENT_AUTHORIZATION_GATE,
+    "Course planning": decisions.COURSE_PLAN_GATE,
+    "Dispense authorization": decisions.DISPENSE_GATE,
+    "Infusion": decisions.INFUSION_GATE,
+}
+
+
+def _requirements_table() -> tuple[list[str], list[list[str]]]:
+    lines = API_DOC.splitlines()
+    header = next(line for line in lines if line.startswith("| Requirement | Reason code |"))
+    columns = [cell.strip() for cell in header.strip().strip("|").split("|")]
+    return columns, _table(API_DOC, "Requirement | Reason code |")
+
+
+def test_requirements_table_matches_the_gates():
+    """Each gate's requirement list (registry/services/decisions.py) is the requirements table's column of
+    ticks, each with the reason code it answers; course planning's pending ones are marked `pending`."""
+    columns, rows = _requirements_table()
+    assert columns[2:] == list(_KINDS)
+    assert decisions.INFUSION_CHECK_GATE.requirements is decisions.INFUSION_GATE.requirements
+    documented_codes = {}
+    for row in rows:
+        (name,) = _codes_in(row[0])
+        (code,) = _codes_in(row[1])
+        documented_codes[name] = code
+    for column, (kind, gate) in enumerate(_KINDS.items(), start=2):
+        ticked = {_codes_in(row[0])[0] for row in rows if row[column] == "✓"}
+        pending = {_codes_in(row[0])[0] for row in rows if row[column] == "pending"}
+        assert ticked == {_requirement_name(r) for r in gate.requirements}, kind
+        assert pending == {_requirement_name(r) for r in gate.pending}, kind
+        for r in [*gate.requirements, *gate.pending]:
+            assert documented_codes[_requirement_name(r)] == _reason_code(r), r.__name__
+    assert len(rows) >= 25
+    assert all(row[column] in ("", "✓", "pending") for row in rows for column in range(2, 6))
+
+
+def test_every_reason_code_is_documented_and_built_ones_are_answered_by_a_gate():
+    """Every `ReasonCode` member is a row of the reason codes table and every row is a member; a code not
+    marked "not built yet" is answered by a requirement of some gate, and a code marked so by none."""
+    rows = _table(API_DOC, "Code | Meaning | Rule")
+    documented = {_codes_in(row[0])[0]: row for row in rows}
+    assert len(documented) == len(rows), "a reason code is documented twice"
+    assert set(documented) == {member.value for member in ReasonCode}
+    answered = {_reason_code(r) for gate in decisions.GATES for r in [*gate.requirements, *gate.pending]}
+    pending = {code for code, row in documented.items() if _NOT_BUILT in row[1]}
+    assert sorted(pending & answered) == [], "answered now: take off its not-built-yet mark"
+    assert sorted(set(documented) - pending - answered) == []
+
+
+def test_every_reason_code_has_a_neutral_text_for_pharmacies_and_facilities():
+    """docs/api.md promises that pharmacies and facilities read a neutral text for each reason code."""
+    assert sorted(set(ReasonCode) - set(PUBLIC_DETAIL)) == []
+
+
+def test_registry_raises_no_bare_error_code_strings():
+    """Every code the API answers is an enumeration member: no `code="..."` string outside the Django
+    field validators (identifiers.py, localtime.py) and the admin's form errors, which the API renders as
+    `validation_error`."""
+    skip = {"migrations", "identifiers.py", "localtime.py", "admin.py"}
+    sources = "\n".join(
+        p.read_text() for p in sorted((ROOT / "registry").rglob("*.py")) if not skip & set(p.parts)
+    )
+    assert re.findall(r"\bcode\s*=\s*\"[a-z_]+\"", sources) == []
+
+
+# --- References into the code -------------------------------------------------------------------------
+
+_MODULE_REF = re.compile(r"`((?:[a-z_0-9]+/)*[a-z_0-9]+\.py)`((?:,? `[A-Za-z_][\w.]*`)*)")
+_PAGES = ["README.md", *sorted(f"docs/{p.name}" for p in DOCS.glob("*.md"))]
+
+
+def _module(path: str) -> Path | None:
+    """A module named in the docs: from the repository root, or (the docs' shorthand) from registry/, or
+    the one file of that name under registry/ (`refusals.py` in a sentence about registry/api/)."""
+    found = next((c for c in (ROOT / path, ROOT / "registry" / path) if c.is_file()), None)
+    if found is None and "/" not in path:
+        matches = [p for p in (ROOT / "registry").rglob(path) if "migrations" not in p.parts]
+        found = matches[0] if len(matches) == 1 else None
+    return found
+
+
+def _defines(source: str, name: str) -> bool:
+    return re.search(rf"^\s*(?:def|class) {name}\b|^\s*{name}\s*[:=]", source, re.MULTILINE) is not None
+
+
+@pytest.mark.parametrize("page", _PAGES)
+def test_modules_and_names_the_documentation_points_to_exist(page):
+    """`services/decisions.py` `no_contraindication`: the module exists and defines each name after it, so
+    "where a rule lives" cannot point at code that moved."""
+    text = (ROOT / page).read_text()
+    refs = _MODULE_REF.findall(text)
+    missing = []
+    for path, names in refs:
+        module = _module(path)
+        if module is None:
+            missing.append(path)
+            continue
+        source = module.read_text()
+        for name in re.findall(r"`([\w.]+)`", names):
+            if name.endswith(".py"):  # a list of modules: `refusals.py`, `exceptions.py`
+                missing += [] if _module(name) else [name]
+            elif not _defines(source, name.split(".")[-1]):
+                missing.append(f"{path} {name}")
+    assert missing == []
+
+
+def test_the_reference_check_reads_the_rules_page():
+    refs = _MODULE_REF.findall(RULES_DOC)
+    assert len(refs) >= 30
+    assert sum(len(re.findall(r"`", names)) // 2 for _, names in refs) >= 60
 
 
 # --- Links ----------------------------------------------------------------------------------------------
 
 
-# Pages linked to that another branch writes (the lead's architecture note). Remove a page from this set
-# when it lands: the test below fails once it exists.
-PAGES_BEING_WRITTEN = frozenset({"docs/architecture.md"})
+# Pages linked to before they are written (by another branch). Remove a page from this set when it lands:
+# the test below fails once it exists. Empty now: docs/architecture.md and docs/gate.md have landed.
+PAGES_BEING_WRITTEN: frozenset[str] = frozenset()
 
 
-@pytest.mark.parametrize("page", ["README.md", *sorted(f"docs/{p.name}" for p in DOCS.glob("*.md"))])
+@pytest.mark.parametrize("page", _PAGES)
 def test_documentation_links_stay_inside_the_repository_and_resolve(page):
     path = ROOT / page
     text = path.read_text()
