@@ -4,7 +4,7 @@
 of one failed requirement inside `reasons` (denials, `do_not_infuse`, `course_not_allowed`,
 `authorization_requirements_unmet`). One exception handler (registry/api/exceptions.py) renders a
 `RegistryError` as `{"code", "detail", ...extra}`; clients branch on `code`. docs/api.md lists them all and
-tests/test_error_codes.py keeps that list and these enumerations equal.
+tests/test_docs.py keeps its tables and these enumerations equal (each error code with its HTTP status).
 """
 
 from __future__ import annotations

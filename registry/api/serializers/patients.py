@@ -8,9 +8,8 @@ from rest_framework import serializers
 
 from registry.matching import name_normalize
 from registry.models import Contraindication, LabOutcome, LabResult, LabTest, Patient, Screening
+from registry.services.enrollment import BULK_LAB_LIMIT
 from registry.services.pregnancy import contraception_required_until
-
-from .common import ReasonSerializer
 
 
 class PatientSerializer(serializers.ModelSerializer):
@@ -139,7 +138,7 @@ class BulkLabSerializer(serializers.Serializer):
     results = serializers.ListField(
         child=serializers.DictField(),
         min_length=1,
-        max_length=5000,
+        max_length=BULK_LAB_LIMIT,
         help_text="Up to 5,000 rows, each a lab result with `rems_patient_id`.",
     )
 
@@ -157,12 +156,6 @@ class ContraindicationSerializer(serializers.ModelSerializer):
 
 class TransferSerializer(serializers.Serializer):
     prescriber_npi = serializers.CharField(max_length=10)
-
-
-class AuthorizationUnmetSerializer(serializers.Serializer):
-    code = serializers.CharField()
-    detail = serializers.CharField()
-    reasons = ReasonSerializer(many=True)
 
 
 def bulk_row_errors(rows: list[Any]) -> tuple[list[dict[str, Any] | None], dict[str, list[str]]]:
