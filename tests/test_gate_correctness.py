@@ -1,18 +1,218 @@
-"""Issue 9: one person, one record (ACT-6, CRS-2) and local calendar days."""
+"""Issue 9, gate correctness, through the public API, on the boundaries (the day before, on and after;
+month ends; a site ahead of the registry's zone near midnight), with the exact answer bodies.
+
+1. One person, one record (ACT-6, CRS-2): a normalized name and date of birth already enrolled is 409
+   `possible_duplicate_patient`, naming nothing about the other patient; an administrator may confirm a
+   different person (audited).
+2. Facts that change after a course starts (ACT-7, ACT-9, GATE-4): a screening that withdraws an
+   attestation holds every gate and revokes the outstanding numbers.
+3. Every infusion is backed by a dispense (GATE-2, GATE-3): a facility's infusion needs a dispense to it
+   for the open course with a vial left; administrators recording legacy history are exempt and say so.
+4. Doses and states that agree (GATE-2, ACT-5, ACT-8): a lapsed number stops holding doses at once, reads
+   `revoked` in the API and the admin before the sweep stores it so, and the dispense is refused with the
+   code the GET shows.
+5. A planning horizon that works (CRS-2, CRS-4, GATE-1): planning lists the labs as pending; they are
+   judged on the authorization day and the infusion day; a pharmacy may be authorized
+   `authorization_lead_days` (*setting*) before the course's earliest day, the infusion waits for it.
+6. Dates that make sense (ACT-2..4, ACT-9, CRS-2): age on the enrollment date; no future attested dates;
+   `course_dose_allowance_days` (*setting*) and `course_dose_window_missed`.
+7. Local calendar days: a facility's or pharmacy's "today" is its own zone's; prescribers and
+   administrators use the registry's (America/New_York) unless a prescriber sets one.
+
+Every moment is 15:00 UTC (gate_helpers.frozen) unless a test says otherwise.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
+from typing import Any
 
 import pytest
+from django.db import IntegrityError, transaction
 
-from registry.localtime import local_today
+from registry.api.refusals import PUBLIC_DETAIL
 from registry.matching import patient_match_key
-from registry.models import AuditEvent, Patient
+from registry.models import (
+    AuditEvent,
+    AuthorizationStatus,
+    Course,
+    Decision,
+    DecisionKind,
+    DecisionOutcome,
+    Dispense,
+    DispenseAuthorization,
+    Infusion,
+    Patient,
+    PatientStatus,
+)
+from registry.services.gate import PENDING_DETAIL
 
-from .factories import FacilityFactory
+from .conftest import Persona, participant_persona
+from .factories import FacilityFactory, PrescriberFactory
+from .gate_helpers import (
+    DAY0,
+    approved_number,
+    authorized_patient,
+    course_path,
+    frozen,
+    infuse,
+    infusion_body,
+    moment,
+    plan_course,
+    request_authorization,
+)
 
 pytestmark = pytest.mark.django_db
+
+PATIENTS = "/api/v1/patients"
+AUTHORIZATIONS = "/api/v1/dispense-authorizations"
+DISPENSES = "/api/v1/dispenses"
+INFUSIONS = "/api/v1/infusions"
+CHECK = "/api/v1/infusions/check"
+NOW = moment(DAY0)
+DAY = dt.timedelta(days=1)
+
+# The requirements each gate reports, in order (GATE-5), as their checks name them.
+COURSE_REQUIREMENTS = [
+    "prescriber_of_record_certified",
+    "patient_authorized",
+    "no_contraindication",
+    "attestations_hold",
+    "no_open_course",
+    "course_interval_met",
+]
+DISPENSE_REQUIREMENTS = [
+    "pharmacy_certified",
+    "facility_certified",
+    "prescriber_certified",
+    "patient_found",
+    "prescriber_of_record",
+    "patient_authorized",
+    "no_contraindication",
+    "attestations_hold",
+    "open_course",
+    "course_doses_remaining",
+    "doses_within_remaining",
+    "course_interval_met",
+    "dose_within_course_window",
+    "pre_course_labs_fresh",
+    "course_1_baseline_labs",
+    "course_1_screening",
+    "course_1_pregnancy_test",
+]
+INFUSION_REQUIREMENTS = [
+    "facility_certified",
+    "patient_found",
+    "prescriber_of_record_certified",
+    "patient_authorized",
+    "no_contraindication",
+    "attestations_hold",
+    "open_course",
+    "course_doses_remaining",
+    "course_interval_met",
+    "dose_within_course_window",
+    "pre_course_labs_fresh",
+    "course_1_baseline_labs",
+    "course_1_screening",
+    "course_1_pregnancy_test",
+    "one_infusion_per_day",
+    "dispense_backs_infusion",
+    "dose_is_standard",
+    "premedication_given",
+    "observation_long_enough",
+]
+COURSE_1_PENDING = [
+    {"requirement": "pre_course_labs_fresh", "code": "pre_course_labs_stale", "detail": PENDING_DETAIL},
+    {"requirement": "course_1_baseline_labs", "code": "baseline_incomplete", "detail": PENDING_DETAIL},
+    {"requirement": "course_1_screening", "code": "screening_incomplete", "detail": PENDING_DETAIL},
+    {"requirement": "course_1_pregnancy_test", "code": "pregnancy_test_required", "detail": PENDING_DETAIL},
+]
+COURSE_2_PENDING = COURSE_1_PENDING[:1]
+
+
+def requirement_rows(names: Sequence[str], unmet: dict[str, tuple[str, str | None]]) -> list[dict[str, Any]]:
+    """A gate's `requirements` as answered: every name met except `unmet` (name -> code and the detail
+    the caller reads; None where a pharmacy or facility reads no detail for a fact about the patient)."""
+    rows: list[dict[str, Any]] = []
+    for name in names:
+        if name not in unmet:
+            rows.append({"requirement": name, "met": True})
+            continue
+        code, detail = unmet[name]
+        rows.append(
+            {"requirement": name, "met": False, "code": code, **({"detail": detail} if detail else {})}
+        )
+    return rows
+
+
+def do_not_infuse(response: Any, unmet: dict[str, tuple[str, str]]) -> dict[str, Any]:
+    """GATE-3, GATE-5: the facility's exact 409: `do_not_infuse`, the neutral text of each patient reason,
+    every requirement; the stored decision keeps the precise details (name -> code, stored detail)."""
+    assert response.status_code == 409, response.json()
+    body = response.json()
+    assert body == {
+        "code": "do_not_infuse",
+        "detail": "Do not infuse: the infusion check failed.",
+        "decision_id": body["decision_id"],
+        "reasons": [{"code": code, "detail": PUBLIC_DETAIL[code]} for code, _ in unmet.values()],
+        "requirements": requirement_rows(
+            INFUSION_REQUIREMENTS, {name: (code, None) for name, (code, _) in unmet.items()}
+        ),
+    }
+    decision = Decision.objects.get(pk=body["decision_id"])
+    assert (decision.kind, decision.outcome) == (DecisionKind.INFUSION, DecisionOutcome.DENIED)
+    assert decision.reasons == [{"code": code, "detail": detail} for code, detail in unmet.values()]
+    return body
+
+
+def denied(response: Any, unmet: dict[str, tuple[str, str]]) -> dict[str, Any]:
+    """GATE-1, GATE-5: the pharmacy's exact 201 denial (name -> code, stored detail)."""
+    assert response.status_code == 201, response.json()
+    body = response.json()
+    assert body == {
+        "id": body["id"],
+        "decision": "denied",
+        "authorization_number": None,
+        "effective_at": None,
+        "expires_at": None,
+        "course_number": None,
+        "doses_authorized": None,
+        "reasons": [{"code": code, "detail": PUBLIC_DETAIL[code]} for code, _ in unmet.values()],
+        "requirements": requirement_rows(
+            DISPENSE_REQUIREMENTS, {name: (code, None) for name, (code, _) in unmet.items()}
+        ),
+    }
+    stored = Decision.objects.get(pk=body["id"])
+    assert stored.reasons == [{"code": code, "detail": detail} for code, detail in unmet.values()]
+    return body
+
+
+def dispensed(pharmacy: Persona, patient: Patient, prescriber: Persona, facility: Persona, vials: int) -> str:
+    """GATE-1, GATE-2: `vials` doses authorized and dispensed to `facility` now; the dispense's id."""
+    number = approved_number(request_authorization(pharmacy, patient, prescriber, facility, doses=vials))
+    response = pharmacy.post(DISPENSES, {"authorization_number": number, "vials": vials})
+    assert response.status_code == 201, response.json()
+    return response.json()["id"]
+
+
+@pytest.fixture
+def clock():
+    """2026-03-02 at 15:00 UTC unless a test travels on."""
+    with frozen(DAY0) as traveller:
+        yield traveller
+
+
+@pytest.fixture
+def patient(clock, prescriber):
+    """Authorized on 2026-03-02 (labs of 2026-02-27), course 1 (5 doses) planned to start that day; nothing
+    dispensed yet."""
+    patient = authorized_patient(prescriber)
+    plan_course(prescriber, patient, start=DAY0)
+    return patient
+
+
+# --- 1. One person, one record (ACT-6, CRS-2) -------------------------------------------------------------
 
 BODY = {
     "first_name": "José",
@@ -22,6 +222,16 @@ BODY = {
     "reproductive_potential": False,
     "enrollment_signed_on": "2026-01-05",
 }
+DUPLICATE = {
+    "code": "possible_duplicate_patient",
+    "detail": "A patient with this name and date of birth is already enrolled. If this is the same "
+    "person, ask for a transfer of care; the REMS administrator can confirm a different person.",
+}
+
+
+def full_width(text: str) -> str:
+    """The full-width forms of ASCII letters (as East Asian input methods type them)."""
+    return "".join(chr(ord(ch) + 0xFEE0) for ch in text)
 
 
 def test_match_key_normalizes_case_accents_whitespace_and_punctuation_ACT_6():
@@ -38,11 +248,7 @@ def test_second_enrollment_of_one_person_is_a_possible_duplicate_ACT_6(prescribe
     )
 
     assert again.status_code == 409
-    assert again.json() == {
-        "code": "possible_duplicate_patient",
-        "detail": "A patient with this name and date of birth is already enrolled. If this is the same "
-        "person, ask for a transfer of care; the REMS administrator can confirm a different person.",
-    }
+    assert again.json() == DUPLICATE
     assert Patient.objects.count() == 1
     confirmed = admin.post(
         "/api/v1/patients",
@@ -56,11 +262,525 @@ def test_second_enrollment_of_one_person_is_a_possible_duplicate_ACT_6(prescribe
     )
 
 
-def test_a_guam_site_is_a_day_ahead_of_the_registry_near_midnight():
-    """Issue 9 item 7: 15:00 UTC on 2026-03-31 is 2026-04-01 01:00 in Guam, 11:00 in New York."""
-    now = dt.datetime(2026, 3, 31, 15, tzinfo=dt.UTC)
-    guam = FacilityFactory(state="GU")
-    boston = FacilityFactory(state="MA")
-    assert (guam.time_zone, boston.time_zone) == ("Pacific/Guam", "America/New_York")
-    assert local_today(guam, now) == dt.date(2026, 4, 1)
-    assert local_today(boston, now) == dt.date(2026, 3, 31)
+@pytest.mark.parametrize(
+    ("first_name", "last_name"),
+    [
+        ("JOSÉ", "O'BRIEN-SMITH"),
+        ("Jose\u0301", "O\u2019Brien Smith"),  # a combining accent; a typographic apostrophe
+        ("  josé\t", " o'brien  - smith "),
+        (f"{full_width('Jos')}é", f"{full_width('OBrien')}-{full_width('Smith')}"),
+    ],
+    ids=["upper-case", "decomposed-accent", "whitespace", "full-width"],
+)
+def test_spellings_of_one_name_are_one_person_ACT_6(prescriber, other_prescriber, first_name, last_name):
+    """ACT-6, CRS-2: case, accents (composed or not), whitespace, punctuation and full-width forms do not
+    make a second person: 409 `possible_duplicate_patient`, nothing created, nothing audited."""
+    assert prescriber.post(PATIENTS, BODY).status_code == 201
+
+    again = other_prescriber.post(PATIENTS, {**BODY, "first_name": first_name, "last_name": last_name})
+
+    assert again.status_code == 409, again.json()
+    assert again.json() == DUPLICATE
+    assert Patient.objects.count() == 1
+    assert AuditEvent.objects.filter(action="patient.enroll").count() == 1
+
+
+@pytest.mark.parametrize(
+    "status",
+    [
+        PatientStatus.AUTHORIZED,
+        PatientStatus.SUSPENDED,
+        PatientStatus.DISCONTINUED,
+        PatientStatus.MONITORING_COMPLETE,
+        PatientStatus.DECEASED,
+    ],
+)
+def test_a_patient_in_any_status_is_matched_ACT_6_CRS_2(prescriber, other_prescriber, status):
+    """ACT-6, CRS-2: whatever the existing record's status (a discontinued patient coming back is the
+    case that would reset the 12-month interval), the same person is refused, and the body names neither
+    the other record, its registry ID nor its prescriber."""
+    first = prescriber.post(PATIENTS, BODY)
+    assert first.status_code == 201, first.json()
+    Patient.objects.filter(pk=first.json()["id"]).update(status=status)  # an imported record's status
+
+    again = other_prescriber.post(PATIENTS, BODY)
+
+    assert again.status_code == 409
+    assert again.json() == DUPLICATE
+    assert Patient.objects.count() == 1
+    assert other_prescriber.get(f"{PATIENTS}/{first.json()['id']}").status_code == 404
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"date_of_birth": "1980-01-30"},
+        {"date_of_birth": "1980-02-01"},
+        {"first_name": "Josefa"},
+        {"last_name": "O'Brien"},
+    ],
+    ids=["born-the-day-before", "born-the-day-after", "another-first-name", "another-last-name"],
+)
+def test_a_day_or_a_name_apart_is_another_person_ACT_6(prescriber, other_prescriber, overrides):
+    """ACT-6: the match is exact on the date of birth (the day before and the day after are other people)
+    and on both normalized names."""
+    assert prescriber.post(PATIENTS, BODY).status_code == 201
+
+    response = other_prescriber.post(PATIENTS, {**BODY, **overrides})
+
+    assert response.status_code == 201, response.json()
+    assert Patient.objects.count() == 2
+
+
+def test_the_name_boundary_is_kept_ACT_6(prescriber):
+    """ACT-6: "Ann Marie" and "Annm Arie" run together the same letters; they are two people."""
+    first = prescriber.post(PATIENTS, {**BODY, "first_name": "Ann", "last_name": "Marie"})
+    second = prescriber.post(PATIENTS, {**BODY, "first_name": "Annm", "last_name": "Arie"})
+
+    assert (first.status_code, second.status_code) == (201, 201)
+
+
+def test_administrator_confirms_a_different_person_audited_with_the_match_ACT_6(
+    prescriber, other_prescriber, admin
+):
+    """ACT-6: an administrator enrolling the same name and date of birth for a named prescriber is refused
+    like anyone else until it confirms a different person; the confirmation is audited with the record it
+    was matched to, and the new patient's prescriber of record is the one named."""
+    first = prescriber.post(PATIENTS, BODY).json()
+    body = {**BODY, "prescriber_npi": other_prescriber.participant.npi}
+
+    unconfirmed = admin.post(PATIENTS, body)
+    confirmed = admin.post(PATIENTS, {**body, "confirm_not_duplicate": True})
+
+    assert unconfirmed.status_code == 409
+    assert unconfirmed.json() == DUPLICATE
+    assert confirmed.status_code == 201, confirmed.json()
+    assert (confirmed.json()["prescriber"], confirmed.json()["status"]) == (
+        str(other_prescriber.participant.pk),
+        "enrolled",
+    )
+    event = AuditEvent.objects.get(action="patient.enroll", subject_id=confirmed.json()["id"])
+    assert event.actor == admin.user
+    assert (event.changes["confirmed_not_duplicate"], event.changes["possible_duplicates"]) == (
+        True,
+        [first["id"]],
+    )
+
+
+def test_a_confirmation_without_a_match_records_no_confirmation_ACT_6(other_prescriber, admin):
+    """ACT-6: `confirm_not_duplicate` with nothing to confirm enrolls and audits no confirmation."""
+    response = admin.post(
+        PATIENTS,
+        {**BODY, "prescriber_npi": other_prescriber.participant.npi, "confirm_not_duplicate": True},
+    )
+
+    assert response.status_code == 201, response.json()
+    changes = AuditEvent.objects.get(action="patient.enroll", subject_id=response.json()["id"]).changes
+    assert "confirmed_not_duplicate" not in changes
+    assert "possible_duplicates" not in changes
+
+
+def test_only_an_administrator_confirms_a_different_person_ACT_6(prescriber, other_prescriber):
+    """ACT-6: a prescriber's `confirm_not_duplicate` is 403, whether or not there is a match."""
+    assert prescriber.post(PATIENTS, BODY).status_code == 201
+
+    matched = other_prescriber.post(PATIENTS, {**BODY, "confirm_not_duplicate": True})
+    unmatched = other_prescriber.post(PATIENTS, {**BODY, "first_name": "Ana", "confirm_not_duplicate": True})
+
+    expected = {
+        "code": "permission_denied",
+        "detail": "Only the REMS administrator can confirm that a patient is not a duplicate.",
+    }
+    assert (matched.status_code, matched.json()) == (403, expected)
+    assert (unmatched.status_code, unmatched.json()) == (403, expected)
+    assert Patient.objects.count() == 1
+
+
+def test_enrolling_for_another_prescriber_is_for_administrators_ACT_6(prescriber, other_prescriber, admin):
+    """ACT-6: a prescriber enrolls its own patients (naming another is 400); an administrator names a
+    certified prescriber (an unknown or suspended one is 409 `prescriber_not_certified`)."""
+    suspended = PrescriberFactory(status="suspended")
+
+    own = prescriber.post(PATIENTS, {**BODY, "prescriber_npi": other_prescriber.participant.npi})
+    unknown = admin.post(PATIENTS, {**BODY, "prescriber_npi": "1993999998"})
+    not_certified = admin.post(PATIENTS, {**BODY, "prescriber_npi": suspended.npi})
+
+    assert (own.status_code, own.json()) == (
+        400,
+        {
+            "code": "validation_error",
+            "detail": "Invalid input.",
+            "errors": {
+                "prescriber_npi": ["A prescriber enrolls its own patients; only administrators name another."]
+            },
+        },
+    )
+    assert (unknown.status_code, unknown.json()) == (
+        409,
+        {"code": "prescriber_not_certified", "detail": "No certified prescriber has this NPI."},
+    )
+    assert (not_certified.status_code, not_certified.json()) == (
+        409,
+        {
+            "code": "prescriber_not_certified",
+            "detail": "Only a certified prescriber may enroll patients (ACT-6).",
+        },
+    )
+    assert not Patient.objects.exists()
+
+
+@pytest.mark.postgres_only  # threads racing on the advisory lock
+@pytest.mark.django_db(transaction=True)
+def test_two_concurrent_enrollments_of_one_person_make_one_record_ACT_6(prescriber, other_prescriber):
+    """ACT-6, CRS-2: two prescribers enrolling one person at the same instant: exactly one 201 and one
+    409 `possible_duplicate_patient`, never two records (the duplicate check and the insert are
+    serialized per name and date of birth)."""
+    from .test_gate_safety import _race
+
+    for round_ in range(4):
+        body = {**BODY, "first_name": f"José {round_}"}
+        results = _race((prescriber, PATIENTS, body), (other_prescriber, PATIENTS, body))
+
+        assert sorted(status for status, _ in results) == [201, 409], results
+        assert next(answer for status, answer in results if status == 409) == DUPLICATE
+        assert Patient.objects.filter(first_name=f"José {round_}").count() == 1
+
+
+# --- 2. Withdrawn attestations (ACT-7, ACT-9, GATE-4) -------------------------------------------------------
+
+
+def screening_body(**withdrawn: bool) -> dict[str, Any]:
+    return {
+        "hiv_negative": True,
+        "no_active_infection": True,
+        "tb_screened_on": "2026-01-31",
+        "vaccinations_completed_on": "2026-01-01",
+        **withdrawn,
+    }
+
+
+WITHDRAWALS = {
+    "hiv": ({"hiv_negative": False}, "HIV negative"),
+    "infection": ({"no_active_infection": False}, "no active infection"),
+    "both": ({"hiv_negative": False, "no_active_infection": False}, "HIV negative, no active infection"),
+}
+LATER = moment(DAY0, 16)  # an hour after the patient's first screening: the withdrawal is the newest
+
+
+@pytest.mark.parametrize("withdrawal", list(WITHDRAWALS))
+def test_a_withdrawn_attestation_revokes_the_outstanding_numbers_ACT_9(
+    clock, patient, prescriber, other_prescriber, facility, pharmacy, admin, withdrawal
+):
+    """ACT-7, ACT-9, GATE-2: a screening recorded after the number was issued that withdraws HIV negative
+    or no active infection revokes the patient's outstanding numbers in the same request, like a
+    contraindication: the dispense is refused `authorization_revoked`, the pharmacy reads the category,
+    the administrator the reason; another patient's number is untouched."""
+    attested, withdrawn = WITHDRAWALS[withdrawal]
+    number = approved_number(request_authorization(pharmacy, patient, prescriber, facility, doses=5))
+    other = authorized_patient(prescriber)
+    plan_course(prescriber, other, start=DAY0)
+    others_number = approved_number(request_authorization(pharmacy, other, prescriber, facility, doses=5))
+    clock.move_to(LATER)
+
+    recorded = prescriber.post(f"{PATIENTS}/{patient.pk}/screening", screening_body(**attested))
+    refused = pharmacy.post(DISPENSES, {"authorization_number": number, "vials": 5})
+
+    assert recorded.status_code == 201, recorded.json()
+    assert refused.status_code == 409
+    assert refused.json() == {
+        "code": "authorization_revoked",
+        "detail": "This authorization number was revoked.",
+        "status": "revoked",
+        "revocation": "patient_no_longer_eligible",
+    }
+    reason = f"Screening attestation withdrawn: {withdrawn}"
+    shown = admin.get(f"{AUTHORIZATIONS}/{number}").json()
+    assert (shown["status"], shown["revocation"], shown["revoke_reason"]) == (
+        "revoked",
+        "patient_no_longer_eligible",
+        reason,
+    )
+    assert dt.datetime.fromisoformat(shown["revoked_at"]) == LATER
+    stored = DispenseAuthorization.objects.get(number=number)
+    assert (stored.status, stored.revoked_by, stored.revoke_category) == (
+        AuthorizationStatus.REVOKED,
+        prescriber.user,
+        "patient_no_longer_eligible",
+    )
+    assert list(
+        AuditEvent.objects.filter(action="authorization.revoke", subject_id=stored.pk).values_list(
+            "changes", flat=True
+        )
+    ) == [{"status": ["active", "revoked"], "reason": reason, "category": "patient_no_longer_eligible"}]
+    screening_event = AuditEvent.objects.filter(action="screening.record", subject_id=patient.pk).latest(
+        "created_at"
+    )
+    assert screening_event.changes["authorizations_revoked"] == 1
+    assert DispenseAuthorization.objects.get(number=others_number).status == AuthorizationStatus.ACTIVE
+    assert not Dispense.objects.exists()
+
+
+def test_a_screening_that_withdraws_nothing_revokes_nothing_ACT_7(
+    clock, patient, prescriber, facility, pharmacy
+):
+    """ACT-7: a newer screening that still attests both leaves the number active (and says nothing about
+    revocations in its audit event)."""
+    number = approved_number(request_authorization(pharmacy, patient, prescriber, facility, doses=5))
+    clock.move_to(LATER)
+
+    recorded = prescriber.post(f"{PATIENTS}/{patient.pk}/screening", screening_body())
+
+    assert recorded.status_code == 201, recorded.json()
+    assert pharmacy.get(f"{AUTHORIZATIONS}/{number}").json()["status"] == "active"
+    event = AuditEvent.objects.filter(action="screening.record", subject_id=patient.pk).latest("created_at")
+    assert "authorizations_revoked" not in event.changes
+
+
+def test_a_withdrawn_attestation_holds_planning_authorization_and_the_next_dose_ACT_9_GATE_4(
+    clock, prescriber, facility, pharmacy
+):
+    """ACT-9, GATE-4, issue 9 item 2: course 1 is under way (day 1 given, four vials at the site) when a
+    screening withdraws no active infection. The next dose is `do_not_infuse` though the vials are there;
+    a dispense authorization is denied; once course 1 is cancelled, planning the next is refused for the
+    withdrawal too. Facilities and pharmacies read the neutral hold text; the prescriber reads what was
+    withdrawn."""
+    patient = authorized_patient(prescriber)
+    course = plan_course(prescriber, patient, start=DAY0)
+    assert infuse(facility, patient, DAY0, day=1).status_code == 201  # ships all 5 doses, infuses one
+    with frozen(moment(DAY0, 16)):
+        assert (
+            prescriber.post(
+                f"{PATIENTS}/{patient.pk}/screening", screening_body(no_active_infection=False)
+            ).status_code
+            == 201
+        )
+    stored = "The newest screening withdraws: no active infection."
+
+    with frozen(DAY0 + DAY):
+        infusion = facility.post(INFUSIONS, infusion_body(patient, DAY0 + DAY, day=2))
+        authorization = request_authorization(pharmacy, patient, prescriber, facility, doses=1)
+        cancelled = prescriber.post(f"/api/v1/courses/{course.pk}/cancel", {"reason": "Infection"})
+        planned = prescriber.post(course_path(patient), {"planned_start_on": (DAY0 + DAY).isoformat()})
+
+    body = do_not_infuse(infusion, {"attestations_hold": ("attestation_withdrawn", stored)})
+    assert body["reasons"] == [
+        {
+            "code": "attestation_withdrawn",
+            "detail": "Treatment is on hold for this patient; the prescriber of record has the details.",
+        }
+    ]
+    denied(
+        authorization,
+        {
+            "attestations_hold": ("attestation_withdrawn", stored),
+            "course_doses_remaining": ("course_doses_exhausted", "Course 1 has no doses left to authorize."),
+        },
+    )
+    assert cancelled.status_code == 200, cancelled.json()
+    assert planned.status_code == 409
+    body = planned.json()
+    interval = "Course 2 may not start before 2027-03-02."  # the cancelled course 1 had its day 1 (CRS-2)
+    assert body == {
+        "code": "course_not_allowed",
+        "detail": "A course cannot be planned for this patient now.",
+        "decision_id": body["decision_id"],
+        "reasons": [
+            {"code": "attestation_withdrawn", "detail": stored},
+            {"code": "course_interval_not_met", "detail": interval},
+        ],
+        "requirements": requirement_rows(
+            COURSE_REQUIREMENTS,
+            {
+                "attestations_hold": ("attestation_withdrawn", stored),
+                "course_interval_met": ("course_interval_not_met", interval),
+            },
+        ),
+    }
+    assert Course.objects.get(pk=course.pk).doses_given == 1
+    assert Infusion.objects.filter(patient=patient).count() == 1
+
+
+def test_a_newer_screening_lifts_the_hold_but_revives_no_number_ACT_7(
+    clock, patient, prescriber, facility, pharmacy
+):
+    """ACT-7: the newest screening counts. Attested again an hour after the withdrawal, the patient may be
+    authorized anew (a new number for the course's 5 doses); the revoked number stays revoked."""
+    number = approved_number(request_authorization(pharmacy, patient, prescriber, facility, doses=5))
+    clock.move_to(LATER)
+    prescriber.post(f"{PATIENTS}/{patient.pk}/screening", screening_body(hiv_negative=False))
+    clock.move_to(moment(DAY0, 17))
+
+    again = prescriber.post(f"{PATIENTS}/{patient.pk}/screening", screening_body())
+    renewed = request_authorization(pharmacy, patient, prescriber, facility, doses=5)
+
+    assert again.status_code == 201, again.json()
+    assert renewed.json()["decision"] == "approved", renewed.json()
+    assert renewed.json()["authorization_number"] != number
+    assert pharmacy.get(f"{AUTHORIZATIONS}/{number}").json()["status"] == "revoked"
+    assert pharmacy.post(DISPENSES, {"authorization_number": number, "vials": 5}).json()["code"] == (
+        "authorization_revoked"
+    )
+
+
+# --- 3. Every infusion is backed by a dispense (GATE-2, GATE-3) ----------------------------------------------
+
+NO_VIAL_LEFT = "No dispense to this facility for course 1 has a vial left."
+TWO_CANDIDATES = (
+    "More than one dispense to this facility for course 1 has vials left; name one with dispense_id."
+)
+
+
+def test_an_infusion_without_a_dispense_is_do_not_infuse_GATE_3(patient, facility):
+    """GATE-3, issue 9 item 3: a certified facility that knows the registry ID and date of birth cannot
+    record an infusion (or be told to infuse) when no dose was dispensed to it: the course does not move."""
+    checked = facility.post(CHECK, infusion_body(patient, DAY0))
+    recorded = facility.post(INFUSIONS, infusion_body(patient, DAY0))
+
+    assert checked.status_code == 200, checked.json()
+    assert checked.json() == {
+        "decision": "do_not_infuse",
+        "day_in_course": None,
+        "decision_id": checked.json()["decision_id"],
+        "reasons": [
+            {"code": "no_dispense_for_facility", "detail": PUBLIC_DETAIL["no_dispense_for_facility"]}
+        ],
+        "requirements": requirement_rows(
+            INFUSION_REQUIREMENTS, {"dispense_backs_infusion": ("no_dispense_for_facility", None)}
+        ),
+    }
+    do_not_infuse(recorded, {"dispense_backs_infusion": ("no_dispense_for_facility", NO_VIAL_LEFT)})
+    assert Course.objects.get(patient=patient).doses_given == 0
+    assert not Infusion.objects.exists()
+
+
+def test_the_one_dispense_with_a_vial_left_backs_the_infusion_until_its_vials_are_used_GATE_2(
+    patient, prescriber, facility, pharmacy
+):
+    """GATE-2, GATE-3: with exactly one dispense to the facility (2 vials), an infusion naming none is
+    backed by it; the first and second dose use its two vials; the third has none left."""
+    dispense_id = dispensed(pharmacy, patient, prescriber, facility, vials=2)
+
+    first = infuse(facility, patient, DAY0, day=1)
+    second = infuse(facility, patient, DAY0 + DAY, day=2)
+    with frozen(DAY0 + 2 * DAY):
+        third = facility.post(INFUSIONS, infusion_body(patient, DAY0 + 2 * DAY, day=3))
+
+    infusion = Infusion.objects.get(pk=first.json()["id"])
+    assert first.status_code == 201, first.json()
+    assert first.json() == {
+        "id": str(infusion.pk),
+        "patient": str(patient.pk),
+        "course": str(infusion.course_id),
+        "course_number": 1,
+        "day_in_course": 1,
+        "administered_on": "2026-03-02",
+        "dose_mg": 12,
+        "corticosteroid_premedication": True,
+        "antiviral_prophylaxis": True,
+        "observation_minutes": 120,
+        "facility": str(facility.participant.pk),
+        "dispense_id": dispense_id,
+        "legacy_history": False,
+        "decision_id": str(infusion.decision_id),
+        "monitoring_ends_on": "2030-03-02",
+        "created_at": first.json()["created_at"],
+    }
+    assert (second.status_code, second.json()["dispense_id"]) == (201, dispense_id)
+    do_not_infuse(third, {"dispense_backs_infusion": ("no_dispense_for_facility", NO_VIAL_LEFT)})
+    assert Course.objects.get(patient=patient).doses_given == 2
+
+
+def test_two_dispenses_with_vials_left_must_be_named_GATE_2(patient, prescriber, facility, pharmacy):
+    """GATE-2, GATE-3: with two dispenses to the facility holding vials, the infusion must say which one;
+    once one is used up, the other is the only one and is found."""
+    first_id = dispensed(pharmacy, patient, prescriber, facility, vials=1)
+    second_id = dispensed(pharmacy, patient, prescriber, facility, vials=1)
+
+    unnamed = facility.post(INFUSIONS, infusion_body(patient, DAY0))
+    named = facility.post(INFUSIONS, infusion_body(patient, DAY0, dispense_id=second_id))
+    with frozen(DAY0 + DAY):
+        found = facility.post(INFUSIONS, infusion_body(patient, DAY0 + DAY, day=2))
+
+    do_not_infuse(unnamed, {"dispense_backs_infusion": ("no_dispense_for_facility", TWO_CANDIDATES)})
+    assert (named.status_code, named.json()["dispense_id"]) == (201, second_id)
+    assert (found.status_code, found.json()["dispense_id"]) == (201, first_id)
+
+
+def test_a_dispense_to_another_facility_or_for_a_cancelled_course_backs_nothing_here_GATE_2(
+    patient, prescriber, facility, pharmacy
+):
+    """GATE-2, CRS-3: the vials are where they were dispensed, for the course they were dispensed for. A
+    dispense to facility B backs no infusion at facility A; a dispense for a cancelled course backs no
+    dose of the next one."""
+    elsewhere = participant_persona(FacilityFactory(certified=True))
+    dispensed(pharmacy, patient, prescriber, elsewhere, vials=5)
+
+    here = facility.post(INFUSIONS, infusion_body(patient, DAY0))
+
+    do_not_infuse(here, {"dispense_backs_infusion": ("no_dispense_for_facility", NO_VIAL_LEFT)})
+    old = Course.objects.get(patient=patient)
+    assert prescriber.post(f"/api/v1/courses/{old.pk}/cancel", {"reason": "Moved"}).status_code == 200
+    assert prescriber.post(course_path(patient), {"planned_start_on": "2026-03-02"}).status_code == 201
+    there = elsewhere.post(INFUSIONS, infusion_body(patient, DAY0))
+    do_not_infuse(there, {"dispense_backs_infusion": ("no_dispense_for_facility", NO_VIAL_LEFT)})
+
+
+def test_a_facility_cannot_claim_legacy_history_GATE_3(patient, facility):
+    """GATE-3: only administrators record legacy history; a facility's `legacy_history: true` is not an
+    input and changes nothing."""
+    response = facility.post(INFUSIONS, infusion_body(patient, DAY0, legacy_history=True))
+
+    do_not_infuse(response, {"dispense_backs_infusion": ("no_dispense_for_facility", NO_VIAL_LEFT)})
+
+
+def test_an_administrator_records_legacy_history_without_a_dispense_and_says_so_GATE_3(
+    patient, prescriber, facility, pharmacy, admin
+):
+    """GATE-3, issue 9 item 3: an administrator who names no dispense records legacy history: 201 with
+    `legacy_history: true`, audited so; naming a dispense it is an ordinary, backed infusion."""
+    with frozen(DAY0 + 3 * DAY):
+        legacy = admin.post(INFUSIONS, infusion_body(patient, DAY0, facility_npi=facility.participant.npi))
+    dispense_id = dispensed(pharmacy, patient, prescriber, facility, vials=1)
+    with frozen(DAY0 + 3 * DAY):
+        backed = admin.post(
+            INFUSIONS,
+            infusion_body(
+                patient, DAY0 + DAY, day=2, facility_npi=facility.participant.npi, dispense_id=dispense_id
+            ),
+        )
+
+    assert legacy.status_code == 201, legacy.json()
+    assert (legacy.json()["legacy_history"], legacy.json()["dispense_id"]) == (True, None)
+    assert backed.status_code == 201, backed.json()
+    assert (backed.json()["legacy_history"], backed.json()["dispense_id"]) == (False, dispense_id)
+    audits = {
+        str(e.subject_id): e.changes
+        for e in AuditEvent.objects.filter(action="infusion.record", actor=admin.user)
+    }
+    assert (audits[legacy.json()["id"]]["legacy_history"], audits[legacy.json()["id"]]["dispense"]) == (
+        True,
+        None,
+    )
+    assert (audits[backed.json()["id"]]["legacy_history"], audits[backed.json()["id"]]["dispense"]) == (
+        False,
+        dispense_id,
+    )
+
+
+def test_the_database_refuses_an_infusion_neither_backed_nor_legacy_GATE_3(patient, facility, admin):
+    """GATE-3, STYLE.md 7: the invariant is a check constraint, not only the gate."""
+    course = Course.objects.get(patient=patient)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Infusion.objects.create(
+            patient=patient,
+            course=course,
+            facility=facility.participant,
+            administered_on=DAY0,
+            day_in_course=1,
+            dose_mg=12,
+            corticosteroid_premedication=True,
+            antiviral_prophylaxis=True,
+            observation_minutes=120,
+            recorded_by=admin.user,
+            decision=Decision.objects.filter(patient=patient).first(),
+        )
