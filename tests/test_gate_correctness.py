@@ -29,7 +29,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
+from django.contrib import admin as django_admin
 from django.db import IntegrityError, transaction
+from rest_framework import serializers
 
 from registry.api.refusals import PUBLIC_DETAIL
 from registry.matching import patient_match_key
@@ -37,6 +39,7 @@ from registry.models import (
     AuditEvent,
     AuthorizationStatus,
     Course,
+    CourseStatus,
     Decision,
     DecisionKind,
     DecisionOutcome,
@@ -47,9 +50,10 @@ from registry.models import (
     PatientStatus,
 )
 from registry.services.gate import PENDING_DETAIL
+from registry.tasks import expire_dispense_authorizations
 
 from .conftest import Persona, participant_persona
-from .factories import FacilityFactory, PrescriberFactory
+from .factories import FacilityFactory, PharmacyFactory, PrescriberFactory
 from .gate_helpers import (
     DAY0,
     approved_number,
@@ -784,3 +788,263 @@ def test_the_database_refuses_an_infusion_neither_backed_nor_legacy_GATE_3(patie
             recorded_by=admin.user,
             decision=Decision.objects.filter(patient=patient).first(),
         )
+
+
+# --- 4. Lapsed numbers: doses and states that agree (GATE-2, ACT-5, ACT-8) -----------------------------------
+
+EXPIRES = moment(DAY0 + 3 * DAY)  # 2026-03-05 15:00 UTC; the numbers issued on DAY0 run to 2026-03-09
+SECOND = dt.timedelta(seconds=1)
+NOT_CERTIFIED = "a participant is no longer certified"
+
+
+def admin_status(authorization: DispenseAuthorization) -> str:
+    """The status column of the REMS administrator's authorization list (registry/admin.py)."""
+    return django_admin.site._registry[DispenseAuthorization].current_status(authorization)
+
+
+def authorization_read(persona: Persona, number: str, **extra: Any) -> dict[str, Any]:
+    """GET /dispense-authorizations/{number}, checked whole against the stored row (`extra` overrides)."""
+    response = persona.get(f"{AUTHORIZATIONS}/{number}")
+    assert response.status_code == 200, response.json()
+    stored = DispenseAuthorization.objects.select_related("course", "patient").get(number=number)
+    when = serializers.DateTimeField().to_representation  # the registry's zone, as the API renders
+    expected = {
+        "id": str(stored.pk),
+        "authorization_number": number,
+        "issued_at": when(stored.issued_at),
+        "expires_at": when(stored.expires_at),
+        "used_at": when(stored.used_at) if stored.used_at else None,
+        "revoked_at": when(stored.revoked_at) if stored.revoked_at else None,
+        "doses_authorized": stored.doses_authorized,
+        "course_number": stored.course.number,
+        "rems_patient_id": stored.patient.rems_patient_id,
+        "pharmacy": str(stored.pharmacy_id),
+        "facility": str(stored.facility_id),
+        "prescriber": str(stored.prescriber_id),
+        **extra,
+    }
+    assert response.json() == expected
+    return response.json()
+
+
+@pytest.mark.parametrize(
+    ("offset", "holds"),
+    [(-SECOND, True), (dt.timedelta(0), False), (DAY, False)],
+    ids=["a-second-before", "at-the-expiry", "a-day-after"],
+)
+def test_a_number_stops_holding_doses_the_moment_its_pharmacy_expires_ACT_5_GATE_2(
+    patient, prescriber, facility, pharmacy, offset, holds
+):
+    """ACT-5, GATE-2, issue 9 item 4: a pharmacy certified until 2026-03-05 15:00 UTC holds all 5 doses of
+    course 1 with a number issued on 2026-03-02. A second before the expiry the number is active and no
+    other pharmacy can be authorized; from the expiry on, it reads `revoked` (participant_not_certified)
+    and its doses are free at once: another pharmacy is approved, and the lapsed number is stored as
+    revoked (audited) before the new one is issued, so it can never come back."""
+    expiring = participant_persona(PharmacyFactory(certified=True, certification_expires_at=EXPIRES))
+    number = approved_number(request_authorization(expiring, patient, prescriber, facility, doses=5))
+
+    with frozen(EXPIRES + offset):
+        if holds:
+            authorization_read(expiring, number, status="active", revocation="")
+        else:
+            authorization_read(expiring, number, status="revoked", revocation="participant_not_certified")
+        other = request_authorization(pharmacy, patient, prescriber, facility, doses=5)
+
+    stored = DispenseAuthorization.objects.get(number=number)
+    if holds:
+        denied(
+            other,
+            {
+                "course_doses_remaining": (
+                    "course_doses_exhausted",
+                    "Course 1 has no doses left to authorize.",
+                )
+            },
+        )
+        assert stored.status == AuthorizationStatus.ACTIVE
+        return
+    assert other.json()["decision"] == "approved", other.json()
+    assert (other.json()["course_number"], other.json()["doses_authorized"]) == (1, 5)
+    assert (stored.status, stored.revoke_category, stored.revoke_reason, stored.revoked_at) == (
+        AuthorizationStatus.REVOKED,
+        "participant_not_certified",
+        f"Lapsed: {NOT_CERTIFIED}",
+        EXPIRES + offset,
+    )
+    assert list(
+        AuditEvent.objects.filter(action="authorization.lapse", subject_id=stored.pk).values_list(
+            "actor", "changes"
+        )
+    ) == [
+        (
+            None,
+            {
+                "status": ["active", "revoked"],
+                "reason": f"Lapsed: {NOT_CERTIFIED}",
+                "category": "participant_not_certified",
+            },
+        )
+    ]
+
+
+@pytest.mark.parametrize("party", ["pharmacy", "facility", "prescriber"])
+def test_a_lapsed_number_reads_the_same_in_the_api_the_admin_and_the_database_after_the_sweep_GATE_2(
+    clock, admin, party
+):
+    """GATE-2, ACT-5, issue 9 item 4: the pharmacy's, the facility's or the prescriber's certification
+    expires while a number is outstanding. Before the sweep the API and the admin read `revoked` with the
+    category while the row is still `active`; the dispense is refused `authorization_revoked`, the code the
+    GET shows. The sweep (the expiry task) stores it as revoked, audited; afterwards the API, the admin
+    and the database agree, the dispense gets the same code, and a second sweep changes nothing."""
+    expiry = {"certified": True, "certification_expires_at": EXPIRES}
+    factories = {"pharmacy": PharmacyFactory, "facility": FacilityFactory, "prescriber": PrescriberFactory}
+    personas = {
+        name: participant_persona(factory(**(expiry if name == party else {"certified": True})))
+        for name, factory in factories.items()
+    }
+    pharmacy, facility, prescriber = personas["pharmacy"], personas["facility"], personas["prescriber"]
+    patient = authorized_patient(prescriber)
+    plan_course(prescriber, patient, start=DAY0)
+    number = approved_number(request_authorization(pharmacy, patient, prescriber, facility, doses=5))
+    later = EXPIRES + dt.timedelta(hours=1)
+    clock.move_to(later)
+    lapsed = {"status": "revoked", "revocation": "participant_not_certified"}
+
+    authorization_read(pharmacy, number, **lapsed)
+    authorization_read(admin, number, **lapsed, revoke_reason="")
+    before = DispenseAuthorization.objects.get(number=number)
+    assert (before.status, admin_status(before)) == (AuthorizationStatus.ACTIVE, f"revoked ({NOT_CERTIFIED})")
+    refused_before = pharmacy.post(DISPENSES, {"authorization_number": number, "vials": 5})
+
+    assert expire_dispense_authorizations() == 1
+
+    after = DispenseAuthorization.objects.get(number=number)
+    assert (after.status, after.revoke_category, after.revoked_at, after.revoked_by) == (
+        AuthorizationStatus.REVOKED,
+        "participant_not_certified",
+        later,
+        None,
+    )
+    assert admin_status(after) == f"revoked ({NOT_CERTIFIED})"
+    authorization_read(pharmacy, number, **lapsed)
+    authorization_read(admin, number, **lapsed, revoke_reason=f"Lapsed: {NOT_CERTIFIED}")
+    refused_after = pharmacy.post(DISPENSES, {"authorization_number": number, "vials": 5})
+    assert (refused_before.status_code, refused_after.status_code) == (409, 409)
+    assert refused_before.json() == {
+        "code": "authorization_revoked",
+        "detail": f"This authorization number no longer holds: {NOT_CERTIFIED}.",
+        **lapsed,
+    }
+    assert refused_after.json() == {
+        "code": "authorization_revoked",
+        "detail": "This authorization number was revoked.",
+        **lapsed,
+    }
+    assert AuditEvent.objects.filter(action="authorization.lapse", subject_id=after.pk).count() == 1
+    assert expire_dispense_authorizations() == 0
+    assert not Dispense.objects.exists()
+
+
+def test_a_renewed_certification_does_not_revive_a_lapsed_number_ACT_5_GATE_2(
+    patient, prescriber, facility, admin
+):
+    """ACT-5, GATE-2: a number that read `revoked` when its pharmacy's certification expired stays revoked
+    when the administrator renews the certification, whether or not the sweep ran in between: a number
+    never outlives the facts it was granted on, and no state reads `revoked` and then `active` again."""
+    expiring = participant_persona(PharmacyFactory(certified=True, certification_expires_at=EXPIRES))
+    number = approved_number(request_authorization(expiring, patient, prescriber, facility, doses=5))
+    with frozen(EXPIRES + dt.timedelta(hours=1)):
+        assert expiring.get(f"{AUTHORIZATIONS}/{number}").json()["status"] == "revoked"
+    with frozen(EXPIRES + dt.timedelta(hours=2)):
+        renewed = admin.post(f"/api/v1/pharmacies/{expiring.participant.pk}/certify")
+
+    with frozen(EXPIRES + dt.timedelta(hours=3)):
+        shown = expiring.get(f"{AUTHORIZATIONS}/{number}")
+        refused = expiring.post(DISPENSES, {"authorization_number": number, "vials": 5})
+
+    assert renewed.status_code == 200, renewed.json()
+    assert (shown.json()["status"], shown.json()["revocation"]) == ("revoked", "participant_not_certified")
+    assert refused.status_code == 409, refused.json()
+    assert refused.json()["code"] == "authorization_revoked"
+    assert not Dispense.objects.exists()
+    stored = DispenseAuthorization.objects.get(number=number)
+    assert (stored.status, stored.revoke_category) == (
+        AuthorizationStatus.REVOKED,
+        "participant_not_certified",
+    )
+    renewal = AuditEvent.objects.get(action="pharmacy.certify", subject_id=expiring.participant.pk)
+    assert renewal.changes["authorizations_lapsed"] == 1
+
+
+def test_a_course_completed_under_an_outstanding_number_lapses_it_GATE_2_CRS_3(
+    patient, prescriber, facility, pharmacy, admin
+):
+    """GATE-2, CRS-3: a pharmacy holds a number for course 1's 5 doses when an administrator records the
+    course's 5 doses as legacy history: the course is completed, so the number lapses (`course_closed`)
+    without any event revoking it; its dispense is refused and the sweep stores it so."""
+    number = approved_number(request_authorization(pharmacy, patient, prescriber, facility, doses=5))
+    with frozen(DAY0 + 4 * DAY):
+        for day in range(1, 6):
+            body = infusion_body(
+                patient, DAY0 + (day - 1) * DAY, day=day, facility_npi=facility.participant.npi
+            )
+            assert admin.post(INFUSIONS, body).status_code == 201
+        closed = {"status": "revoked", "revocation": "course_closed"}
+        authorization_read(pharmacy, number, **closed)
+        refused = pharmacy.post(DISPENSES, {"authorization_number": number, "vials": 5})
+        swept = expire_dispense_authorizations()
+
+    assert Course.objects.get(patient=patient).status == CourseStatus.COMPLETED
+    assert refused.json() == {
+        "code": "authorization_revoked",
+        "detail": "This authorization number no longer holds: the course is closed.",
+        **closed,
+    }
+    assert swept == 1
+    stored = DispenseAuthorization.objects.get(number=number)
+    assert (stored.status, stored.revoke_category, stored.revoke_reason) == (
+        AuthorizationStatus.REVOKED,
+        "course_closed",
+        "Lapsed: the course is closed",
+    )
+
+
+def test_a_patient_changed_outside_the_services_lapses_its_numbers_ACT_8_GATE_2(
+    patient, prescriber, other_prescriber, facility, pharmacy
+):
+    """ACT-8, GATE-2: a data fix that moves the patient to another prescriber of record (no transfer
+    event revokes anything) makes the number lapse at once (`patient_no_longer_eligible`): it reads
+    revoked, its doses are free for the new prescriber's prescription."""
+    number = approved_number(request_authorization(pharmacy, patient, prescriber, facility, doses=5))
+    Patient.objects.filter(pk=patient.pk).update(prescriber=other_prescriber.participant)
+
+    authorization_read(pharmacy, number, status="revoked", revocation="patient_no_longer_eligible")
+    again = request_authorization(pharmacy, patient, other_prescriber, facility, doses=5)
+
+    assert again.json()["decision"] == "approved", again.json()
+    assert DispenseAuthorization.objects.get(number=number).status == AuthorizationStatus.REVOKED
+
+
+@pytest.mark.parametrize(
+    ("at", "status", "code"),
+    [
+        (NOW + 7 * DAY - SECOND, "revoked", "authorization_revoked"),
+        (NOW + 7 * DAY, "expired", "authorization_expired"),
+    ],
+    ids=["a-second-before-its-expiry", "at-its-expiry"],
+)
+def test_an_expired_number_reads_expired_even_if_it_had_lapsed_GATE_2(
+    patient, prescriber, facility, at, status, code
+):
+    """GATE-2: a number past its own 7 days is `expired`, whatever else happened; before that, a number
+    whose pharmacy's certification expired reads `revoked`. The sweep stores each as read."""
+    expiring = participant_persona(PharmacyFactory(certified=True, certification_expires_at=EXPIRES))
+    number = approved_number(request_authorization(expiring, patient, prescriber, facility, doses=5))
+
+    with frozen(at):
+        shown = expiring.get(f"{AUTHORIZATIONS}/{number}").json()
+        refused = expiring.post(DISPENSES, {"authorization_number": number, "vials": 5})
+        expire_dispense_authorizations()
+
+    assert (shown["status"], refused.json()["code"], refused.json()["status"]) == (status, code, status)
+    assert DispenseAuthorization.objects.get(number=number).status == status

@@ -33,6 +33,7 @@ from registry.localtime import is_valid_time_zone, local_date, registry_time_zon
 from registry.models import CertificationStatus, Facility, Pharmacy, Prescriber, RevokeCategory, User
 
 from .audit import audit_record, field_changes
+from .dispensing import authorizations_lapse
 from .revocation import authorizations_revoke_where
 
 P = TypeVar("P", Prescriber, Facility, Pharmacy)
@@ -247,6 +248,9 @@ def _transition(
             if missing:
                 raise CertificationRequirementsUnmet(missing=missing)
         before = locked.status
+        lapsed = 0
+        if renewing:  # GATE-2: numbers that lapsed with the expired certification stay revoked (issue 9)
+            lapsed = authorizations_lapse(now=now, **{locked.kind: locked})
         locked.status = to
         locked.status_reason = reason
         locked.status_changed_at = now
@@ -271,6 +275,7 @@ def _transition(
                 "reason": reason,
                 **(extra or {}),
                 **({"authorizations_revoked": revoked} if revoked else {}),
+                **({"authorizations_lapsed": lapsed} if lapsed else {}),
             },
             at=now,
         )
@@ -279,7 +284,9 @@ def _transition(
 
 def participant_certify(*, participant: P, actor: User, now: dt.datetime, reason: str = "") -> P:
     """ACT-2..5: pending -> certified when every requirement is met (409 with `missing` otherwise).
-    Sets the expiry when the program has a certification validity (ACT-5 *setting*)."""
+    Sets the expiry when the program has a certification validity (ACT-5 *setting*). Renewing an expired
+    certification first stores the numbers that lapsed with it as revoked (`authorizations_lapse`), so a
+    renewal revives none of them (GATE-2, issue 9 item 4)."""
     validity = rules.current().certification_validity_days
     expires = now + dt.timedelta(days=validity) if validity else None
     return _transition(
