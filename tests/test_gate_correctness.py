@@ -34,6 +34,7 @@ from django.db import IntegrityError, transaction
 from rest_framework import serializers
 
 from registry.api.refusals import PUBLIC_DETAIL
+from registry.localtime import local_today
 from registry.matching import patient_match_key
 from registry.models import (
     AuditEvent,
@@ -45,25 +46,34 @@ from registry.models import (
     DecisionOutcome,
     Dispense,
     DispenseAuthorization,
+    Facility,
     Infusion,
     Patient,
     PatientStatus,
 )
+from registry.services.accounts import delegate_add
+from registry.services.enrollment import lab_result_record, patient_authorize
 from registry.services.gate import PENDING_DETAIL
 from registry.tasks import expire_dispense_authorizations
 
-from .conftest import Persona, participant_persona
-from .factories import FacilityFactory, PharmacyFactory, PrescriberFactory
+from .conftest import Persona, client_with_key, participant_persona
+from .factories import FacilityFactory, PharmacyFactory, PrescriberFactory, create_body
 from .gate_helpers import (
     DAY0,
+    PRE_COURSE_LABS,
     approved_number,
     authorized_patient,
     course_path,
+    enroll_patient,
     frozen,
     infuse,
+    infuse_days,
     infusion_body,
     moment,
+    patient_after_course_1,
     plan_course,
+    record_labs,
+    record_screening,
     request_authorization,
 )
 
@@ -1048,3 +1058,692 @@ def test_an_expired_number_reads_expired_even_if_it_had_lapsed_GATE_2(
 
     assert (shown["status"], refused.json()["code"], refused.json()["status"]) == (status, code, status)
     assert DispenseAuthorization.objects.get(number=number).status == status
+
+
+# --- 5. A planning horizon that works (CRS-2, CRS-4, GATE-1) --------------------------------------------------
+
+
+@pytest.mark.parametrize(("ahead", "planned"), [(365, True), (366, True), (367, False)])
+def test_a_course_may_be_planned_up_to_366_days_ahead_with_its_labs_pending_CRS_4(
+    clock, prescriber, ahead, planned
+):
+    """CRS-4, issue 9 item 5: course 1 is planned up to 366 days (a leap year) ahead, its labs listed as
+    pending in the 201 and the stored decision, since they cannot exist yet; 367 days is refused."""
+    patient = authorized_patient(prescriber)
+    start = DAY0 + ahead * DAY
+
+    response = prescriber.post(course_path(patient), {"planned_start_on": start.isoformat()})
+
+    if not planned:
+        assert (response.status_code, response.json()) == (
+            400,
+            {
+                "code": "validation_error",
+                "detail": "Invalid input.",
+                "errors": {"planned_start_on": ["Plan a course at most a year ahead."]},
+            },
+        )
+        assert not Course.objects.exists()
+        return
+    assert response.status_code == 201, response.json()
+    course = Course.objects.get(patient=patient)
+    assert response.json() == {
+        "id": str(course.pk),
+        "patient": str(patient.pk),
+        "number": 1,
+        "status": "planned",
+        "planned_doses": 5,
+        "doses_given": 0,
+        "planned_start_on": start.isoformat(),
+        "first_infusion_on": None,
+        "last_infusion_on": None,
+        "cancelled_reason": "",
+        "cancelled_at": None,
+        "created_at": "2026-03-02T10:00:00-05:00",
+        "decision_id": response.json()["decision_id"],
+        "pending": COURSE_1_PENDING,
+    }
+    decision = Decision.objects.get(pk=response.json()["decision_id"])
+    assert (decision.kind, decision.outcome, decision.pending) == (
+        "course_plan",
+        "approved",
+        COURSE_1_PENDING,
+    )
+    assert [r["requirement"] for r in decision.requirements] == COURSE_REQUIREMENTS
+
+
+def test_planning_gets_no_lead_days_CRS_2(prescriber, facility):
+    """CRS-2: the lead is for shipping the drug only: a course planned to start the day before the
+    12-month interval ends is refused (the detail names no authorization day)."""
+    patient = patient_after_course_1(prescriber, facility)
+    with frozen(dt.date(2027, 2, 27)):
+        response = prescriber.post(course_path(patient), {"planned_start_on": "2027-03-05"})
+
+    assert response.status_code == 409, response.json()
+    detail = "Course 2 may not start before 2027-03-06."
+    assert response.json() == {
+        "code": "course_not_allowed",
+        "detail": "A course cannot be planned for this patient now.",
+        "decision_id": response.json()["decision_id"],
+        "reasons": [{"code": "course_interval_not_met", "detail": detail}],
+        "requirements": requirement_rows(
+            COURSE_REQUIREMENTS, {"course_interval_met": ("course_interval_not_met", detail)}
+        ),
+    }
+
+
+@pytest.mark.parametrize(
+    ("lead", "on", "approved"),
+    [
+        (0, dt.date(2027, 3, 5), False),
+        (0, dt.date(2027, 3, 6), True),
+        (10, dt.date(2027, 2, 23), False),
+        (10, dt.date(2027, 2, 24), True),
+    ],
+    ids=["no-lead-day-before", "no-lead-due-day", "10-days-day-before", "10-days-lead-day"],
+)
+def test_authorization_lead_days_is_a_setting_GATE_1_CRS_2(
+    settings, prescriber, facility, pharmacy, lead, on, approved
+):
+    """GATE-1, CRS-2, issue 9 item 5: `authorization_lead_days` (*setting*, default 7) moves the first day
+    a course 2 dose may be authorized: with 0 it is the 12-month day itself (2027-03-06), with 10 it is
+    2027-02-24; the settings in force are stored with the decision (GATE-5)."""
+    settings.REMS_SETTINGS = {"authorization_lead_days": lead}
+    patient = patient_after_course_1(prescriber, facility)
+    with frozen(dt.date(2027, 2, 20)):
+        record_labs(patient, prescriber.user, collected_on=dt.date(2027, 2, 20), tests=PRE_COURSE_LABS)
+        plan_course(prescriber, patient, start=dt.date(2027, 3, 6), on=dt.date(2027, 2, 20))
+
+    with frozen(on):
+        response = request_authorization(pharmacy, patient, prescriber, facility, doses=3)
+
+    if approved:
+        assert response.json()["decision"] == "approved", response.json()
+    else:
+        detail = "Course 2 may not start before 2027-03-06."
+        if lead:
+            detail += " A dispense may be authorized from 2027-02-24."
+        denied(response, {"course_interval_met": ("course_interval_not_met", detail)})
+    decision = Decision.objects.get(pk=response.json()["id"])
+    assert decision.program_settings["authorization_lead_days"] == lead
+
+
+@pytest.mark.parametrize(
+    ("course_1_from", "earliest"),
+    [
+        (DAY0, dt.date(2027, 3, 6)),
+        (dt.date(2026, 3, 27), dt.date(2027, 3, 31)),
+        (dt.date(2028, 2, 25), dt.date(2029, 2, 28)),
+    ],
+    ids=["mid-month", "month-end", "leap-day"],
+)
+def test_the_drug_ships_in_the_lead_and_the_infusion_waits_for_the_day_CRS_2_GATE_3(
+    prescriber, facility, pharmacy, course_1_from, earliest
+):
+    """CRS-2, GATE-1, GATE-3, issue 9 item 5: 12 calendar months after course 1's last infusion (a
+    course ending 2026-03-31 allows 2027-03-31; one ending on the leap day 2028-02-29 allows 2029-02-28),
+    a pharmacy is authorized from 7 days before (not 8) and dispenses to the facility; the facility's
+    first dose is still `do_not_infuse` the day before and is given, backed by that dispense, on the day."""
+    patient = authorized_patient(prescriber, on=course_1_from)
+    plan_course(prescriber, patient, start=course_1_from)
+    infuse_days(facility, patient, course_1_from, 5)
+    labs_on = earliest - 10 * DAY
+    with frozen(labs_on):
+        record_labs(patient, prescriber.user, collected_on=labs_on, tests=PRE_COURSE_LABS)
+        plan_course(prescriber, patient, start=earliest, on=labs_on)
+    not_before = f"Course 2 may not start before {earliest.isoformat()}."
+
+    with frozen(earliest - 8 * DAY):
+        early = request_authorization(pharmacy, patient, prescriber, facility, doses=3)
+    with frozen(earliest - 7 * DAY):
+        dispense_id = dispensed(pharmacy, patient, prescriber, facility, vials=3)
+    with frozen(earliest - DAY):
+        waiting = facility.post(INFUSIONS, infusion_body(patient, earliest - DAY))
+    with frozen(earliest):
+        given = facility.post(INFUSIONS, infusion_body(patient, earliest))
+
+    opens = (earliest - 7 * DAY).isoformat()
+    denied(
+        early,
+        {
+            "course_interval_met": (
+                "course_interval_not_met",
+                f"{not_before} A dispense may be authorized from {opens}.",
+            )
+        },
+    )
+    do_not_infuse(waiting, {"course_interval_met": ("course_interval_not_met", not_before)})
+    assert given.status_code == 201, given.json()
+    assert (given.json()["course_number"], given.json()["day_in_course"], given.json()["dispense_id"]) == (
+        2,
+        1,
+        dispense_id,
+    )
+
+
+def _reproductive_patient(prescriber: Persona) -> Patient:
+    """ACT-7: a patient of reproductive potential, baseline labs of 2026-02-27 and a negative pregnancy
+    test of 2026-03-01, authorized on 2026-03-02."""
+    with frozen(DAY0):
+        patient = enroll_patient(prescriber, sex="female", reproductive_potential=True)
+        record_labs(patient, prescriber.user, collected_on=DAY0 - 3 * DAY)
+        record_screening(patient, prescriber.user, on=DAY0)
+        pregnancy_test(patient, prescriber, DAY0 - DAY)
+        assert patient_authorize(patient=patient, actor=prescriber.user, now=NOW).approved
+    return patient
+
+
+def pregnancy_test(patient: Patient, prescriber: Persona, on: dt.date) -> None:
+    lab_result_record(
+        patient=patient,
+        actor=prescriber.user,
+        data={"test": "pregnancy_test", "collected_on": on, "result": "negative"},
+        now=moment(on),
+    )
+
+
+PREGNANCY = "A negative pregnancy test within 7 days is required."
+
+
+@pytest.mark.parametrize(
+    ("on", "approved"),
+    [(dt.date(2026, 3, 22), True), (dt.date(2026, 3, 23), True), (dt.date(2026, 3, 24), False)],
+    ids=["6-days", "7-days", "8-days"],
+)
+def test_the_pregnancy_test_is_judged_on_the_authorization_day_ACT_7_CRS_4(
+    prescriber, facility, pharmacy, on, approved
+):
+    """ACT-7, CRS-4, issue 9 item 5: course 1 planned three weeks ahead lists the pregnancy test as
+    pending; at the dispense authorization a negative test of 2026-03-16 holds 7 days (to 2026-03-23)
+    and not 8."""
+    patient = _reproductive_patient(prescriber)
+    with frozen(DAY0):
+        planned = prescriber.post(course_path(patient), {"planned_start_on": "2026-03-23"})
+    pregnancy_test(patient, prescriber, dt.date(2026, 3, 16))
+
+    with frozen(on):
+        response = request_authorization(pharmacy, patient, prescriber, facility, doses=5)
+
+    assert (planned.status_code, planned.json()["pending"]) == (201, COURSE_1_PENDING)
+    if approved:
+        assert response.json()["decision"] == "approved", response.json()
+    else:
+        denied(response, {"course_1_pregnancy_test": ("pregnancy_test_required", PREGNANCY)})
+
+
+@pytest.mark.parametrize(
+    ("on", "unmet"),
+    [
+        (dt.date(2026, 3, 23), {}),
+        (dt.date(2026, 3, 24), {"course_1_pregnancy_test": ("pregnancy_test_required", PREGNANCY)}),
+        (
+            dt.date(2026, 3, 30),
+            {
+                "pre_course_labs_fresh": (
+                    "pre_course_labs_stale",
+                    "Missing or older than 30 days: cbc_differential, serum_creatinine, urinalysis.",
+                ),
+                "course_1_baseline_labs": (
+                    "baseline_incomplete",
+                    "Missing or older than 30 days: cbc_differential, serum_creatinine, urinalysis, "
+                    "urine_protein_creatinine_ratio, thyroid_function, liver_function, skin_exam.",
+                ),
+                "course_1_pregnancy_test": ("pregnancy_test_required", PREGNANCY),
+            },
+        ),
+    ],
+    ids=["on-the-authorization-day", "the-day-after", "labs-31-days-old"],
+)
+def test_the_first_dose_is_judged_on_the_infusion_day_ACT_7_CRS_4(prescriber, facility, pharmacy, on, unmet):
+    """ACT-7, CRS-4, GATE-3, issue 9 item 5: the authorization of 2026-03-23 was approved on a pregnancy
+    test of 2026-03-16, and the vials are at the facility; the first dose is judged again on its own day:
+    given that day, refused the next (the test is 8 days old), and on 2026-03-30 the baseline of
+    2026-02-27 is 31 days old as well."""
+    patient = _reproductive_patient(prescriber)
+    plan_course(prescriber, patient, start=dt.date(2026, 3, 23), on=DAY0)
+    pregnancy_test(patient, prescriber, dt.date(2026, 3, 16))
+    with frozen(dt.date(2026, 3, 23)):
+        dispensed(pharmacy, patient, prescriber, facility, vials=5)
+
+    with frozen(on):
+        response = facility.post(INFUSIONS, infusion_body(patient, on))
+
+    if unmet:
+        do_not_infuse(response, unmet)
+    else:
+        assert (response.status_code, response.json()["day_in_course"]) == (201, 1), response.json()
+
+
+# --- 6. Dates that make sense (ACT-2..4, ACT-9, CRS-2) -------------------------------------------------------
+
+UNDER_17 = {
+    "code": "patient_under_minimum_age",
+    "detail": "The patient is below the minimum enrollment age (ACT-9).",
+    "errors": {"date_of_birth": ["Patients under 17 cannot be enrolled."]},
+}
+
+
+def invalid(**errors: list[str]) -> dict[str, Any]:
+    return {"code": "validation_error", "detail": "Invalid input.", "errors": errors}
+
+
+@pytest.mark.parametrize(
+    ("born", "signed", "enrolled"),
+    [
+        ("2009-03-02", "2026-03-01", False),
+        ("2009-03-02", "2026-03-02", True),
+        ("2009-03-02", "2026-03-03", True),
+        ("2008-02-29", "2025-02-27", False),
+        ("2008-02-29", "2025-02-28", True),
+        ("2008-02-29", "2025-03-01", True),
+    ],
+    ids=[
+        "signed-the-day-before-the-17th-birthday",
+        "signed-on-it",
+        "signed-the-day-after",
+        "leap-day-born-signed-27-feb",
+        "leap-day-born-signed-28-feb",
+        "leap-day-born-signed-1-mar",
+    ],
+)
+def test_age_is_judged_on_the_signed_enrollment_date_ACT_9(prescriber, born, signed, enrolled):
+    """ACT-9, issue 9 item 6: "under 17 at enrollment" is judged on the signed form's date, not on the
+    day the form reaches the registry (here days later, when the patient is 17 in every case). Someone
+    born on 29 February turns 17 on 28 February of a common year (calendar months, as dateutil counts)."""
+    received = dt.date.fromisoformat(signed) + 5 * DAY
+    with frozen(received):
+        response = prescriber.post(PATIENTS, {**BODY, "date_of_birth": born, "enrollment_signed_on": signed})
+
+    if enrolled:
+        assert response.status_code == 201, response.json()
+        assert Patient.objects.get().enrollment_signed_on.isoformat() == signed
+    else:
+        assert (response.status_code, response.json()) == (400, UNDER_17)
+        assert not Patient.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("born", "signed", "errors"),
+    [
+        ("2000-01-01", "1999-12-31", {"enrollment_signed_on": ["Cannot precede the date of birth."]}),
+        ("2026-03-03", "2026-03-02", {"date_of_birth": ["Cannot be in the future."]}),
+        ("2000-01-01", "2026-03-03", {"enrollment_signed_on": ["Cannot be in the future."]}),
+    ],
+    ids=["signed-the-day-before-birth", "born-tomorrow", "signed-tomorrow"],
+)
+def test_enrollment_dates_may_not_precede_birth_or_lie_in_the_future_ACT_6_ACT_9(
+    clock, prescriber, born, signed, errors
+):
+    """ACT-6, ACT-9, issue 9 item 6: the enrollment date may not precede the date of birth, and neither
+    may lie in the future (today is 2026-03-02)."""
+    response = prescriber.post(PATIENTS, {**BODY, "date_of_birth": born, "enrollment_signed_on": signed})
+
+    assert (response.status_code, response.json()) == (400, invalid(**errors))
+    assert not Patient.objects.exists()
+
+
+ATTESTED = {
+    "prescribers": ("knowledge_assessment_passed_on", "enrollment_signed_on"),
+    "facilities": ("enrollment_signed_on", "infusion_reaction_readiness_attested_on"),
+    "pharmacies": ("enrollment_signed_on", "staff_training_completed_on"),
+}
+
+
+def registration(kind: str, **overrides: Any) -> dict[str, Any]:
+    """A complete registration body whose attested dates are all 2026-02-01 unless overridden."""
+    return create_body(kind, **{**{name: "2026-02-01" for name in ATTESTED[kind]}, **overrides})
+
+
+@pytest.mark.parametrize(
+    ("kind", "field"), [(kind, field) for kind, fields in ATTESTED.items() for field in fields]
+)
+@pytest.mark.parametrize(
+    ("day", "accepted"), [("2026-03-02", True), ("2026-03-03", False)], ids=["today", "tomorrow"]
+)
+def test_attested_participant_dates_may_not_lie_in_the_future_ACT_2_ACT_3_ACT_4(
+    clock, admin, kind, field, day, accepted
+):
+    """ACT-2..4, issue 9 item 6: an assessment, training or signature dated today registers; dated
+    tomorrow it is 400 on that field, nothing registered."""
+    response = admin.post(f"/api/v1/{kind}", registration(kind, **{field: day}))
+
+    if accepted:
+        assert response.status_code == 201, response.json()
+        assert response.json()[field] == day
+    else:
+        assert (response.status_code, response.json()) == (
+            400,
+            invalid(**{field: ["Cannot be in the future."]}),
+        )
+        assert admin.get(f"/api/v1/{kind}").json()["count"] == 0
+
+
+def test_an_edit_may_not_move_an_attested_date_into_the_future_ACT_3(clock, admin):
+    """ACT-3, issue 9 item 6: PATCH applies the same rule; every future date is listed; nothing changes."""
+    created = admin.post("/api/v1/facilities", registration("facilities")).json()
+
+    response = admin.patch(
+        f"/api/v1/facilities/{created['id']}",
+        {"enrollment_signed_on": "2026-03-03", "infusion_reaction_readiness_attested_on": "2026-03-04"},
+    )
+
+    assert (response.status_code, response.json()) == (
+        400,
+        invalid(
+            enrollment_signed_on=["Cannot be in the future."],
+            infusion_reaction_readiness_attested_on=["Cannot be in the future."],
+        ),
+    )
+    shown = admin.get(f"/api/v1/facilities/{created['id']}").json()
+    assert (shown["enrollment_signed_on"], shown["infusion_reaction_readiness_attested_on"]) == (
+        "2026-02-01",
+        "2026-02-01",
+    )
+
+
+@pytest.mark.parametrize(
+    ("allowance", "offset", "given"),
+    [(0, 4, True), (0, 5, False), (2, 6, True), (2, 7, False)],
+    ids=["none-last-day", "none-a-day-late", "2-days-last-day", "2-days-a-day-late"],
+)
+def test_course_dose_allowance_days_is_a_setting_with_its_own_code_CRS_2(
+    settings, patient, facility, allowance, offset, given
+):
+    """CRS-2, issue 9 item 6: a 5-dose course begun on 2026-03-02 is given by 2026-03-06 plus
+    `course_dose_allowance_days` (*setting*, default 2): dose 2 on that last day is given, a day later it
+    is `do_not_infuse` with `course_dose_window_missed` (the facility reads the neutral text)."""
+    settings.REMS_SETTINGS = {"course_dose_allowance_days": allowance}
+    assert infuse(facility, patient, DAY0, day=1).status_code == 201
+    on = DAY0 + offset * DAY
+
+    response = infuse(facility, patient, on, day=2)
+
+    if given:
+        assert (response.status_code, response.json()["day_in_course"]) == (201, 2), response.json()
+        return
+    last = (DAY0 + (4 + allowance) * DAY).isoformat()
+    detail = f"Course 1 began 2026-03-02; its doses are given by {last}. Cancel it and plan a new course."
+    body = do_not_infuse(response, {"dose_within_course_window": ("course_dose_window_missed", detail)})
+    assert body["reasons"] == [
+        {"code": "course_dose_window_missed", "detail": "The course's dosing window has passed."}
+    ]
+    assert (
+        Decision.objects.get(pk=body["decision_id"]).program_settings["course_dose_allowance_days"]
+        == allowance
+    )
+
+
+@pytest.mark.parametrize(("offset", "approved"), [(6, True), (7, False)], ids=["last-day", "a-day-late"])
+def test_no_dose_is_authorized_for_a_course_past_its_window_CRS_2_GATE_1(
+    patient, prescriber, facility, pharmacy, offset, approved
+):
+    """CRS-2, GATE-1: day 1 was given from a one-vial dispense; the remaining 4 doses may be authorized
+    up to the window's last day (2026-03-08), not after."""
+    dispensed(pharmacy, patient, prescriber, facility, vials=1)
+    assert infuse(facility, patient, DAY0, day=1).status_code == 201
+
+    with frozen(DAY0 + offset * DAY):
+        response = request_authorization(pharmacy, patient, prescriber, facility, doses=4)
+
+    if approved:
+        assert response.json()["decision"] == "approved", response.json()
+    else:
+        detail = (
+            "Course 1 began 2026-03-02; its doses are given by 2026-03-08. Cancel it and plan a new course."
+        )
+        denied(response, {"dose_within_course_window": ("course_dose_window_missed", detail)})
+
+
+# --- 7. Local calendar days ------------------------------------------------------------------------------------
+
+GUAM_DAWN = dt.datetime(2026, 3, 31, 15, tzinfo=dt.UTC)  # Guam 2026-04-01 01:00; New York 2026-03-31 11:00
+HAWAII_EVENING = dt.datetime(2026, 4, 1, 5, tzinfo=dt.UTC)  # Honolulu 2026-03-31 19:00; New York 04-01 01:00
+NEW_YORK_LATE = dt.datetime(2026, 4, 1, 3, tzinfo=dt.UTC)  # New York 2026-03-31 23:00; Guam 04-01 13:00
+FUTURE = ["Cannot be in the future."]
+
+
+def test_a_guam_site_is_a_day_ahead_of_the_registry_near_midnight():
+    """Issue 9 item 7: 15:00 UTC on 2026-03-31 is 2026-04-01 01:00 in Guam, 11:00 in New York."""
+    guam = FacilityFactory(state="GU")
+    boston = FacilityFactory(state="MA")
+    assert (guam.time_zone, boston.time_zone) == ("Pacific/Guam", "America/New_York")
+    assert local_today(guam, GUAM_DAWN) == dt.date(2026, 4, 1)
+    assert local_today(boston, GUAM_DAWN) == dt.date(2026, 3, 31)
+
+
+@pytest.mark.parametrize(
+    ("state", "at", "administered_on", "errors"),
+    [
+        ("GU", GUAM_DAWN, "2026-04-01", None),
+        ("MA", GUAM_DAWN, "2026-04-01", {"administered_on": FUTURE}),
+        ("HI", HAWAII_EVENING, "2026-04-01", {"administered_on": FUTURE}),
+        ("MA", HAWAII_EVENING, "2026-04-01", None),
+        ("GU", GUAM_DAWN, "2026-03-29", None),
+        (
+            "GU",
+            GUAM_DAWN,
+            "2026-03-28",
+            {"administered_on": ["Facilities may record infusions at most 3 days back."]},
+        ),
+        ("MA", GUAM_DAWN, "2026-03-28", None),
+    ],
+    ids=[
+        "guam-its-today",
+        "boston-tomorrow",
+        "honolulu-tomorrow",
+        "boston-its-today",
+        "guam-3-days-back",
+        "guam-4-days-back",
+        "boston-3-days-back",
+    ],
+)
+def test_future_and_backdating_are_judged_on_the_facilitys_own_calendar_GATE_3(
+    prescriber, pharmacy, state, at, administered_on, errors
+):
+    """GATE-3, API.md, issue 9 item 7: "no future infusion" and "backdate at most 3 days (*setting*)" are
+    judged in the facility's zone (from its state): near midnight UTC, 2026-04-01 is today in Guam but
+    tomorrow in New York; in Honolulu it is still 2026-03-31 when New York has reached 04-01; 2026-03-28 is
+    4 days back in Guam and 3 in Boston."""
+    site = participant_persona(FacilityFactory(certified=True, state=state))
+    start = dt.date(2026, 3, 28)
+    patient = authorized_patient(prescriber, on=start)
+    plan_course(prescriber, patient, start=start)
+    with frozen(start):
+        dispensed(pharmacy, patient, prescriber, site, vials=5)
+    on = dt.date.fromisoformat(administered_on)
+
+    with frozen(at):
+        response = site.post(INFUSIONS, infusion_body(patient, on))
+
+    if errors is None:
+        assert response.status_code == 201, response.json()
+        assert response.json()["administered_on"] == administered_on
+    else:
+        assert (response.status_code, response.json()) == (400, invalid(**errors))
+        assert not Infusion.objects.exists()
+
+
+def test_an_administrator_uses_the_registrys_calendar_GATE_3(prescriber, pharmacy, admin):
+    """GATE-3, issue 9 item 7: at 23:00 in New York, 13:00 the next day in Guam, the Guam facility records
+    its own day's infusion; an administrator recording the same day for it (legacy history) is judged
+    in the registry's zone, where that day is tomorrow."""
+    site = participant_persona(FacilityFactory(certified=True, state="GU"))
+    start = dt.date(2026, 3, 31)
+    patient = authorized_patient(prescriber, on=start)
+    plan_course(prescriber, patient, start=start)
+    with frozen(start):
+        dispensed(pharmacy, patient, prescriber, site, vials=5)
+
+    with frozen(NEW_YORK_LATE):
+        by_admin = admin.post(
+            INFUSIONS, infusion_body(patient, dt.date(2026, 4, 1), facility_npi=site.participant.npi)
+        )
+        by_site = site.post(INFUSIONS, infusion_body(patient, dt.date(2026, 4, 1)))
+
+    assert (by_admin.status_code, by_admin.json()) == (400, invalid(administered_on=FUTURE))
+    assert by_site.status_code == 201, by_site.json()
+
+
+@pytest.mark.parametrize(("state", "approved"), [("GU", True), ("MA", False)], ids=["guam", "boston"])
+def test_the_lead_day_is_the_pharmacys_own_GATE_1_CRS_2(prescriber, facility, state, approved):
+    """GATE-1, CRS-2, issue 9 item 7: at 15:00 UTC on 2027-02-26 a Guam pharmacy is on 2027-02-27, the
+    first day course 2 may be authorized (2027-03-06 less 7 days); a Boston pharmacy is still on 02-26."""
+    site = participant_persona(PharmacyFactory(certified=True, state=state))
+    patient = patient_after_course_1(prescriber, facility)
+    with frozen(dt.date(2027, 2, 26)):
+        record_labs(patient, prescriber.user, collected_on=dt.date(2027, 2, 26), tests=PRE_COURSE_LABS)
+        plan_course(prescriber, patient, start=dt.date(2027, 3, 6), on=dt.date(2027, 2, 26))
+        response = request_authorization(site, patient, prescriber, facility, doses=3)
+
+    if approved:
+        assert response.json()["decision"] == "approved", response.json()
+    else:
+        detail = "Course 2 may not start before 2027-03-06. A dispense may be authorized from 2027-02-27."
+        denied(response, {"course_interval_met": ("course_interval_not_met", detail)})
+
+
+@pytest.mark.parametrize(("state", "approved"), [("MA", True), ("GU", False)], ids=["boston", "guam"])
+def test_the_labs_age_is_counted_on_the_pharmacys_own_day_CRS_4(prescriber, facility, state, approved):
+    """CRS-4, issue 9 item 7: a serum creatinine of 2027-02-04 is 30 days old on 2027-03-06 in Boston and
+    31 days old in Guam, where 15:00 UTC is already 2027-03-07."""
+    site = participant_persona(PharmacyFactory(certified=True, state=state))
+    patient = patient_after_course_1(prescriber, facility)
+    with frozen(dt.date(2027, 3, 1)):
+        record_labs(
+            patient,
+            prescriber.user,
+            collected_on=dt.date(2027, 3, 1),
+            tests=["cbc_differential", "urinalysis"],
+        )
+        record_labs(patient, prescriber.user, collected_on=dt.date(2027, 2, 4), tests=["serum_creatinine"])
+        plan_course(prescriber, patient, start=dt.date(2027, 3, 6), on=dt.date(2027, 3, 1))
+    with frozen(dt.date(2027, 3, 6)):
+        response = request_authorization(site, patient, prescriber, facility, doses=3)
+
+    if approved:
+        assert response.json()["decision"] == "approved", response.json()
+    else:
+        stale = "Missing or older than 30 days: serum_creatinine."
+        denied(response, {"pre_course_labs_fresh": ("pre_course_labs_stale", stale)})
+
+
+def test_a_prescriber_who_sets_a_zone_and_its_delegate_live_in_it(prescriber):
+    """Issue 9 item 7: a prescriber in Guam (its `time_zone` set) is on 2026-04-01 at 15:00 UTC on
+    2026-03-31: planning a course to start 2026-03-31 is in the past, a lab collected on 04-01 (by its
+    delegate) is not in the future. A prescriber who set no zone lives in the registry's."""
+    guam = participant_persona(PrescriberFactory(certified=True, time_zone="Pacific/Guam"))
+    user, _, key = delegate_add(
+        prescriber=guam.participant,
+        actor=guam.user,
+        email="guam-office@example.org",
+        first_name="G",
+        last_name="O",
+    )
+    office = Persona(user=user, key=key, client=client_with_key(key), participant=guam.participant)
+    theirs = authorized_patient(guam, on=dt.date(2026, 3, 30))
+    ours = authorized_patient(prescriber, on=dt.date(2026, 3, 30))
+    lab = {"test": "cbc_differential", "collected_on": "2026-04-01", "result": "normal"}
+
+    with frozen(GUAM_DAWN):
+        guam_plan = guam.post(course_path(theirs), {"planned_start_on": "2026-03-31"})
+        our_plan = prescriber.post(course_path(ours), {"planned_start_on": "2026-03-31"})
+        guam_lab = office.post(f"{PATIENTS}/{theirs.pk}/lab-results", lab)
+        our_lab = prescriber.post(f"{PATIENTS}/{ours.pk}/lab-results", lab)
+
+    assert (guam_plan.status_code, guam_plan.json()) == (
+        400,
+        invalid(planned_start_on=["Cannot be in the past."]),
+    )
+    assert our_plan.status_code == 201, our_plan.json()
+    assert guam_lab.status_code == 201, guam_lab.json()
+    assert (our_lab.status_code, our_lab.json()) == (400, invalid(collected_on=FUTURE))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "zone"),
+    [
+        ({"state": "HI"}, "Pacific/Honolulu"),
+        ({"state": "GU"}, "Pacific/Guam"),
+        ({"state": "TX", "time_zone": "America/Denver"}, "America/Denver"),  # El Paso
+        ({"state": ""}, "America/New_York"),
+    ],
+    ids=["hawaii", "guam", "set-explicitly", "no-state"],
+)
+def test_a_sites_zone_defaults_to_its_states_and_may_be_set(clock, admin, overrides, zone):
+    """Issue 9 item 7: a facility's or pharmacy's `time_zone` defaults to its state's (the registry's
+    when it has none) and may be set to another IANA zone."""
+    for kind in ("facilities", "pharmacies"):
+        response = admin.post(f"/api/v1/{kind}", registration(kind, **overrides))
+        assert response.status_code == 201, response.json()
+        assert response.json()["time_zone"] == zone
+
+
+@pytest.mark.parametrize("zone", ["Mars/Olympus", "../../etc/passwd", "America/Springfield"])
+def test_a_zone_must_be_an_iana_zone(clock, admin, zone):
+    """Issue 9 item 7: a `time_zone` zoneinfo does not know (or a path) is 400 on that field."""
+    response = admin.post("/api/v1/facilities", registration("facilities", time_zone=zone))
+
+    assert (response.status_code, response.json()) == (
+        400,
+        invalid(time_zone=[f"{zone!r} is not an IANA time zone (e.g. America/Chicago)."]),
+    )
+
+
+def test_an_edited_zone_moves_the_sites_calendar_GATE_3(prescriber, pharmacy, admin):
+    """Issue 9 item 7: a Boston facility whose zone the administrator sets to Pacific/Guam records an
+    infusion on Guam's 2026-04-01 at 15:00 UTC on 2026-03-31, which it could not before."""
+    with frozen(dt.date(2026, 3, 2)):  # registered and certified through the API, its dates all past
+        registered = admin.post("/api/v1/facilities", registration("facilities", state="MA")).json()
+        assert admin.post(f"/api/v1/facilities/{registered['id']}/certify").status_code == 200
+    site = participant_persona(Facility.objects.get(pk=registered["id"]))
+    start = dt.date(2026, 3, 31)
+    patient = authorized_patient(prescriber, on=start)
+    plan_course(prescriber, patient, start=start)
+    with frozen(start):
+        dispensed(pharmacy, patient, prescriber, site, vials=5)
+
+    with frozen(GUAM_DAWN):
+        before = site.post(INFUSIONS, infusion_body(patient, dt.date(2026, 4, 1)))
+        edited = admin.patch(f"/api/v1/facilities/{site.participant.pk}", {"time_zone": "Pacific/Guam"})
+        after = site.post(INFUSIONS, infusion_body(patient, dt.date(2026, 4, 1)))
+
+    assert (before.status_code, before.json()) == (400, invalid(administered_on=FUTURE))
+    assert (edited.status_code, edited.json()["time_zone"]) == (200, "Pacific/Guam")
+    assert after.status_code == 201, after.json()
+
+
+@pytest.mark.parametrize(
+    ("kind", "where", "at", "accepted"),
+    [
+        ("facilities", {"state": "GU"}, GUAM_DAWN, True),
+        ("facilities", {"state": "MA"}, GUAM_DAWN, False),
+        ("pharmacies", {"state": "HI"}, HAWAII_EVENING, False),
+        ("pharmacies", {"state": "MA"}, HAWAII_EVENING, True),
+        ("prescribers", {}, NEW_YORK_LATE, False),
+        ("prescribers", {"time_zone": "Pacific/Guam"}, NEW_YORK_LATE, True),
+    ],
+    ids=[
+        "guam-site",
+        "boston-site",
+        "honolulu-pharmacy",
+        "boston-pharmacy",
+        "prescriber-registry-zone",
+        "prescriber-in-guam",
+    ],
+)
+def test_a_participants_signature_of_its_own_today_is_not_in_the_future_ACT_2_ACT_3_ACT_4(
+    admin, kind, where, at, accepted
+):
+    """ACT-2..4, issue 9 items 6-7: a form signed on 2026-04-01 registers where it is already 2026-04-01
+    for the participant (a Guam site at 15:00 UTC on 03-31; a Boston pharmacy at 05:00 UTC on 04-01; a
+    prescriber whose zone is Guam's at 23:00 New York time) and is in the future where it is not (Boston
+    at 15:00 UTC; Honolulu at 05:00 UTC; a prescriber in the registry's zone at 23:00 New York time)."""
+    body = registration(kind, enrollment_signed_on="2026-04-01", **where)
+    with frozen(at):
+        response = admin.post(f"/api/v1/{kind}", body)
+
+    if accepted:
+        assert response.status_code == 201, response.json()
+        assert response.json()["enrollment_signed_on"] == "2026-04-01"
+    else:
+        assert (response.status_code, response.json()) == (400, invalid(enrollment_signed_on=FUTURE))
