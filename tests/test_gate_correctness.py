@@ -1747,3 +1747,30 @@ def test_a_participants_signature_of_its_own_today_is_not_in_the_future_ACT_2_AC
         assert response.json()["enrollment_signed_on"] == "2026-04-01"
     else:
         assert (response.status_code, response.json()) == (400, invalid(enrollment_signed_on=FUTURE))
+
+
+@pytest.mark.parametrize(
+    ("registered", "corrected", "zone"),
+    [
+        ({"state": "MA"}, {"state": "HI"}, "Pacific/Honolulu"),
+        ({"state": "TX", "time_zone": "America/Denver"}, {"state": "OK"}, "America/Denver"),
+        ({"state": "MA"}, {"state": "HI", "time_zone": "America/Adak"}, "America/Adak"),
+    ],
+    ids=["derived-zone-follows", "set-zone-kept", "both-edited"],
+)
+def test_a_corrected_state_moves_a_derived_zone_not_a_set_one(clock, admin, registered, corrected, zone):
+    """Issue 9 item 7: a site registered in the wrong state and corrected follows its new state's zone
+    when its zone was the old state's default (else a Honolulu site left on New York's calendar could
+    record an infusion dated its tomorrow); a zone that was set on purpose, or is set in the same edit,
+    is kept. The change of zone is audited with the edit."""
+    created = admin.post("/api/v1/facilities", registration("facilities", **registered)).json()
+
+    edited = admin.patch(f"/api/v1/facilities/{created['id']}", corrected)
+
+    assert edited.status_code == 200, edited.json()
+    assert (edited.json()["state"], edited.json()["time_zone"]) == (corrected["state"], zone)
+    event = AuditEvent.objects.get(action="facility.update", subject_id=created["id"])
+    if zone != created["time_zone"]:
+        assert event.changes["time_zone"] == [created["time_zone"], zone]
+    else:
+        assert "time_zone" not in event.changes

@@ -185,17 +185,30 @@ def participant_update_refusal(
     return None
 
 
+def _with_derived_zone(participant: Any, data: dict[str, Any]) -> dict[str, Any]:
+    """Issue 9 item 7: a site whose `time_zone` is its state's default follows a corrected state (a site
+    left on the old state's calendar would judge "today" and "future" a day off); a zone set on purpose
+    (not the old state's default), or set in the same edit, is kept."""
+    if isinstance(participant, Prescriber) or "state" not in data or "time_zone" in data:
+        return data
+    if participant.time_zone and participant.time_zone != zone_for_state(participant.state):
+        return data
+    return {**data, "time_zone": zone_for_state(data["state"])}
+
+
 def participant_update(
     *, participant: P, actor: User, data: dict[str, Any], now: dt.datetime | None = None
 ) -> P:
     """Edits registration details; `status` never changes here. A certified or suspended participant keeps
     its identifiers (NPI, NCPDP ID: 409 `identifier_locked`; deactivate and re-enroll instead), and an
     edit may not undo a certification requirement it was certified on (409
-    `certification_requirements_unmet` with `missing`, ACT-2..5)."""
+    `certification_requirements_unmet` with `missing`, ACT-2..5). A site's zone derived from its state
+    follows a corrected state (`_with_derived_zone`)."""
     data = {k: v for k, v in data.items() if k not in {"status", "id"}}
     try:
         with transaction.atomic():
             locked = type(participant).objects.select_for_update(no_key=True).get(pk=participant.pk)
+            data = _with_derived_zone(locked, data)
             changes = field_changes(locked, data)
             refusal = participant_update_refusal(participant=locked, data=data)
             if refusal is not None:
