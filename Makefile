@@ -12,7 +12,7 @@ TEST_ENV := DATABASE_URL=$(TEST_DATABASE_URL) SECRET_KEY=test-only-secret-key-no
 # The quick start: the embedded default (SQLite file in var/, eager Celery), whatever the shell exports.
 RUN_ENV := env -u DATABASE_URL -u CELERY_BROKER_URL DEBUG=true
 
-.PHONY: install run test test-sqlite lint typecheck schema migrations-check deploy-check services bench clean
+.PHONY: install run test test-sqlite lint typecheck schema migrations-check deploy-check services bench bench-http clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -38,7 +38,8 @@ services:
 # The API and gate tests again on the quick start's database (SQLite), so `make run`'s path is tested too.
 SQLITE_TESTS := tests/test_dispensing.py tests/test_gate_safety.py tests/test_infusions.py tests/test_courses.py \
 	tests/test_patients_api.py tests/test_gate_pipeline.py tests/test_walkthrough.py tests/test_api_conventions.py \
-	tests/test_participants_api.py tests/test_patient_permissions.py
+	tests/test_participants_api.py tests/test_patient_permissions.py tests/test_pregnancy_gate.py \
+	tests/test_pregnancy_walkthrough.py
 SQLITE_ENV := REGISTRY_TESTS_ON_SQLITE=1 DATABASE_URL=sqlite:///:memory: SECRET_KEY=test-only-secret-key-not-for-production \
 	DEBUG=false SECURE_SSL_REDIRECT=false ALLOWED_HOSTS=testserver,localhost,127.0.0.1
 
@@ -70,6 +71,11 @@ deploy-check: install
 bench: install services
 	$(TEST_ENV) $(PY) bench/bulk_labs.py
 	$(TEST_ENV) $(PY) bench/authorization.py
+
+# The gate over HTTP: gunicorn with production settings, wrk, small and 100,000-patient registries (issue 13).
+bench-http: install services
+	@command -v wrk >/dev/null || apt-get install -y wrk
+	$(TEST_ENV) $(PY) bench/wire.py
 
 clean:
 	rm -rf $(VENV) var staticfiles .pytest_cache .mypy_cache .ruff_cache

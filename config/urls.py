@@ -8,6 +8,7 @@ from registry.api.exceptions import json_bad_request, json_not_found, json_serve
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("registry.api.urls")),
+    path("api/", include("registry.api.standards_urls")),  # NCPDP SCRIPT and FHIR (issue 14)
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     # Unknown API paths answer the JSON error contract even with DEBUG on.

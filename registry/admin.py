@@ -32,10 +32,16 @@ from registry.models import (
     Patient,
     Pharmacy,
     Prescriber,
+    RevokeCategory,
     Screening,
     User,
 )
-from registry.selectors import authorization_state, identifier_in_use
+from registry.selectors import (
+    authorization_public_state,
+    authorization_revoke_category,
+    authorization_state,
+    identifier_in_use,
+)
 from registry.services import certification
 from registry.services.accounts import api_key_revoke
 from registry.services.dispensing import authorization_revoke
@@ -136,6 +142,13 @@ class ParticipantForm(forms.ModelForm):
     def clean(self) -> dict[str, Any]:
         """ACT-5: the same refusal the update service applies (identifiers locked, requirements kept)."""
         cleaned = super().clean() or {}
+        values = {f.name: getattr(self.instance, f.name) for f in self.instance._meta.concrete_fields}
+        dates = certification.participant_dates_refusal(
+            model=type(self.instance), values={**values, **cleaned}, now=timezone.now()
+        )
+        if dates is not None:  # ACT-2..4: attested dates may not lie in the future (issue 9)
+            for name, messages_ in dates.extra["errors"].items():
+                self.add_error(name if name in self.fields else None, messages_)
         if self.instance.pk is not None:
             data = {name: cleaned[name] for name in self.changed_data if name in cleaned}
             refusal = certification.participant_update_refusal(participant=self.instance, data=data)
@@ -664,8 +677,12 @@ class DispenseAuthorizationAdmin(ReadOnlyAdmin):
 
     @admin.display(description="Status")
     def current_status(self, obj: DispenseAuthorization) -> str:
-        """The same state the API and the dispense service read (`lapsed` reads `revoked` in the API)."""
-        return authorization_state(obj, timezone.now())
+        """The state the API and the dispense service read: a lapsed number reads `revoked`, with its
+        category, before the daily sweep stores it so and after (issue 9 item 4)."""
+        now = timezone.now()
+        state = authorization_public_state(authorization_state(obj, now))
+        category = authorization_revoke_category(obj, now)
+        return f"{state} ({RevokeCategory(category).label})" if category else state
 
     @admin.display(description="Requirements evaluated (GATE-5)")
     def stored_requirements(self, obj: DispenseAuthorization) -> str:
@@ -719,3 +736,8 @@ class InfusionAdmin(ReadOnlyAdmin):
     search_fields = ("patient__rems_patient_id", "facility__name", "facility__npi")
     list_select_related = ("patient", "course", "facility")
     date_hierarchy = "administered_on"
+
+
+# Pregnancy surveillance (PRG-2..5) and the NCPDP message log (issue 14) have their own modules; importing
+# them registers their admin.
+from registry import admin_pregnancy, admin_standards  # noqa: E402, F401

@@ -14,7 +14,6 @@ import uuid
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
-from django.utils import timezone
 
 from registry import rules
 from registry.api.refusals import PUBLIC_DETAIL
@@ -62,6 +61,8 @@ DISPENSE_REQUIREMENT_NAMES = [
     "prescriber_of_record",
     "patient_authorized",
     "no_contraindication",
+    "attestations_hold",
+    "no_open_pregnancy",  # PRG-4
     "open_course",
     "course_doses_remaining",
     "doses_within_remaining",
@@ -303,19 +304,31 @@ def test_expired_and_revoked_authorizations_free_their_doses(patient, prescriber
 
 @pytest.mark.parametrize(
     ("on", "decision"),
-    [(dt.date(2027, 3, 5), "denied"), (dt.date(2027, 3, 6), "approved"), (dt.date(2027, 3, 7), "approved")],
-    ids=["day-before", "due-day", "day-after"],
+    [
+        (dt.date(2027, 2, 26), "denied"),
+        (dt.date(2027, 2, 27), "approved"),
+        (dt.date(2027, 2, 28), "approved"),
+    ],
+    ids=["day-before-lead", "lead-day", "day-after-lead"],
 )
-def test_course_2_authorization_waits_for_the_12_month_interval(prescriber, facility, pharmacy, on, decision):
-    """CRS-2, GATE-4: a course 2 dose may be authorized from 12 months after course 1's last infusion
-    (2026-03-06), checked at the moment of the request."""
-    patient = _course_2_planned(prescriber, facility)
+def test_course_2_authorization_waits_for_the_12_month_interval_less_the_lead(
+    prescriber, facility, pharmacy, on, decision
+):
+    """CRS-2, GATE-4, issue 9 item 5: a course 2 dose may be authorized from `authorization_lead_days`
+    (*setting*, 7) before 12 months after course 1's last infusion (2026-03-06 + 12 months = 2027-03-06),
+    so the drug can ship ahead; checked at the moment of the request (the labs of 2027-02-26 are fresh)."""
+    patient = patient_after_course_1(prescriber, facility)
+    with frozen(dt.date(2027, 2, 26)):
+        record_labs(patient, prescriber.user, collected_on=dt.date(2027, 2, 26), tests=PRE_COURSE_LABS)
+        plan_course(prescriber, patient, start=dt.date(2027, 3, 6), on=dt.date(2027, 2, 26))
     with frozen(on):
         response = request_authorization(pharmacy, patient, prescriber, facility, doses=3)
 
     if decision == "denied":
         body = _denied(response, ["course_interval_not_met"])
-        assert _stored_detail(body) == "Course 2 may not start before 2027-03-06."
+        assert _stored_detail(body) == (
+            "Course 2 may not start before 2027-03-06. A dispense may be authorized from 2027-02-27."
+        )
     else:
         assert approved_number(response)
         assert (response.json()["course_number"], response.json()["doses_authorized"]) == (2, 3)
@@ -695,9 +708,10 @@ def test_idempotency_key_reused_with_another_body_is_refused(patient, prescriber
 
 @pytest.mark.postgres_only  # threads racing on row locks
 @pytest.mark.django_db(transaction=True)
-def test_two_concurrent_dispenses_of_one_number_give_exactly_one_201(prescriber, facility, pharmacy):
-    """GATE-2: consumed by exactly one dispense, with two real threads on two database connections."""
-    today = timezone.now().date()
+def test_two_concurrent_dispenses_of_one_number_give_exactly_one_201(clock, prescriber, facility, pharmacy):
+    """GATE-2: consumed by exactly one dispense, with two real threads on two database connections (on
+    the frozen DAY0: the set-up and the threads' requests share one calendar day)."""
+    today = DAY0
     patient = authorized_patient(prescriber, on=today)
     plan_course(prescriber, patient, start=today)
     number = approved_number(request_authorization(pharmacy, patient, prescriber, facility, doses=5))

@@ -32,6 +32,7 @@ from .gate_helpers import (
     patient_after_course_1,
     plan_course,
     record_labs,
+    supply,
 )
 
 pytestmark = pytest.mark.django_db
@@ -49,10 +50,12 @@ def clock():
 
 
 @pytest.fixture
-def patient(clock, prescriber):
-    """Authorized on 2026-03-02 (labs of 2026-02-27), course 1 planned to start that day."""
+def patient(clock, prescriber, facility):
+    """Authorized on 2026-03-02 (labs of 2026-02-27), course 1 planned to start that day, its 5 doses
+    dispensed to the facility that day (GATE-3: every infusion is backed by a dispense)."""
     patient = authorized_patient(prescriber)
     plan_course(prescriber, patient, start=DAY0)
+    assert supply(facility, patient, on=DAY0) is not None
     return patient
 
 
@@ -298,8 +301,12 @@ def test_first_dose_of_course_2_waits_12_months_after_course_1(prescriber, facil
 
 
 def test_do_not_infuse_with_stale_pre_course_labs(prescriber, facility):
-    """CRS-4, GATE-4: course 2's labs of 2027-03-01 are 35 days old on 2027-04-05."""
+    """CRS-4, GATE-4: course 2's labs of 2027-03-01 are 35 days old on 2027-04-05: the first dose is
+    refused although its doses were dispensed on 2027-03-06, when the labs were fresh (the labs are
+    checked at the dispense authorization and again at the first dose)."""
     patient = _course_2_planned(prescriber, facility)
+    with frozen(dt.date(2027, 3, 6)):
+        assert supply(facility, patient, on=dt.date(2027, 3, 6)) is not None
     body = _do_not_infuse(
         infuse(facility, patient, dt.date(2027, 4, 5)), ["pre_course_labs_stale"], infusions=5
     )

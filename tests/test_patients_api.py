@@ -5,6 +5,7 @@ removal, and a query-count guard on the patient list (STYLE.md 9)."""
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from typing import Any
 
 import pytest
@@ -76,10 +77,14 @@ def enroll_body(**overrides: Any) -> dict[str, Any]:
     }
 
 
+_names = itertools.count(1)
+
+
 def enroll(persona: Persona, **overrides: Any) -> Patient:
-    """A patient enrolled through the service, so the care-team grants exist (ACT-6)."""
+    """A patient enrolled through the service, so the care-team grants exist (ACT-6). Each is a person of
+    its own ("Alan 1 Turing", ...), not a possible duplicate of the others (issue 9)."""
     data = {
-        "first_name": "Alan",
+        "first_name": f"Alan {next(_names)}",
         "last_name": "Turing",
         "date_of_birth": dt.date(1985, 6, 23),
         "sex": "male",
@@ -169,7 +174,10 @@ def test_certified_prescriber_enrolls_patient_and_becomes_prescriber_of_record_A
 
 
 def test_registry_ids_are_distinct_and_carry_a_check_character_ID_4(prescriber):
-    ids = [prescriber.post("/api/v1/patients", enroll_body()).json()["rems_patient_id"] for _ in range(5)]
+    ids = [
+        prescriber.post("/api/v1/patients", enroll_body(first_name=f"Grace {n}")).json()["rems_patient_id"]
+        for n in range(5)
+    ]
 
     assert len(set(ids)) == 5
     assert all(parse_registry_id(i) == i for i in ids)
@@ -412,6 +420,7 @@ def test_vaccinations_exactly_6_weeks_before_accepted_ACT_7(prescriber):
     response = authorize(prescriber, patient)
 
     assert response.status_code == 200, response.json()
+    assert (response.json()["status"], status_of(patient)) == ("authorized", "authorized")
 
 
 def test_newest_screening_counts_ACT_7(prescriber):
@@ -450,6 +459,7 @@ def test_negative_pregnancy_test_7_days_old_accepted_8_days_refused_ACT_7(prescr
     assert response.status_code == expected, response.json()
     if expected == 409:
         assert reason_codes(response) == ["pregnancy_test_required"]
+    assert status_of(patient) == ("authorized" if expected == 200 else "enrolled")
 
 
 def test_positive_pregnancy_test_after_the_negative_refuses_ACT_7(prescriber):
@@ -472,7 +482,10 @@ def test_negative_pregnancy_test_after_an_earlier_positive_accepted_ACT_7(prescr
     add_lab(patient, prescriber, "pregnancy_test", TODAY - 5 * DAY, "positive")
     add_lab(patient, prescriber, "pregnancy_test", TODAY - DAY, "negative")
 
-    assert authorize(prescriber, patient).status_code == 200
+    response = authorize(prescriber, patient)
+
+    assert response.status_code == 200, response.json()
+    assert (response.json()["status"], status_of(patient)) == ("authorized", "authorized")
 
 
 def test_patient_without_reproductive_potential_needs_no_pregnancy_test_ACT_7(prescriber):

@@ -58,10 +58,6 @@ class Course(UUIDModel):
     def __str__(self) -> str:
         return f"course {self.number} ({self.status})"
 
-    @property
-    def doses_remaining(self) -> int:
-        return self.planned_doses - self.doses_given
-
 
 class DecisionKind(models.TextChoices):
     DISPENSE_AUTHORIZATION = "dispense_authorization"
@@ -91,6 +87,9 @@ class Decision(UUIDModel):
     requirements = models.JSONField(default=list)
     reasons = models.JSONField(default=list)
     program_settings = models.JSONField(default=dict)
+    # Requirements listed, not evaluated: checked later (course planning lists the labs, checked at the
+    # dispense authorization and the first dose; issue 9 item 5).
+    pending = models.JSONField(default=list, blank=True)
     request_id = models.CharField(max_length=64, blank=True)
 
     class Meta:
@@ -214,6 +213,11 @@ class Infusion(UUIDModel):
     corticosteroid_premedication = models.BooleanField()
     antiviral_prophylaxis = models.BooleanField()
     observation_minutes = models.PositiveSmallIntegerField()
+    # GATE-3: every infusion is backed by a dispense to its facility, except legacy history an
+    # administrator records (which says so here).
+    legacy_history = models.BooleanField(
+        default=False, help_text="Recorded by an administrator as legacy history, without a dispense."
+    )
     recorded_by = models.ForeignKey("registry.User", on_delete=models.PROTECT, related_name="+")
     decision = models.OneToOneField(Decision, on_delete=models.PROTECT, related_name="infusion")
 
@@ -228,6 +232,11 @@ class Infusion(UUIDModel):
             models.CheckConstraint(condition=Q(dose_mg=12), name="infusion_dose_12mg"),
             models.CheckConstraint(
                 condition=Q(day_in_course__gte=1, day_in_course__lte=5), name="infusion_day_range"
+            ),
+            # GATE-3: a dispense backs every infusion but administrators' legacy history.
+            models.CheckConstraint(
+                condition=Q(dispense__isnull=False) | Q(legacy_history=True),
+                name="infusion_backed_by_dispense",
             ),
         ]
         indexes = [models.Index(fields=["patient", "-administered_on"])]

@@ -309,7 +309,9 @@ def patients_section(period: Period) -> ReportSection:
             for status in PatientStatus
         ),
     ]
-    return ReportSection(GOAL_INFORMED_PATIENTS, "patients", "Enrolled, authorized and treated patients", figures)
+    return ReportSection(
+        GOAL_INFORMED_PATIENTS, "patients", "Enrolled, authorized and treated patients", figures
+    )
 
 
 # --- Goal 3: authorized dispensing and infusion -------------------------------------------------------------------
@@ -319,19 +321,34 @@ def patients_section(period: Period) -> ReportSection:
 def authorizations_section(period: Period) -> ReportSection:
     outcomes = dispense_outcome_counts(since=period.start, until=period.end)
     reasons = dispense_denial_reason_counts(since=period.start, until=period.end)
-    issued = DispenseAuthorization.objects.filter(decision__created_at__gte=period.start, decision__created_at__lt=period.end)
+    issued = DispenseAuthorization.objects.filter(
+        decision__created_at__gte=period.start, decision__created_at__lt=period.end
+    )
     fates = dict(issued.order_by().values_list("status").annotate(n=Count("pk")))
     method = "dispense_authorization decisions (GATE-5) stored in the period"
     figures = [
-        Figure("authorizations_requested", "Dispense authorizations requested", outcomes["approved"] + outcomes["denied"], method),
-        Figure("authorizations_approved", "Dispense authorizations approved", outcomes["approved"], method + ", approved"),
-        Figure("authorizations_denied", "Dispense authorizations denied", outcomes["denied"], method + ", denied"),
+        Figure(
+            "authorizations_requested",
+            "Dispense authorizations requested",
+            outcomes["approved"] + outcomes["denied"],
+            method,
+        ),
+        Figure(
+            "authorizations_approved",
+            "Dispense authorizations approved",
+            outcomes["approved"],
+            method + ", approved",
+        ),
+        Figure(
+            "authorizations_denied", "Dispense authorizations denied", outcomes["denied"], method + ", denied"
+        ),
         *(
             Figure(
                 f"denied_{code}",
                 f"Denials citing {code}",
                 n,
-                method + f", denied, whose stored reasons include {code} (a denial lists every failed requirement)",
+                method
+                + f", denied, whose stored reasons include {code} (a denial lists every failed requirement)",
             )
             for code, n in reasons.items()
         ),
@@ -374,8 +391,10 @@ def unauthorized_infusions(period: Period) -> Any:
         authorization__course_id=OuterRef("course_id"),
         authorization__facility_id=OuterRef("facility_id"),
     )
-    named_ok = Q(dispense__isnull=False) & Q(dispense__patient_id=F("patient_id")) & Q(
-        dispense__authorization__facility_id=F("facility_id")
+    named_ok = (
+        Q(dispense__isnull=False)
+        & Q(dispense__patient_id=F("patient_id"))
+        & Q(dispense__authorization__facility_id=F("facility_id"))
     )
     return (
         Infusion.objects.filter(administered_on__gte=period.first, administered_on__lte=period.last)
@@ -394,7 +413,9 @@ def integrity_section(period: Period) -> ReportSection:
     dispenses = Dispense.objects.filter(created_at__gte=period.start, created_at__lt=period.end)
     infusions = Infusion.objects.filter(administered_on__gte=period.first, administered_on__lte=period.last)
     over_infused = (
-        Dispense.objects.filter(infusions__administered_on__gte=period.first, infusions__administered_on__lte=period.last)
+        Dispense.objects.filter(
+            infusions__administered_on__gte=period.first, infusions__administered_on__lte=period.last
+        )
         .annotate(n=Count("infusions"))
         .filter(n__gt=F("vials"))
         .count()
@@ -439,7 +460,9 @@ def integrity_section(period: Period) -> ReportSection:
             "these precede the registry's dispenses and are not counted above)",
         ),
     ]
-    return ReportSection(GOAL_SAFE_USE, "integrity", "Dispenses and infusions without a valid authorization", figures)
+    return ReportSection(
+        GOAL_SAFE_USE, "integrity", "Dispenses and infusions without a valid authorization", figures
+    )
 
 
 # --- The report -------------------------------------------------------------------------------------------

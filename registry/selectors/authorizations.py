@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import datetime as dt
 
-from django.db.models import QuerySet
+from django.db.models import Case, CharField, F, Q, QuerySet, Value, When
 
 from registry.identifiers import parse_authorization_number
 from registry.models import (
     OPEN_COURSE_STATUSES,
     AuthorizationState,
     AuthorizationStatus,
+    CertificationStatus,
     DispenseAuthorization,
     PatientStatus,
     RevokeCategory,
@@ -62,6 +63,47 @@ def authorization_lapse(authorization: DispenseAuthorization, now: dt.datetime) 
     if a.course.status not in OPEN_COURSE_STATUSES:
         return RevokeCategory.COURSE_CLOSED, f"the course is {a.course.status}"
     return "", ""
+
+
+def _not_certified_q(party: str, now: dt.datetime) -> Q:
+    return ~Q(**{f"{party}__status": CertificationStatus.CERTIFIED}) | Q(
+        **{f"{party}__certification_expires_at__lte": now}
+    )
+
+
+def _lapse_conditions(now: dt.datetime) -> list[tuple[Q, str]]:
+    """`authorization_lapse`'s conditions as query conditions, in its order, with their categories."""
+    return [
+        (
+            _not_certified_q("pharmacy", now)
+            | _not_certified_q("facility", now)
+            | _not_certified_q("prescriber", now),
+            RevokeCategory.PARTICIPANT_NOT_CERTIFIED,
+        ),
+        (
+            ~Q(patient__prescriber_id=F("prescriber_id")) | ~Q(patient__status=PatientStatus.AUTHORIZED),
+            RevokeCategory.PATIENT_NO_LONGER_ELIGIBLE,
+        ),
+        (~Q(course__status__in=OPEN_COURSE_STATUSES), RevokeCategory.COURSE_CLOSED),
+    ]
+
+
+def lapsed_q(now: dt.datetime) -> Q:
+    """Set-based `authorization_lapse` (for the sweep): a number whose grounds no longer hold at `now`.
+    selectors/facts.py `_HOLDING_DOSES_SQL` counts the doses of the numbers that do not match."""
+    q = Q()
+    for condition, _ in _lapse_conditions(now):
+        q |= condition
+    return q
+
+
+def lapsed_category(now: dt.datetime) -> Case:
+    """The revoke category of a lapsed number, chosen as `authorization_lapse` chooses it."""
+    return Case(
+        *(When(condition, then=Value(str(category))) for condition, category in _lapse_conditions(now)),
+        default=Value(""),
+        output_field=CharField(),
+    )
 
 
 def authorization_state(authorization: DispenseAuthorization, now: dt.datetime) -> AuthorizationState:

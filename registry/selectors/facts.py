@@ -1,6 +1,6 @@
 """Decision inputs (GATE-5): everything a gate decision needs, loaded in a constant number of queries
-whatever the patient's history (one query for the patient with its latest labs, screening and
-contraindications as annotations; one for its courses; one per named participant)."""
+whatever the patient's history (one query for the patient with its latest labs, screening,
+contraindications and pregnancy reports as annotations; one for its courses; one per named participant)."""
 
 from __future__ import annotations
 
@@ -10,21 +10,25 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import connection
-from django.db.models import Count
+from django.db.models import Count, F
 
 from registry import rules
 from registry.identifiers import parse_registry_id
 from registry.models import (
     AuthorizationStatus,
+    CertificationStatus,
     Dispense,
     Facility,
     LabOutcome,
     LabTest,
     Patient,
+    PatientStatus,
     Pharmacy,
     Prescriber,
 )
 from registry.models.treatment import OPEN_COURSE_STATUSES
+
+from .pregnancy import PREGNANCY_FACTS_COLUMNS, pregnancy_gate_facts
 
 SCREENING_FIELDS = ("hiv_negative", "no_active_infection", "tb_screened_on", "vaccinations_completed_on")
 
@@ -46,7 +50,8 @@ class CourseFacts:
     doses_given: int
     first_infusion_on: dt.date | None
     last_infusion_on: dt.date | None
-    committed_doses: int  # doses under active authorizations plus vials dispensed (GATE-2)
+    committed_doses: int  # doses under holding (active, unexpired, not lapsed) numbers plus vials dispensed
+    lapsed_doses: int = 0  # doses under active, unexpired numbers that lapsed (not yet stored as revoked)
 
     @property
     def is_open(self) -> bool:
@@ -94,7 +99,14 @@ class Facts:
     facility: Facility | None = None
     prescriber: Prescriber | None = None
     dispense: DispenseFacts | None = None
+    # GATE-3 (issue 9): when the infusion names no dispense, how many dispenses to the facility for the
+    # open course have a vial left (`dispense` is that one when there is exactly one).
+    dispense_candidates: int = 0
     request: dict[str, Any] = field(default_factory=dict)
+    # PRG-4 (selectors/pregnancy.py, columns of the one patient query): an open report, and the latest
+    # recorded outcome date (a positive pregnancy test on or before it is resolved).
+    pregnancy_report_open: bool = False
+    pregnancy_latest_outcome_on: dt.date | None = None
 
     @property
     def open_course(self) -> CourseFacts | None:
@@ -133,6 +145,39 @@ _PATIENT_SELECT = ", ".join(f"p.{f.column}" for f in _PATIENT_FIELDS)  # explici
 _LAB_PARAMS = len(GATE_LAB_TESTS) + 2  # each lab subquery takes the reference day
 
 
+def _certified_sql(alias: str) -> str:
+    return (
+        f"{alias}.status = '{CertificationStatus.CERTIFIED}'"
+        f" AND ({alias}.certification_expires_at IS NULL OR {alias}.certification_expires_at > %s)"
+    )
+
+
+# GATE-2, issue 9 item 4: the doses a course's numbers hold are those of numbers that are active, unexpired
+# and not lapsed: its pharmacy, facility and prescriber still certified (ACT-5), the prescriber still the
+# patient's prescriber of record and the patient still authorized (ACT-8). A lapsed number stops holding
+# doses at once, before the daily sweep stores it as revoked (services/dispensing.py
+# `authorizations_lapse`); selectors/authorizations.py `authorization_lapse` and `lapsed_q` state the same
+# conditions for one number and for the sweep. `{patient}` is the alias of the course's patient row; the
+# course is `c` and is open wherever these doses matter.
+_HOLDING_DOSES_SQL = (
+    "SELECT SUM(a.doses_authorized) FROM registry_dispenseauthorization a"
+    " JOIN registry_pharmacy ph ON ph.id = a.pharmacy_id"
+    " JOIN registry_facility fa ON fa.id = a.facility_id"
+    " JOIN registry_prescriber pr ON pr.id = a.prescriber_id"
+    f" WHERE a.course_id = c.id AND a.status = '{AuthorizationStatus.ACTIVE}' AND a.expires_at > %s"
+    f" AND {_certified_sql('ph')} AND {_certified_sql('fa')} AND {_certified_sql('pr')}"
+    f" AND {{patient}}.prescriber_id = a.prescriber_id AND {{patient}}.status = '{PatientStatus.AUTHORIZED}'"
+)
+# Every active, unexpired number's doses: more than the holding ones means some lapsed (the dispense
+# authorization then stores them as revoked before it issues a number).
+_ACTIVE_DOSES_SQL = (
+    "SELECT SUM(a.doses_authorized) FROM registry_dispenseauthorization a"
+    f" WHERE a.course_id = c.id AND a.status = '{AuthorizationStatus.ACTIVE}' AND a.expires_at > %s"
+)
+# `now` for the holding numbers' expiry and each of their three certifications, then the active numbers'.
+_HOLDING_NOW_PARAMS = 5
+
+
 def _facts_sql(*, on_date: bool, postgres: bool) -> str:
     labs = ", ".join(
         f"(SELECT MAX(l.collected_on) FROM registry_labresult l WHERE l.patient_id = p.id AND l.test = '{test}'"
@@ -157,10 +202,10 @@ def _facts_sql(*, on_date: bool, postgres: bool) -> str:
         courses = (
             "(SELECT json_agg(json_build_array(c.id, c.number, c.status, c.planned_doses, c.doses_given,"
             " c.first_infusion_on, c.last_infusion_on,"
-            " COALESCE((SELECT SUM(a.doses_authorized) FROM registry_dispenseauthorization a"
-            f" WHERE a.course_id = c.id AND a.status = '{AuthorizationStatus.ACTIVE}' AND a.expires_at > %s), 0),"
+            f" COALESCE(({_HOLDING_DOSES_SQL.format(patient='p')}), 0),"
             " COALESCE((SELECT SUM(d.vials) FROM registry_dispense d JOIN registry_dispenseauthorization a"
-            " ON a.id = d.authorization_id WHERE a.course_id = c.id), 0)) ORDER BY c.number, c.created_at)"
+            " ON a.id = d.authorization_id WHERE a.course_id = c.id), 0),"
+            f" COALESCE(({_ACTIVE_DOSES_SQL}), 0)) ORDER BY c.number, c.created_at)"
             " FROM registry_course c WHERE c.patient_id = p.id) AS courses_json, "
         )
     if postgres:  # one LATERAL row instead of one subquery per field
@@ -185,7 +230,7 @@ def _facts_sql(*, on_date: bool, postgres: bool) -> str:
         else "FALSE"
     )
     return (
-        f"SELECT {_PATIENT_SELECT}, {courses}{labs}, {pregnancy}, {screening}, "
+        f"SELECT {_PATIENT_SELECT}, {courses}{labs}, {pregnancy}, {PREGNANCY_FACTS_COLUMNS}, {screening}, "
         f"(SELECT {kinds} FROM registry_contraindication c WHERE c.patient_id = p.id) AS contraindication_kinds, "
         f"{infused} AS infused_on_date FROM registry_patient p{joins} WHERE "
     )
@@ -214,7 +259,7 @@ def _patient_with_facts(
     sql = _FACTS_SQL[(on_date is not None, postgres)] + where
     db_date = connection.ops.adapt_datefield_value
     all_params = (
-        ([connection.ops.adapt_datetimefield_value(now)] if postgres else [])
+        ([connection.ops.adapt_datetimefield_value(now)] * _HOLDING_NOW_PARAMS if postgres else [])
         + [db_date(labs_as_of)] * _LAB_PARAMS
         + ([db_date(on_date)] if on_date is not None else [])
         + params
@@ -317,6 +362,7 @@ def _course_facts(row: Any) -> CourseFacts:
         first_infusion_on=_as_date(row[5]),
         last_infusion_on=_as_date(row[6]),
         committed_doses=int(row[7]) + int(row[8]),
+        lapsed_doses=int(row[9]) - int(row[7]),
     )
 
 
@@ -328,13 +374,14 @@ def _courses(patient: Patient, now: dt.datetime) -> tuple[CourseFacts, ...]:
         return tuple(_course_facts(row) for row in loaded)
     sql = (
         "SELECT c.id, c.number, c.status, c.planned_doses, c.doses_given, c.first_infusion_on, c.last_infusion_on,"
-        " COALESCE((SELECT SUM(a.doses_authorized) FROM registry_dispenseauthorization a WHERE a.course_id = c.id"
-        f" AND a.status = '{AuthorizationStatus.ACTIVE}' AND a.expires_at > %s), 0),"
+        f" COALESCE(({_HOLDING_DOSES_SQL.format(patient='pa')}), 0),"
         " COALESCE((SELECT SUM(d.vials) FROM registry_dispense d JOIN registry_dispenseauthorization a"
-        " ON a.id = d.authorization_id WHERE a.course_id = c.id), 0)"
-        " FROM registry_course c WHERE c.patient_id = %s ORDER BY c.number, c.created_at"
+        " ON a.id = d.authorization_id WHERE a.course_id = c.id), 0),"
+        f" COALESCE(({_ACTIVE_DOSES_SQL}), 0)"
+        " FROM registry_course c JOIN registry_patient pa ON pa.id = c.patient_id"
+        " WHERE c.patient_id = %s ORDER BY c.number, c.created_at"
     )
-    params = [connection.ops.adapt_datetimefield_value(now), _db_pk(patient.pk)]
+    params = [connection.ops.adapt_datetimefield_value(now)] * _HOLDING_NOW_PARAMS + [_db_pk(patient.pk)]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
@@ -366,6 +413,7 @@ def _patient_facts(p: Patient) -> dict[str, Any]:
             k for k in _CONTRAINDICATION_KINDS if k in (a.contraindication_kinds or "").split(",")
         ),
         "infused_on_date": bool(getattr(a, "infused_on_date", False)),
+        **pregnancy_gate_facts(p),  # PRG-4
     }
 
 
@@ -419,6 +467,7 @@ def facts_load(
     request: dict[str, Any] | None = None,
     on_date: dt.date | None = None,
     dispense: DispenseFacts | None = None,
+    dispense_candidates: int = 0,
 ) -> Facts:
     """Facts for a decision. `patient` may already carry the annotations (`annotated=True`), saving the
     reload; otherwise it is reloaded with them in one query."""
@@ -447,9 +496,20 @@ def facts_load(
         facility=facility,
         prescriber=prescriber,
         dispense=dispense,
+        dispense_candidates=dispense_candidates,
         request=request or {},
         **values,
     )
+
+
+_DISPENSE_COLUMNS = (
+    "id",
+    "patient_id",
+    "authorization__facility_id",
+    "authorization__course_id",
+    "vials",
+    "infused",
+)
 
 
 def dispense_facts(dispense_id: Any, *, lock: bool) -> DispenseFacts | None:
@@ -461,14 +521,39 @@ def dispense_facts(dispense_id: Any, *, lock: bool) -> DispenseFacts | None:
     qs = Dispense.objects.filter(pk=dispense_id)
     if lock:  # its own statement: PostgreSQL does not lock a grouped row
         list(qs.select_for_update(of=("self",)).values_list("pk"))
-    row = (
-        qs.annotate(infused=Count("infusions"))
-        .values_list(
-            "id", "patient_id", "authorization__facility_id", "authorization__course_id", "vials", "infused"
-        )
-        .first()
-    )
+    row = qs.annotate(infused=Count("infusions")).values_list(*_DISPENSE_COLUMNS).first()
     return DispenseFacts(*row) if row is not None else None
 
 
-__all__ = ["DispenseFacts", "Facts", "dispense_facts", "facts_load", "patient_by_registry_id"]
+def dispense_backing(*, patient_id: Any, facility_id: Any, lock: bool) -> tuple[DispenseFacts | None, int]:
+    """GATE-3 (issue 9): for an infusion that names no dispense, the dispenses to this facility for the
+    patient's open course with a vial left, in one statement: (the dispense when exactly one, how many).
+    The caller holds the patient lock, so the count cannot change under it; with `lock` the one found is
+    locked too (lock order: patient, dispense)."""
+    if patient_id is None or facility_id is None:
+        return None, 0
+    rows = list(
+        Dispense.objects.filter(
+            patient_id=patient_id,
+            authorization__facility_id=facility_id,
+            authorization__course__status__in=OPEN_COURSE_STATUSES,
+        )
+        .annotate(infused=Count("infusions"))
+        .filter(infused__lt=F("vials"))
+        .values_list(*_DISPENSE_COLUMNS)[:2]
+    )
+    if len(rows) != 1:
+        return None, len(rows)
+    if lock:
+        list(Dispense.objects.filter(pk=rows[0][0]).select_for_update(of=("self",)).values_list("pk"))
+    return DispenseFacts(*rows[0]), 1
+
+
+__all__ = [
+    "DispenseFacts",
+    "Facts",
+    "dispense_backing",
+    "dispense_facts",
+    "facts_load",
+    "patient_by_registry_id",
+]

@@ -17,6 +17,7 @@ import datetime as dt
 from typing import Any, TypeVar
 
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from registry import rules
 from registry.errors import (
@@ -25,11 +26,14 @@ from registry.errors import (
     DuplicateIdentifier,
     ErrorCode,
     InvalidTransition,
+    ValidationFailed,
 )
 from registry.identifiers import is_valid_ncpdp_id, is_valid_npi
+from registry.localtime import is_valid_time_zone, local_date, registry_time_zone, zone_for_state
 from registry.models import CertificationStatus, Facility, Pharmacy, Prescriber, RevokeCategory, User
 
 from .audit import audit_record, field_changes
+from .dispensing import authorizations_lapse
 from .revocation import authorizations_revoke_where
 
 P = TypeVar("P", Prescriber, Facility, Pharmacy)
@@ -97,9 +101,48 @@ def _action(participant: Prescriber | Facility | Pharmacy, verb: str) -> str:
     return f"{participant.kind}.{verb}"
 
 
-def participant_register(*, model: type[P], actor: User, data: dict[str, Any]) -> P:
+# ACT-2..4: the dates a participant attests (assessment, training, signatures); none may lie in the future.
+ATTESTED_DATES = (
+    "knowledge_assessment_passed_on",
+    "enrollment_signed_on",
+    "staff_training_completed_on",
+    "infusion_reaction_readiness_attested_on",
+)
+
+
+def participant_dates_refusal(
+    *, model: type[Prescriber | Facility | Pharmacy], values: dict[str, Any], now: dt.datetime
+) -> ValidationFailed | None:
+    """ACT-2..4: an assessment, training or signature date may not lie in the future: judged in the
+    participant's own calendar (its `time_zone`, else its state's, else the registry's;
+    registry/localtime.py), since the date is the day the participant lived. `values` are the
+    participant's fields after the change. Pure: the services and the admin form ask it."""
+    zone = values.get("time_zone") or ""
+    if not (zone and is_valid_time_zone(zone)):
+        zone = zone_for_state(values.get("state")) if model is not Prescriber else registry_time_zone()
+    today = local_date(now, zone)
+    errors = {
+        name: ["Cannot be in the future."]
+        for name in ATTESTED_DATES
+        if isinstance(values.get(name), dt.date) and values[name] > today
+    }
+    return ValidationFailed(errors) if errors else None
+
+
+def _values(participant: Any, data: dict[str, Any]) -> dict[str, Any]:
+    fields = {f.name for f in participant._meta.concrete_fields}
+    return {**{name: getattr(participant, name) for name in fields}, **data}
+
+
+def participant_register(
+    *, model: type[P], actor: User, data: dict[str, Any], now: dt.datetime | None = None
+) -> P:
     """Registers a participant as `pending`. A duplicate NPI (or NCPDP ID) among participants that are not
-    deactivated is refused by the database and answered 409 `duplicate_identifier`."""
+    deactivated is refused by the database and answered 409 `duplicate_identifier`. A site's `time_zone`
+    defaults to its state's (models/parties.py). Attested dates may not lie in the future (400)."""
+    refusal = participant_dates_refusal(model=model, values=data, now=now or timezone.now())
+    if refusal is not None:
+        raise refusal
     try:
         with transaction.atomic():
             participant = model.objects.create(**data)
@@ -142,19 +185,39 @@ def participant_update_refusal(
     return None
 
 
-def participant_update(*, participant: P, actor: User, data: dict[str, Any]) -> P:
+def _with_derived_zone(participant: Any, data: dict[str, Any]) -> dict[str, Any]:
+    """Issue 9 item 7: a site whose `time_zone` is its state's default follows a corrected state (a site
+    left on the old state's calendar would judge "today" and "future" a day off); a zone set on purpose
+    (not the old state's default), or set in the same edit, is kept."""
+    if isinstance(participant, Prescriber) or "state" not in data or "time_zone" in data:
+        return data
+    if participant.time_zone and participant.time_zone != zone_for_state(participant.state):
+        return data
+    return {**data, "time_zone": zone_for_state(data["state"])}
+
+
+def participant_update(
+    *, participant: P, actor: User, data: dict[str, Any], now: dt.datetime | None = None
+) -> P:
     """Edits registration details; `status` never changes here. A certified or suspended participant keeps
     its identifiers (NPI, NCPDP ID: 409 `identifier_locked`; deactivate and re-enroll instead), and an
     edit may not undo a certification requirement it was certified on (409
-    `certification_requirements_unmet` with `missing`, ACT-2..5)."""
+    `certification_requirements_unmet` with `missing`, ACT-2..5). A site's zone derived from its state
+    follows a corrected state (`_with_derived_zone`)."""
     data = {k: v for k, v in data.items() if k not in {"status", "id"}}
     try:
         with transaction.atomic():
             locked = type(participant).objects.select_for_update(no_key=True).get(pk=participant.pk)
+            data = _with_derived_zone(locked, data)
             changes = field_changes(locked, data)
             refusal = participant_update_refusal(participant=locked, data=data)
             if refusal is not None:
                 raise refusal
+            dates = participant_dates_refusal(
+                model=type(locked), values=_values(locked, data), now=now or timezone.now()
+            )
+            if dates is not None:
+                raise dates
             for name, value in data.items():
                 setattr(locked, name, value)
             locked.save()
@@ -198,6 +261,9 @@ def _transition(
             if missing:
                 raise CertificationRequirementsUnmet(missing=missing)
         before = locked.status
+        lapsed = 0
+        if renewing:  # GATE-2: numbers that lapsed with the expired certification stay revoked (issue 9)
+            lapsed = authorizations_lapse(now=now, **{locked.kind: locked})
         locked.status = to
         locked.status_reason = reason
         locked.status_changed_at = now
@@ -222,6 +288,7 @@ def _transition(
                 "reason": reason,
                 **(extra or {}),
                 **({"authorizations_revoked": revoked} if revoked else {}),
+                **({"authorizations_lapsed": lapsed} if lapsed else {}),
             },
             at=now,
         )
@@ -230,7 +297,9 @@ def _transition(
 
 def participant_certify(*, participant: P, actor: User, now: dt.datetime, reason: str = "") -> P:
     """ACT-2..5: pending -> certified when every requirement is met (409 with `missing` otherwise).
-    Sets the expiry when the program has a certification validity (ACT-5 *setting*)."""
+    Sets the expiry when the program has a certification validity (ACT-5 *setting*). Renewing an expired
+    certification first stores the numbers that lapsed with it as revoked (`authorizations_lapse`), so a
+    renewal revives none of them (GATE-2, issue 9 item 4)."""
     validity = rules.current().certification_validity_days
     expires = now + dt.timedelta(days=validity) if validity else None
     return _transition(

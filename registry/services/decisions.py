@@ -21,6 +21,7 @@ from registry import rules
 from registry.errors import ReasonCode as R
 from registry.models import DecisionKind, LabTest, PatientStatus
 from registry.selectors.facts import GATE_LAB_TESTS, Facts
+from registry.selectors.pregnancy import positive_test_holds
 
 from .gate import Check, Gate, Requirement, about_patient, requirement_code
 
@@ -38,8 +39,8 @@ def _ok(name: str) -> Check:
     return Check(name, True)
 
 
-def _fail(name: str, code: str, detail: str) -> Check:
-    return Check(name, False, code, detail)
+def _fail(name: str, code: str, detail: str, *, private: bool = False) -> Check:
+    return Check(name, False, code, detail, private=private)
 
 
 def _not_evaluated(name: str, code: str) -> Check:
@@ -129,7 +130,7 @@ def prescriber_of_record(f: Facts) -> Check:
 
 
 @needs_patient(R.PRESCRIBER_NOT_CERTIFIED)
-def record_prescriber_certified(f: Facts) -> Check:
+def prescriber_of_record_certified(f: Facts) -> Check:
     """ACT-1, ACT-6: the patient's prescriber of record is certified."""
     assert f.patient is not None
     if f.patient.prescriber.is_certified_at(f.now):
@@ -173,6 +174,26 @@ def no_contraindication(f: Facts) -> Check:
         "no_contraindication",
         R.CONTRAINDICATION_RECORDED,
         "Contraindication recorded: " + ", ".join(f.contraindication_kinds) + ".",
+    )
+
+
+@needs_patient(R.ATTESTATION_WITHDRAWN)
+def attestations_hold(f: Facts) -> Check:
+    """ACT-7, ACT-9, GATE-4: the newest screening still attests HIV negative and no active infection. A
+    later screening that withdraws either holds course planning, dispense authorization and infusion
+    (and revoked the outstanding numbers when it was recorded, like a contraindication)."""
+    s = f.screening
+    withdrawn = []
+    if s is not None and not s.hiv_negative:
+        withdrawn.append("HIV negative")
+    if s is not None and not s.no_active_infection:
+        withdrawn.append("no active infection")
+    if not withdrawn:
+        return _ok("attestations_hold")
+    return _fail(
+        "attestations_hold",
+        R.ATTESTATION_WITHDRAWN,
+        "The newest screening withdraws: " + ", ".join(withdrawn) + ".",
     )
 
 
@@ -255,20 +276,30 @@ def earliest_next_course_on(f: Facts) -> dt.date | None:
     return last + relativedelta(months=f.program.course_interval_months)
 
 
+def is_dispense_authorization(f: Facts) -> bool:
+    return bool(f.request.get("doses_requested"))
+
+
 @needs_patient(R.COURSE_INTERVAL_NOT_MET)
 def course_interval_met(f: Facts) -> Check:
     """CRS-2: course 2 and later start no earlier than 12 months after the last infusion of a prior
-    course. Checked for the first dose of a course only."""
+    course. Checked for the first dose of a course only: at planning against the planned start, at the
+    infusion against the infusion day. A pharmacy may be authorized up to `authorization_lead_days`
+    (*setting*, default 7) before that earliest day, so the drug can ship ahead (the infusion still
+    waits for the day)."""
     if not first_dose_pending(f):
         return _ok("course_interval_met")
     earliest = earliest_next_course_on(f)
-    if earliest is None or reference_date(f) >= earliest:
+    if earliest is None:
         return _ok("course_interval_met")
-    return _fail(
-        "course_interval_met",
-        R.COURSE_INTERVAL_NOT_MET,
-        f"Course {upcoming_course_number(f)} may not start before {earliest.isoformat()}.",
-    )
+    lead = f.program.authorization_lead_days if is_dispense_authorization(f) else 0
+    if reference_date(f) >= earliest - dt.timedelta(days=lead):
+        return _ok("course_interval_met")
+    detail = f"Course {upcoming_course_number(f)} may not start before {earliest.isoformat()}."
+    if lead:
+        opens = earliest - dt.timedelta(days=lead)
+        detail += f" A dispense may be authorized from {opens.isoformat()}."
+    return _fail("course_interval_met", R.COURSE_INTERVAL_NOT_MET, detail)
 
 
 @needs_patient(R.COURSE_DOSE_WINDOW_MISSED)
@@ -331,6 +362,8 @@ def _course_1_first_dose(check: Requirement, name: str) -> Requirement:
     wrapped.__doc__ = check.__doc__
     wrapped.reason_code = requirement_code(check)  # type: ignore[attr-defined]
     wrapped.about_patient = about_patient(check)  # type: ignore[attr-defined]
+    # Listed as pending at course planning only when the course planned is course 1.
+    wrapped.applies_to = lambda f: upcoming_course_number(f) == 1  # type: ignore[attr-defined]
     return wrapped
 
 
@@ -349,7 +382,7 @@ def no_open_course(f: Facts) -> Check:
 
 
 @needs_patient(R.NO_OPEN_COURSE)
-def has_open_course(f: Facts) -> Check:
+def open_course(f: Facts) -> Check:
     """GATE-1, GATE-3: a dose belongs to the patient's open course."""
     if f.open_course is not None:
         return _ok("open_course")
@@ -362,7 +395,7 @@ def course_doses_remaining(f: Facts) -> Check:
     committed to active authorizations and dispenses)."""
     course = f.open_course
     if course is None:
-        return _ok("course_doses_remaining")  # reported by has_open_course
+        return _ok("course_doses_remaining")  # reported by open_course
     remaining = (
         course.available_doses if f.request.get("doses_requested") else course.doses_remaining_to_infuse
     )
@@ -411,17 +444,31 @@ def one_infusion_per_day(f: Facts) -> Check:
 
 @needs_patient(R.NO_DISPENSE_FOR_FACILITY)
 def dispense_backs_infusion(f: Facts) -> Check:
-    """GATE-2, GATE-3: a dispense named by the infusion is this patient's, to this facility, for the open
-    course, with a vial left (one dispense backs at most `vials` infusions)."""
-    if not f.request.get("dispense_id"):
+    """GATE-2, GATE-3: every infusion is backed by a dispense: one to this facility, of this patient, for
+    the open course, with a vial left (one dispense backs at most `vials` infusions). The infusion names it
+    (`dispense_id`), or it is found when exactly one such dispense exists. Only an administrator recording
+    legacy history is exempt (the infusion record says so)."""
+    if f.request.get("legacy_history"):
         return _ok("dispense_backs_infusion")
-    d, course, patient = f.dispense, f.open_course, f.patient
+    course, patient = f.open_course, f.patient
     assert patient is not None
+    if course is None:
+        return _ok("dispense_backs_infusion")  # reported by open_course
+    d = f.dispense
+    if not f.request.get("dispense_id"):
+        if d is not None:
+            return _ok("dispense_backs_infusion")
+        detail = (
+            f"More than one dispense to this facility for course {course.number} has vials left; name one"
+            " with dispense_id."
+            if f.dispense_candidates > 1
+            else f"No dispense to this facility for course {course.number} has a vial left."
+        )
+        return _fail("dispense_backs_infusion", R.NO_DISPENSE_FOR_FACILITY, detail)
     if (
         d is None
         or d.patient_id != patient.pk
         or (f.facility is not None and d.facility_id != f.facility.pk)
-        or course is None
         or d.course_id != course.id
     ):
         return _fail(
@@ -470,21 +517,60 @@ def observation_long_enough(f: Facts) -> Check:
     )
 
 
+# --- Pregnancy (PRG-4, GATE-4) --------------------------------------------------------------------
+
+
+@needs_patient(R.PREGNANCY_OPEN)
+def no_open_pregnancy(f: Facts) -> Check:
+    """PRG-4, GATE-4: an open pregnancy report (no outcome yet) holds course planning, dispense
+    authorization and the infusion check; so does a positive pregnancy test on file with no later negative
+    test, until a report resolves it (an outcome on or after the test's day) or a later negative test is
+    recorded. Applies whatever the patient's recorded reproductive potential: a positive test is a fact.
+    Private: pharmacies and facilities read only the code and the neutral hold text (api/refusals.py)."""
+    if f.pregnancy_report_open:
+        return _fail(
+            "no_open_pregnancy",
+            R.PREGNANCY_OPEN,
+            "A pregnancy report is open: treatment is held until its outcome is recorded.",
+            private=True,
+        )
+    if positive_test_holds(
+        positive_on=f.latest_positive_pregnancy_on,
+        negative_on=f.latest_negative_pregnancy_on,
+        latest_outcome_on=f.pregnancy_latest_outcome_on,
+    ):
+        return _fail(
+            "no_open_pregnancy",
+            R.PREGNANCY_OPEN,
+            "A positive pregnancy test is on file with no later negative test: treatment is held.",
+            private=True,
+        )
+    return _ok("no_open_pregnancy")
+
+
 # --- Decision kinds ---------------------------------------------------------------------------------
 
 AUTHORIZATION_REQUIREMENTS: tuple[Requirement, ...] = (
-    record_prescriber_certified,
+    prescriber_of_record_certified,
     baseline_labs_complete,
     screening_complete,
     pregnancy_test_negative,
     no_contraindication,
 )
 COURSE_REQUIREMENTS: tuple[Requirement, ...] = (
-    record_prescriber_certified,
+    prescriber_of_record_certified,
     patient_authorized,
     no_contraindication,
+    attestations_hold,
+    no_open_pregnancy,  # PRG-4
     no_open_course,
     course_interval_met,
+)
+# Issue 9 item 5: what depends on the day of the first dose (the labs' age, the pregnancy test's, the
+# vaccinations' lead) cannot be known when a course is planned up to a year ahead. Planning lists these as
+# pending; they are checked at the dispense authorization (against its day) and at the first dose (against
+# the infusion day), where they are in DISPENSE_REQUIREMENTS and INFUSION_REQUIREMENTS.
+COURSE_PENDING: tuple[Requirement, ...] = (
     pre_course_labs_fresh,
     course_1_baseline_labs,
     course_1_screening,
@@ -498,7 +584,9 @@ DISPENSE_REQUIREMENTS: tuple[Requirement, ...] = (
     prescriber_of_record,
     patient_authorized,
     no_contraindication,
-    has_open_course,
+    attestations_hold,
+    no_open_pregnancy,  # PRG-4
+    open_course,
     course_doses_remaining,
     doses_within_remaining,
     course_interval_met,
@@ -511,10 +599,12 @@ DISPENSE_REQUIREMENTS: tuple[Requirement, ...] = (
 INFUSION_REQUIREMENTS: tuple[Requirement, ...] = (
     facility_certified,
     patient_found,
-    record_prescriber_certified,
+    prescriber_of_record_certified,
     patient_authorized,
     no_contraindication,
-    has_open_course,
+    attestations_hold,
+    no_open_pregnancy,  # PRG-4
+    open_course,
     course_doses_remaining,
     course_interval_met,
     dose_within_course_window,
@@ -535,7 +625,7 @@ patient_found.about_patient = True  # type: ignore[attr-defined]
 
 # The gates (GATE-1..5). The infusion and its check share one requirement list.
 PATIENT_AUTHORIZATION_GATE = Gate(DecisionKind.PATIENT_AUTHORIZATION, list(AUTHORIZATION_REQUIREMENTS))
-COURSE_PLAN_GATE = Gate(DecisionKind.COURSE_PLAN, list(COURSE_REQUIREMENTS))
+COURSE_PLAN_GATE = Gate(DecisionKind.COURSE_PLAN, list(COURSE_REQUIREMENTS), pending=list(COURSE_PENDING))
 DISPENSE_GATE = Gate(
     DecisionKind.DISPENSE_AUTHORIZATION,
     list(DISPENSE_REQUIREMENTS),

@@ -6,10 +6,10 @@ import datetime as dt
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
-from django.utils import timezone
 
 from registry.errors import Conflict, ErrorCode, InvalidTransition, NotFound
 from registry.identifiers import new_authorization_number
+from registry.localtime import local_today
 from registry.models import (
     AuthorizationState,
     AuthorizationStatus,
@@ -27,6 +27,7 @@ from registry.selectors import (
     authorization_state,
     authorization_visible,
 )
+from registry.selectors.authorizations import lapsed_category, lapsed_q
 from registry.selectors.facts import Facts, facts_load, participants_for_authorization, patient_by_registry_id
 
 from .audit import audit_record, audit_record_many
@@ -42,8 +43,14 @@ def authorization_request(
     pharmacy, facility, patient, course and dose count. GATE-5: the decision is stored either way.
 
     The patient row is locked for the check, so two pharmacies asking at once cannot both be granted the
-    course's last doses; the three parties are share-locked with it (selectors.facts)."""
-    today = timezone.localdate(now)
+    course's last doses; the three parties are share-locked with it (selectors.facts).
+
+    The labs are judged against the authorization day, the pharmacy's own calendar day
+    (registry/localtime.py); the course interval lets a pharmacy be authorized up to
+    `authorization_lead_days` (*setting*) before the course's earliest day. Before a number is issued, the
+    course's lapsed numbers are stored as revoked (`authorizations_lapse`), so a number whose doses were
+    freed cannot come back to life when, say, its pharmacy renews its certification."""
+    today = local_today(actor, now)
     parties: list[Any] = [None, None, None]
 
     def load() -> Facts:
@@ -78,6 +85,8 @@ def authorization_request(
         assert pharmacy_ is not None
         assert facility is not None
         assert prescriber is not None
+        if course.lapsed_doses:  # freed doses are re-authorized: their old numbers must not revive
+            authorizations_lapse(now=now, course_id=course.id)
         authorization = DispenseAuthorization.objects.create(
             # GATE-2: 60 random bits make a collision of live numbers negligible; the unique index still
             # refuses one (the request then fails whole and the client retries under its Idempotency-Key).
@@ -231,6 +240,55 @@ def dispense_record(*, actor: User, data: dict[str, Any], now: dt.datetime) -> D
             },
         )
     return dispense
+
+
+def authorizations_lapse(*, now: dt.datetime, **filters: Any) -> int:
+    """GATE-2, ACT-5, ACT-8 (issue 9 item 4): stores active, unexpired numbers whose grounds no longer hold
+    (a party's certification expired, the prescriber no longer of record, the patient no longer authorized,
+    the course closed) as `revoked` with their category, so the API, the admin and the database read the
+    same state; the gate stopped counting their doses the moment they lapsed (selectors/facts.py).
+
+    Set-based (STYLE.md 6): one locking read that classifies every lapsed number (`lapsed_category`),
+    one UPDATE per category, one multi-row audit insert. Idempotent; rows another transaction holds are
+    skipped and picked up next run. The daily sweep (MON-5) calls it; so does the expiry task, and the
+    dispense authorization for its course (`filters`) before it issues a number."""
+    with transaction.atomic(savepoint=False):
+        rows = list(
+            DispenseAuthorization.objects.select_for_update(skip_locked=True, of=("self",))
+            .filter(status=AuthorizationStatus.ACTIVE, expires_at__gt=now, **filters)
+            .filter(lapsed_q(now))
+            .annotate(category=lapsed_category(now))
+            .values_list("pk", "category")
+        )
+        if not rows:
+            return 0
+        by_category: dict[str, list[Any]] = {}
+        for pk, category in rows:
+            by_category.setdefault(category, []).append(pk)
+        changes_by_id: dict[Any, dict[str, Any]] = {}
+        for category, ids in by_category.items():
+            reason = f"Lapsed: {RevokeCategory(category).label}"
+            DispenseAuthorization.objects.filter(pk__in=ids).update(
+                status=AuthorizationStatus.REVOKED,
+                revoked_at=now,
+                revoked_by=None,
+                revoke_reason=reason,
+                revoke_category=category,
+            )
+            change = {
+                "status": [AuthorizationStatus.ACTIVE, AuthorizationStatus.REVOKED],
+                "reason": reason,
+                "category": category,
+            }
+            changes_by_id.update({pk: change for pk in ids})
+        audit_record_many(
+            actor=None,
+            action="authorization.lapse",
+            subject_type="dispenseauthorization",
+            changes_by_id=changes_by_id,
+            at=now,
+        )
+    return len(rows)
 
 
 def authorizations_expire(*, now: dt.datetime) -> int:

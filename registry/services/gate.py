@@ -67,9 +67,17 @@ def not_evaluated(requirement: Requirement, why: str) -> Check:
     return Check(requirement.__name__, False, requirement_code(requirement), why, evaluated=False)
 
 
+PENDING_DETAIL = (
+    "Not checked at planning: checked at the dispense authorization (against its day) and at the first "
+    "dose (against the infusion day)."
+)
+
+
 @dataclass(frozen=True)
 class Evaluation:
     checks: tuple[Check, ...]
+    # Requirements listed but not evaluated: checked at a later gate (Gate.pending).
+    pending: tuple[dict[str, str], ...] = ()
 
     @property
     def approved(self) -> bool:
@@ -108,8 +116,10 @@ class Evaluation:
         the same name, or appended."""
         names = [c.requirement for c in self.checks]
         if check.requirement in names:
-            return Evaluation(tuple(check if c.requirement == check.requirement else c for c in self.checks))
-        return Evaluation((*self.checks, check))
+            return Evaluation(
+                tuple(check if c.requirement == check.requirement else c for c in self.checks), self.pending
+            )
+        return Evaluation((*self.checks, check), self.pending)
 
 
 @dataclass
@@ -125,9 +135,22 @@ class Gate:
     # audited once, as the number's issue.
     audit_approval: bool = True
     extensions: list[Requirement] = field(default_factory=list)
+    # Requirements this gate lists without evaluating, because they depend on a later day (course planning
+    # lists the labs; issue 9 item 5). A requirement with `applies_to(facts)` is listed only where it
+    # applies (the course 1 baseline for course 1).
+    pending: list[Requirement] = field(default_factory=list)
 
     def all_requirements(self) -> list[Requirement]:
         return [*self.requirements, *self.extensions]
+
+    def pending_for(self, facts: Facts) -> tuple[dict[str, str], ...]:
+        if facts.patient is None:
+            return ()
+        return tuple(
+            {"requirement": r.__name__, "code": requirement_code(r), "detail": PENDING_DETAIL}
+            for r in self.pending
+            if getattr(r, "applies_to", None) is None or r.applies_to(facts)  # type: ignore[attr-defined]
+        )
 
     def evaluate(self, facts: Facts, *, caller_role: str | None = None) -> Evaluation:
         """Runs every requirement: pure, no database access. Party requirements (not about the patient) run
@@ -150,7 +173,8 @@ class Gate:
             tuple(
                 replace(checks[r.__name__], private=True) if about_patient(r) else checks[r.__name__]
                 for r in requirements
-            )
+            ),
+            self.pending_for(facts),
         )
 
 
@@ -270,6 +294,7 @@ def decision_record(
             inputs=_jsonable(inputs),
             requirements=evaluation.requirements(),
             reasons=evaluation.reasons,
+            pending=list(evaluation.pending),
             program_settings=asdict(facts.program),
             request_id=current_request_id(),
         )
@@ -284,6 +309,7 @@ def decision_record(
 
 
 __all__ = [
+    "PENDING_DETAIL",
     "AlreadyDone",
     "Check",
     "Evaluation",

@@ -7,10 +7,10 @@ from typing import Any
 
 from dateutil.relativedelta import relativedelta
 from django.db import IntegrityError, transaction
-from django.utils import timezone
 
 from registry import rules
 from registry.errors import InvalidTransition, ReasonCode, ValidationFailed
+from registry.localtime import local_today
 from registry.models import (
     OPEN_COURSE_STATUSES,
     Course,
@@ -23,7 +23,13 @@ from registry.models import (
     User,
 )
 from registry.selectors import participant_by_npi
-from registry.selectors.facts import Facts, dispense_facts, facts_load, patient_by_registry_id
+from registry.selectors.facts import (
+    Facts,
+    dispense_backing,
+    dispense_facts,
+    facts_load,
+    patient_by_registry_id,
+)
 
 from .audit import audit_record
 from .decisions import COURSE_PLAN_GATE, INFUSION_CHECK_GATE, INFUSION_GATE, upcoming_course_number
@@ -40,8 +46,15 @@ def course_plan(
     """CRS-2..4: the prescriber of record plans the next course. Its number and planned doses follow from
     history (course 1: 5 doses; later: 3). A refusal (answered 409 `course_not_allowed` with every reason)
     is returned, not raised; the decision is stored either way (GATE-5). One open course per patient is
-    also a database constraint."""
-    today = timezone.localdate(now)
+    also a database constraint.
+
+    Planning checks what can be known when it is made (the interval against the planned start,
+    contraindications, withdrawn attestations, the open course, blocks) and lists the requirements that
+    depend on the day of the first dose (pre-course labs; for course 1 the baseline, screening and
+    pregnancy test) as pending in the decision: they are checked at the dispense authorization (against its
+    day) and at the first dose (against the infusion day), so a course can be planned up to a year ahead.
+    "Today" is the prescriber's (registry/localtime.py)."""
+    today = local_today(actor, now)
     if actor.role != Role.ADMIN and planned_start_on < today:
         raise ValidationFailed({"planned_start_on": ["Cannot be in the past."]})
     if planned_start_on > today + dt.timedelta(days=366):
@@ -131,9 +144,10 @@ def course_cancel(*, course: Course, actor: User, reason: str, now: dt.datetime)
 
 def _infusion_input_errors(*, actor: User, data: dict[str, Any], now: dt.datetime) -> dict[str, list[str]]:
     """API.md: nobody records a future infusion; facilities backdate up to 3 days (*setting*); admins
-    may record any past date (legacy history) and must name the facility."""
+    may record any past date (legacy history) and must name the facility. "Today" is the recording
+    party's: a facility's in its own time zone, an administrator's in the registry's."""
     errors: dict[str, list[str]] = {}
-    today = timezone.localdate(now)
+    today = local_today(actor, now)  # a facility's own calendar day (registry/localtime.py)
     on = data["administered_on"]
     if on > today:
         errors["administered_on"] = ["Cannot be in the future."]
@@ -156,6 +170,11 @@ def infusion_record(
     course, completion on the last planned dose, CRS-3) and moves the monitoring end to 48 months
     (*setting*) after the latest infusion. A denied `record` is answered 409 `do_not_infuse` by the view.
 
+    Every facility infusion is backed by a dispense to that facility for the open course with a vial left:
+    the one named by `dispense_id`, or the only one there is (`no_dispense_for_facility` otherwise). An
+    administrator who names no dispense records legacy history: exempt, and the infusion says so
+    (`legacy_history`, audited).
+
     Lock order (with `record`): patient, then dispense, then course, as everywhere else."""
     errors = _infusion_input_errors(actor=actor, data=data, now=now)
     if errors:
@@ -177,20 +196,32 @@ def infusion_record(
             "dispense_id",
         )
     }
+    legacy = actor.role == Role.ADMIN and not data.get("dispense_id")
+    if legacy:
+        request["legacy_history"] = True
+    today = local_today(actor, now)
 
     def load() -> Facts:
         patient = patient_by_registry_id(
             data["rems_patient_id"], data["date_of_birth"], now=now, labs_as_of=on, on_date=on, lock=record
         )
+        dispense, candidates = None, 0
+        if patient is not None and data.get("dispense_id"):
+            dispense = dispense_facts(data["dispense_id"], lock=record)
+        elif patient is not None and not legacy:
+            dispense, candidates = dispense_backing(
+                patient_id=patient.pk, facility_id=facility.pk if facility else None, lock=record
+            )
         return facts_load(
             patient=patient,
             annotated=True,
             now=now,
-            as_of=timezone.localdate(now),
+            as_of=today,
             facility=facility,
             request=request,
             on_date=on,
-            dispense=dispense_facts(data.get("dispense_id"), lock=record) if patient is not None else None,
+            dispense=dispense,
+            dispense_candidates=candidates,
         )
 
     def approve(facts: Facts, decision_id: Any) -> Infusion:
@@ -231,6 +262,7 @@ def _infusion_create(
             corticosteroid_premedication=data["corticosteroid_premedication"],
             antiviral_prophylaxis=data["antiviral_prophylaxis"],
             observation_minutes=data["observation_minutes"],
+            legacy_history=bool(facts.request.get("legacy_history")) and facts.dispense is None,
         )
     except IntegrityError as exc:  # a concurrent infusion for the same day slipped in: CRS-1 still holds
         raise Refused(
@@ -272,6 +304,8 @@ def _infusion_create(
             "day_in_course": day,
             "administered_on": on,
             "facility": facility.pk,
+            "dispense": infusion.dispense_id,
+            "legacy_history": infusion.legacy_history,
             "course_status": [before, course.status],
             "monitoring_ends_on": monitoring_ends,
         },

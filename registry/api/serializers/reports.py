@@ -24,16 +24,24 @@ class AssessmentQuerySerializer(serializers.Serializer):
         if first > last:
             raise serializers.ValidationError({"to": ["Must be on or after `from`."]})
         if (last - first).days >= MAX_PERIOD_DAYS:
-            raise serializers.ValidationError({"to": [f"The period may span at most {MAX_PERIOD_DAYS} days."]})
+            raise serializers.ValidationError(
+                {"to": [f"The period may span at most {MAX_PERIOD_DAYS} days."]}
+            )
         return attrs
 
 
 class ReportFigureSerializer(serializers.Serializer):
-    key = serializers.CharField()
-    label = serializers.CharField()
-    value = serializers.FloatField(allow_null=True)
-    method = serializers.CharField(help_text="How the figure is computed from stored records.")
-    target = serializers.IntegerField(required=False, help_text="The program's target, where one is stated.")
+    # `label` is an attribute of every DRF field: declared through get_fields.
+    def get_fields(self) -> dict[str, serializers.Field]:
+        return {
+            "key": serializers.CharField(),
+            "label": serializers.CharField(),
+            "value": serializers.FloatField(allow_null=True),
+            "method": serializers.CharField(help_text="How the figure is computed from stored records."),
+            "target": serializers.IntegerField(
+                required=False, help_text="The program's target, where one is stated."
+            ),
+        }
 
 
 class ReportSectionSerializer(serializers.Serializer):

@@ -5,7 +5,6 @@ from typing import Any
 
 from django.utils import timezone
 from rest_framework import exceptions, viewsets
-from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 
 from registry.api.throttling import ApiKeyRateThrottle
@@ -44,7 +43,3 @@ class RegistryViewSet(ThrottleFailuresMixin, viewsets.GenericViewSet):
         serializer = serializer_class(data=self.request.data if data is None else data, **kwargs)
         serializer.is_valid(raise_exception=True)
         return serializer.validated_data
-
-    def check_json_object(self) -> None:
-        if not isinstance(self.request.data, dict):
-            raise ValidationError({"non_field_errors": ["Expected a JSON object."]})

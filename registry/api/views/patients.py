@@ -4,7 +4,7 @@ through `patients_visible_to`: a patient the caller cannot see is 404."""
 from __future__ import annotations
 
 from django.db.models import QuerySet
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins, status
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
@@ -13,6 +13,7 @@ from rest_framework.response import Response
 
 from registry.api.idempotency import idempotent
 from registry.api.refusals import refusal_response
+from registry.api.schema import ErrorSerializer
 from registry.api.serializers.common import ReasonBodySerializer
 from registry.api.serializers.patients import (
     BulkLabResponseSerializer,
@@ -25,9 +26,13 @@ from registry.api.serializers.patients import (
     TransferSerializer,
     bulk_row_errors,
 )
-from registry.api.serializers.treatment import CoursePlanSerializer, CourseSerializer
+from registry.api.serializers.treatment import (
+    CoursePlannedSerializer,
+    CoursePlanSerializer,
+    CourseSerializer,
+)
 from registry.models import LabTest, Patient
-from registry.permissions import ADMIN, CARE_TEAM, PRESCRIBER_ONLY, PRESCRIBING
+from registry.permissions import ADMIN, CARE_TEAM, PRESCRIBING
 from registry.selectors import patient_courses, patient_lab_results, patients_visible_to
 from registry.services import enrollment, treatment
 
@@ -41,7 +46,7 @@ class PatientViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, RegistryV
     roles = {
         "list": CARE_TEAM,
         "retrieve": CARE_TEAM,
-        "create": PRESCRIBER_ONLY,
+        "create": PRESCRIBING,  # ACT-6: prescribers; administrators enroll for a named prescriber
         "lab_results": CARE_TEAM,
         "lab_results_list": CARE_TEAM,
         "screening": CARE_TEAM,
@@ -59,12 +64,32 @@ class PatientViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, RegistryV
     def get_queryset(self) -> QuerySet[Patient]:
         return patients_visible_to(self.actor).order_by("-created_at", "id")
 
-    @extend_schema(request=PatientEnrollSerializer, responses={201: PatientSerializer})
+    @extend_schema(
+        request=PatientEnrollSerializer,
+        responses={
+            201: PatientSerializer,
+            409: OpenApiResponse(
+                ErrorSerializer,
+                "`possible_duplicate_patient` (ACT-6: same normalized name and date of birth as an existing "
+                "patient; nothing about that patient is named) or `prescriber_not_certified`.",
+            ),
+        },
+    )
     @idempotent
     def create(self, request: Request) -> Response:
-        """ACT-6: a certified prescriber enrolls a patient and becomes its prescriber of record."""
+        """ACT-6: a certified prescriber enrolls a patient and becomes its prescriber of record; an
+        administrator enrolls for a named prescriber (`prescriber_npi`) and alone may confirm a genuine
+        non-duplicate (`confirm_not_duplicate`)."""
         data = self.validated(PatientEnrollSerializer)
-        patient = enrollment.patient_enroll(actor=self.actor, data=data, now=self.now())
+        prescriber_npi = data.pop("prescriber_npi", None)
+        confirm = data.pop("confirm_not_duplicate", False)
+        patient = enrollment.patient_enroll(
+            actor=self.actor,
+            data=data,
+            now=self.now(),
+            prescriber_npi=prescriber_npi,
+            confirm_not_duplicate=confirm,
+        )
         return Response(PatientSerializer(patient).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=LabResultSerializer, responses={201: LabResultSerializer})
@@ -162,7 +187,7 @@ class PatientViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, RegistryV
         """ACT-8: records the patient's death."""
         return self._status("record_death")
 
-    @extend_schema(request=CoursePlanSerializer, responses={201: CourseSerializer})
+    @extend_schema(request=CoursePlanSerializer, responses={201: CoursePlannedSerializer})
     @action(detail=True, methods=["post"], pagination_class=None)
     @idempotent
     def courses(self, request: Request, pk: str) -> Response:
@@ -174,7 +199,12 @@ class PatientViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, RegistryV
         )
         if not outcome.approved:
             return refusal_response(outcome, self.actor)
-        return Response(CourseSerializer(outcome.created).data, status=status.HTTP_201_CREATED)
+        body = {
+            **CourseSerializer(outcome.created).data,
+            "decision_id": str(outcome.decision.pk) if outcome.decision else None,
+            "pending": list(outcome.evaluation.pending),
+        }
+        return Response(body, status=status.HTTP_201_CREATED)
 
     @extend_schema(responses={200: CourseSerializer(many=True)})
     @courses.mapping.get

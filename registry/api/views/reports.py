@@ -32,7 +32,9 @@ class AssessmentCSVRenderer(BaseRenderer):
     format = "csv"
     charset = "utf-8"
 
-    def render(self, data: Any, accepted_media_type: str | None = None, renderer_context: Any = None) -> bytes:
+    def render(
+        self, data: Any, accepted_media_type: str | None = None, renderer_context: Any = None
+    ) -> bytes:
         out = io.StringIO()
         writer = csv.writer(out)
         if not isinstance(data, dict) or "goals" not in data:
@@ -50,7 +52,15 @@ class AssessmentCSVRenderer(BaseRenderer):
             for section in goal["sections"]:
                 for f in section["figures"]:
                     writer.writerow(
-                        (goal["key"], section["key"], f["key"], f["label"], f["value"], f.get("target", ""), f["method"])
+                        (
+                            goal["key"],
+                            section["key"],
+                            f["key"],
+                            f["label"],
+                            f["value"],
+                            f.get("target", ""),
+                            f["method"],
+                        )
                     )
         return out.getvalue().encode()
 
@@ -64,7 +74,9 @@ class AssessmentReportView(ThrottleFailuresMixin, APIView):
         parameters=[
             OpenApiParameter("from", OpenApiTypes.DATE, required=True, description="First day (inclusive)."),
             OpenApiParameter("to", OpenApiTypes.DATE, required=True, description="Last day (inclusive)."),
-            OpenApiParameter("format", str, enum=["json", "csv"], required=False, description="Or `Accept: text/csv`."),
+            OpenApiParameter(
+                "format", str, enum=["json", "csv"], required=False, description="Or `Accept: text/csv`."
+            ),
         ],
         responses={
             (200, "application/json"): AssessmentReportSerializer,

@@ -20,6 +20,9 @@ VIEWABLE = (
     "auditevent",
     "apikey",
     "user",
+    "pregnancyreport",
+    "pregnancyreminder",
+    "ncpdpmessage",
 )
 GROUPS = {
     "REMS administrator": (
@@ -28,6 +31,7 @@ GROUPS = {
         "change_patient",
         "change_dispenseauthorization",
         "change_apikey",
+        "change_pregnancyreport",
     ),
     "read-only auditor": tuple(f"view_{m}" for m in VIEWABLE),
 }
@@ -56,7 +60,7 @@ def remove_groups(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("registry", "0005_authorization_revoke_category"),
+        ("registry", "0008_pregnancy"),
         ("auth", "0012_alter_user_first_name_max_length"),
         ("contenttypes", "0002_remove_content_type_name"),
     ]
