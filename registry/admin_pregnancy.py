@@ -260,7 +260,7 @@ class PregnancyReportAdmin(AuditedAdmin):
     def export_csv(self, request: HttpRequest, queryset: QuerySet[PregnancyReport]) -> HttpResponseBase:
         return pregnancy_csv_response(queryset)
 
-    @admin.action(description="Re-classify exposure from the recorded infusions")
+    @admin.action(description="Re-classify exposure from the recorded infusions", permissions=["change"])
     def recompute_exposure(self, request: HttpRequest, queryset: QuerySet[PregnancyReport]) -> None:
         changed = sum(
             pregnancy_exposure_recompute(report=report, actor=request.user, now=timezone.now())  # type: ignore[arg-type]

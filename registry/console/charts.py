@@ -49,6 +49,16 @@ class Row:
         return sum(s.value for s in self.segments)
 
 
+def _n(value: float) -> str:
+    """A coordinate as SVG reads it (format_html escapes its arguments to strings first, so numbers are
+    formatted before they are passed)."""
+    return f"{value:.1f}"
+
+
+def _g(value: float) -> str:
+    return f"{value:g}"
+
+
 def _link(href: str, inner: SafeString) -> SafeString:
     if not href:
         return inner
@@ -100,11 +110,10 @@ def hbar_chart(rows: Sequence[Row], *, title: str, width: int = 520, legend: boo
             if w <= 0:
                 continue
             rect = format_html(
-                '<rect x="{:.1f}" y="{}" width="{:.1f}" height="{}" fill="{}">'
-                "<title>{}: {} {}</title></rect>",
-                x,
+                '<rect x="{}" y="{}" width="{}" height="{}" fill="{}"><title>{}: {} {}</title></rect>',
+                _n(x),
                 y,
-                w,
+                _n(w),
                 bar_h,
                 TONES.get(s.tone, s.tone),
                 row.label,
@@ -114,7 +123,9 @@ def hbar_chart(rows: Sequence[Row], *, title: str, width: int = 520, legend: boo
             parts.append(_link(s.href, rect))
             x += w
         parts.append(
-            format_html('<text x="{:.1f}" y="{}" font-size="12">{:g}</text>', x + 4, y + bar_h - 5, row.total)
+            format_html(
+                '<text x="{}" y="{}" font-size="12">{}</text>', _n(x + 4), y + bar_h - 5, _g(row.total)
+            )
         )
     height = top + len(rows) * (bar_h + gap) + (22 if legend else 0)
     all_segments = [s for r in rows for s in r.segments]
@@ -150,7 +161,7 @@ def column_chart(
     parts = [
         format_html(
             '<line x1="{}" y1="{}" x2="{}" y2="{}" stroke="#ccc"/>'
-            '<text x="{}" y="{}" font-size="10" text-anchor="end">{:g}</text>'
+            '<text x="{}" y="{}" font-size="10" text-anchor="end">{}</text>'
             '<text x="{}" y="{}" font-size="10" text-anchor="end">0</text>',
             left,
             top,
@@ -158,7 +169,7 @@ def column_chart(
             top,
             left - 4,
             top + 4,
-            peak,
+            _g(peak),
             left - 4,
             top + plot_h,
         )
@@ -173,12 +184,11 @@ def column_chart(
                 continue
             y -= h
             rect = format_html(
-                '<rect x="{:.1f}" y="{:.1f}" width="{:.1f}" height="{:.1f}" fill="{}">'
-                "<title>{}: {} {}</title></rect>",
-                x,
-                y,
-                w,
-                h,
+                '<rect x="{}" y="{}" width="{}" height="{}" fill="{}"><title>{}: {} {}</title></rect>',
+                _n(x),
+                _n(y),
+                _n(w),
+                _n(h),
                 TONES.get(s.tone, s.tone),
                 col.label,
                 s.label,
@@ -187,8 +197,8 @@ def column_chart(
             parts.append(_link(s.href, rect))
         parts.append(
             format_html(
-                '<text x="{:.1f}" y="{}" font-size="9" text-anchor="middle">{}</text>',
-                x + w / 2,
+                '<text x="{}" y="{}" font-size="9" text-anchor="middle">{}</text>',
+                _n(x + w / 2),
                 top + plot_h + 12,
                 col.label,
             )

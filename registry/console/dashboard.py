@@ -18,7 +18,14 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.safestring import SafeString
 
-from registry.models import DecisionKind, DecisionOutcome, ParticipantKind, PatientStatus
+from registry.models import (
+    DecisionKind,
+    DecisionOutcome,
+    Exposure,
+    ParticipantKind,
+    PatientStatus,
+    PregnancyStatus,
+)
 
 from . import charts
 from .charts import Row, Segment
@@ -205,6 +212,40 @@ def authorizations_panel(ctx: DashboardContext) -> Panel:
         chart,
         figures,
         note="Weeks start on Monday; a denial counts under each of its reason codes.",
+    )
+
+
+_PREGNANCY_TONES = {
+    PregnancyStatus.OPEN: "warn",
+    PregnancyStatus.OUTCOME_RECORDED: "sky",
+    PregnancyStatus.CLOSED: "muted",
+}
+
+
+@dashboard_panel
+def pregnancies_panel(ctx: DashboardContext) -> Panel:
+    """PRG-2..4: pregnancy reports by exposure (computed from the infusions, PRG-2) and status; an open
+    report holds the gate (PRG-4)."""
+    from registry.selectors.program import pregnancy_counts
+
+    counts = pregnancy_counts()
+    rows, figures = [], []
+    for exposure in Exposure:
+        segments = []
+        for status in PregnancyStatus:
+            n = counts.get((exposure.value, status.value), 0)
+            href = changelist("pregnancyreport", exposure__exact=exposure.value, status__exact=status.value)
+            segments.append(Segment(status.label, n, href, _PREGNANCY_TONES[status]))
+            figures.append(Figure(f"{exposure.label}, {status.label.lower()}", n, href))
+        rows.append(Row(exposure.label, segments))
+    return Panel(
+        "pregnancies",
+        "Pregnancies by exposure and status",
+        charts.hbar_chart(rows, title="Pregnancies by exposure and status"),
+        figures,
+        note="Exposed: conception during a course or within 4 months after its last infusion (PRG-2). "
+        "An open report holds every gate for the patient (PRG-4).",
+        links=[("Outcome or follow-up overdue", changelist("pregnancyreport", overdue="any"))],
     )
 
 

@@ -27,6 +27,7 @@ from registry.models import (
     LabResult,
     LabTest,
     Patient,
+    PregnancyReport,
     Screening,
     User,
 )
@@ -85,7 +86,9 @@ def status_section(ctx: PatientPageContext) -> Section:
     dispense authorization would answer about this patient now (the gate's own patient requirements,
     evaluated on the facts the gate would read; nothing is stored)."""
     patient = ctx.patient
-    facts = facts_load(patient=patient, now=ctx.now, as_of=ctx.today)
+    # As the patient's own prescriber would be asked about it: the party requirements of pharmacy and
+    # facility are not about the patient and are left out below.
+    facts = facts_load(patient=patient, now=ctx.now, as_of=ctx.today, prescriber=patient.prescriber)
     checks = [
         c
         for c, r in zip(DISPENSE_GATE.evaluate(facts).checks, DISPENSE_GATE.all_requirements(), strict=True)
@@ -187,9 +190,27 @@ def authorizations_section(ctx: PatientPageContext) -> Section:
     return Section("authorizations", "Dispense authorizations", _tpl("authorizations"), {"rows": rows})
 
 
+@patient_page_section
+def pregnancy_section(ctx: PatientPageContext) -> Section:
+    """PRG-2..4: the patient's pregnancy reports, newest first, with exposure, outcome, follow-up and the
+    reminders raised (two statements)."""
+    reports = list(
+        PregnancyReport.objects.filter(patient=ctx.patient)
+        .select_related("exposed_course")
+        .prefetch_related("reminders")
+        .order_by("-reported_on", "-created_at")[:LIST_LIMIT]
+    )
+    return Section(
+        "pregnancy",
+        "Pregnancy reports",
+        _tpl("pregnancy"),
+        {"reports": reports, "applies": ctx.patient.reproductive_potential or bool(reports)},
+    )
+
+
 def patient_audit_events(patient: Patient) -> Any:
     """The audit trail of the patient and of every record hanging off it (courses, decisions,
-    authorizations, dispenses, infusions), newest first: one statement with subqueries."""
+    authorizations, dispenses, infusions, pregnancy reports), newest first: one statement with subqueries."""
     pk = patient.pk
     return (
         AuditEvent.objects.filter(
@@ -202,6 +223,10 @@ def patient_audit_events(patient: Patient) -> Any:
             )
             | Q(subject_type="dispense", subject_id__in=Dispense.objects.filter(patient=pk).values("pk"))
             | Q(subject_type="infusion", subject_id__in=Infusion.objects.filter(patient=pk).values("pk"))
+            | Q(
+                subject_type="pregnancyreport",
+                subject_id__in=PregnancyReport.objects.filter(patient=pk).values("pk"),
+            )
         )
         .select_related("actor")
         .order_by("-created_at")

@@ -35,6 +35,8 @@ from registry.models import (
     Infusion,
     ParticipantKind,
     PatientStatus,
+    PregnancyOutcome,
+    PregnancyReport,
     Role,
 )
 from registry.selectors.program import dispense_denial_reason_counts, dispense_outcome_counts
@@ -463,6 +465,140 @@ def integrity_section(period: Period) -> ReportSection:
     return ReportSection(
         GOAL_SAFE_USE, "integrity", "Dispenses and infusions without a valid authorization", figures
     )
+
+
+# --- Goal 5: pregnancy surveillance ----------------------------------------------------------------------
+
+
+def _report_event(action: str, before: Any) -> Exists:
+    """A pregnancy report's audit event `action` stored before `before` (a datetime or an outer column)."""
+    return Exists(
+        AuditEvent.objects.filter(
+            subject_type="pregnancyreport", subject_id=OuterRef("pk"), action=action, created_at__lt=before
+        )
+    )
+
+
+@assessment_section
+def pregnancy_section(period: Period) -> ReportSection:
+    """PRG-2..4 rebuilt from the audit trail: a report counts as filed when its `pregnancy_report.file`
+    event falls in the period; an outcome (or infant follow-up) is on time when its
+    `pregnancy_report.record_outcome` (`record_infant_follow_up`) event is stored by the end of the day the
+    outcome became overdue (estimated due date + 30 days, PRG-4) (or the follow-up was due, 12 months after
+    a live birth)."""
+    filed_events = AuditEvent.objects.filter(
+        subject_type="pregnancyreport",
+        action="pregnancy_report.file",
+        created_at__gte=period.start,
+        created_at__lt=period.end,
+    ).values("subject_id")
+    filed = PregnancyReport.objects.filter(pk__in=filed_events)
+    outcome_events = AuditEvent.objects.filter(
+        subject_type="pregnancyreport",
+        action="pregnancy_report.record_outcome",
+        created_at__gte=period.start,
+        created_at__lt=period.end,
+    ).values("subject_id")
+    outcomes = dict(
+        PregnancyReport.objects.filter(pk__in=outcome_events)
+        .order_by()
+        .values_list("outcome")
+        .annotate(n=Count("pk"))
+    )
+    tz = timezone.get_current_timezone()
+
+    def on_time(due_field: str, action: str) -> tuple[int, int]:
+        """(due in the period, recorded by the end of the due day): one statement each."""
+        due = PregnancyReport.objects.filter(
+            **{f"{due_field}__gte": period.first, f"{due_field}__lte": period.last}
+        )
+        # The due day's end depends on the row; the reports due in one period are few (a handful a month),
+        # and the events are read for those reports only, in one statement.
+        ends = {
+            pk: dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=tz)
+            for pk, day in due.values_list("pk", due_field)
+        }
+        firsts: dict[Any, dt.datetime] = {}
+        for subject_id, at in (
+            AuditEvent.objects.filter(
+                subject_type="pregnancyreport", subject_id__in=list(ends), action=action
+            )
+            .order_by("created_at")
+            .values_list("subject_id", "created_at")
+        ):
+            firsts.setdefault(subject_id, at)
+        recorded = sum(1 for pk, end in ends.items() if pk in firsts and firsts[pk] < end)
+        return len(ends), recorded
+
+    outcome_due, outcome_on_time = on_time("outcome_overdue_on", "pregnancy_report.record_outcome")
+    follow_due, follow_on_time = on_time(
+        "infant_follow_up_due_on", "pregnancy_report.record_infant_follow_up"
+    )
+    open_at_end = (
+        PregnancyReport.objects.annotate(
+            filed_before=_report_event("pregnancy_report.file", period.end),
+            resolved_before=_report_event("pregnancy_report.record_outcome", period.end),
+        )
+        .filter(filed_before=True, resolved_before=False)
+        .count()
+    )
+    figures = [
+        Figure(
+            "pregnancies_reported",
+            "Pregnancies reported during the period",
+            filed.count(),
+            "pregnancy reports whose pregnancy_report.file audit event falls in the period",
+        ),
+        Figure(
+            "pregnancies_reported_exposed",
+            "of which exposed",
+            filed.filter(exposure="exposed").count(),
+            "those reports classified exposed (conception during a course or within 4 months after its last "
+            "infusion, PRG-2; the stored classification)",
+        ),
+        Figure(
+            "pregnancies_open_at_end",
+            "Pregnancies open at the end of the period",
+            open_at_end,
+            "reports filed before the end of the period with no pregnancy_report.record_outcome event before it",
+        ),
+        *(
+            Figure(
+                f"pregnancy_outcomes_{outcome.value}",
+                f"Outcomes recorded during the period: {outcome.label.lower()}",
+                outcomes.get(outcome.value, 0),
+                "pregnancy_report.record_outcome audit events in the period, by the report's outcome "
+                "(outcomes are final, PRG-3)",
+            )
+            for outcome in PregnancyOutcome
+        ),
+        Figure(
+            "pregnancy_outcomes_due",
+            "Outcomes due during the period",
+            outcome_due,
+            "reports whose outcome became overdue (estimated due date + 30 days, PRG-4) on a day of the period",
+        ),
+        Figure(
+            "pregnancy_outcomes_on_time",
+            "of which recorded on time",
+            outcome_on_time,
+            "those with a pregnancy_report.record_outcome audit event stored by the end of that day",
+        ),
+        Figure(
+            "infant_follow_ups_due",
+            "Infant follow-ups due during the period",
+            follow_due,
+            "live births whose infant follow-up fell due (12 months after the birth, PRG-3) on a day of the "
+            "period",
+        ),
+        Figure(
+            "infant_follow_ups_on_time",
+            "of which recorded on time",
+            follow_on_time,
+            "those with a pregnancy_report.record_infant_follow_up audit event stored by the end of that day",
+        ),
+    ]
+    return ReportSection(GOAL_PREGNANCY, "pregnancy", "Pregnancy surveillance", figures)
 
 
 # --- The report -------------------------------------------------------------------------------------------

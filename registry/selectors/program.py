@@ -115,3 +115,11 @@ def decisions_with_reason(qs: QuerySet[Decision], code: str) -> QuerySet[Decisio
             [code],
         )
     )
+
+
+def pregnancy_counts() -> dict[tuple[str, str], int]:
+    """PRG-2..3: pregnancy reports by (exposure, status): one grouped statement."""
+    from registry.models import PregnancyReport
+
+    rows = PregnancyReport.objects.order_by().values_list("exposure", "status").annotate(n=Count("pk"))
+    return {(str(exposure), str(status)): int(n) for exposure, status, n in rows}
