@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db.models import Count, Exists, F, OuterRef, Q
+from django.db.models import Case, Count, Exists, F, IntegerField, OuterRef, Q, Value, When
 from django.utils import timezone
 
 from registry import rules
@@ -117,6 +117,14 @@ def assessment_section(builder: SectionBuilder) -> SectionBuilder:
 
 # --- Goal 1: participants -----------------------------------------------------------------------------------
 
+
+def _first_if(action: str) -> Case:
+    """An ordering term that puts `action` (the event that creates the record) before any other event
+    stamped with the same moment: a registration and its certification, or an enrollment and its
+    authorization, may share one `now`."""
+    return Case(When(action=action, then=Value(0)), default=Value(1), output_field=IntegerField())
+
+
 _PARTICIPANT_VERBS = ("register", "certify", "suspend", "reinstate", "deactivate")
 
 
@@ -130,7 +138,7 @@ def participant_states_at(kind: str, at: dt.datetime) -> Counter[str]:
             action__in=[f"{kind}.{verb}" for verb in _PARTICIPANT_VERBS],
             created_at__lt=at,
         )
-        .order_by("subject_id", "created_at")
+        .order_by("subject_id", "created_at", _first_if(f"{kind}.register"), "action")
         .values_list("subject_id", "action", "changes")
     )
     state: dict[Any, tuple[str, str | None]] = {}
@@ -226,7 +234,7 @@ def patient_states_at(at: dt.datetime) -> Counter[str]:
     rows = (
         AuditEvent.objects.filter(subject_type="patient", created_at__lt=at)
         .filter(Q(action="patient.enroll") | Q(changes__has_key="status"))
-        .order_by("subject_id", "created_at")
+        .order_by("subject_id", "created_at", _first_if("patient.enroll"), "action")
         .values_list("subject_id", "action", "changes")
     )
     state: dict[Any, str] = {}
