@@ -57,6 +57,22 @@ class ProgramSettings:
     pregnancy_exposure_months_after_course: int = 4
     # Idempotency-Key replay window (API.md conventions; registry setting).
     idempotency_window_hours: int = 24
+    # --- Monitoring (issue 10) ---
+    # MON-1: CBC with differential, serum creatinine, urinalysis, in calendar months after the last result.
+    monitoring_monthly_labs_interval_months: int = 1
+    # MON-2: thyroid function and liver tests, in calendar months.
+    monitoring_thyroid_interval_months: int = 3
+    monitoring_liver_interval_months: int = 3
+    # MON-2: skin exam, and HPV screening for female patients, in calendar months.
+    monitoring_skin_exam_interval_months: int = 12
+    monitoring_hpv_interval_months: int = 12
+    # MON-4: patient status form, in calendar months.
+    status_form_interval_months: int = 6
+    # MON-3: a requirement is overdue once its due date plus this grace (days) has passed.
+    monitoring_grace_days: int = 7
+    # MON-3: overdue for more than this many days (counted from due date plus grace) blocks new courses
+    # and dispense authorizations (GATE-4).
+    monitoring_blocking_days: int = 30
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -111,4 +127,9 @@ RULES: dict[str, str] = {
     "ID-2": "identifiers.py: validate_ncpdp_id",
     "ID-3": "identifiers.py: validate_dea_number",
     "ID-4": "identifiers.py: new_registry_id, parse_registry_id",
+    "MON-1": "services/monitoring.py: schedule (monthly labs)",
+    "MON-2": "services/monitoring.py: schedule (thyroid, liver, skin exam, HPV)",
+    "MON-3": "services/monitoring.py: monitoring_sweep (flags, blocking); services/decisions.py: monitoring_current",
+    "MON-4": "services/monitoring.py: status_form_record; services/decisions.py: status_form_current",
+    "MON-5": "services/monitoring.py: monitoring_sweep; tasks.py: sweep_monitoring",
 }

@@ -51,3 +51,10 @@ def patients_visible_to(user: User) -> QuerySet[Patient]:
             group_permissions__permission__codename=PATIENT_VIEW_PERMISSION,
         )
     return Patient.objects.none()
+
+
+def monitoring_flags_visible_to(user: User) -> QuerySet[Any]:
+    """MON-3 flags of the patients `user` may see (issue 10)."""
+    from registry.models import MonitoringFlag
+
+    return MonitoringFlag.objects.filter(patient__in=patients_visible_to(user))

@@ -14,16 +14,7 @@ from django.db import connection
 
 from config.celery import app
 from registry import tasks
-from registry.models import AuditEvent, AuthorizationStatus, DispenseAuthorization, IdempotencyRecord
-
-from .gate_helpers import (
-    DAY0,
-    approved_number,
-    authorized_patient,
-    frozen,
-    plan_course,
-    request_authorization,
-)
+from registry.models import IdempotencyRecord
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
 
@@ -48,28 +39,6 @@ def redis_worker() -> Iterator[None]:
     finally:
         app.conf.update(before)
         connection.close()
-
-
-def test_expire_task_on_a_real_worker_expires_stale_numbers_once_MON_5(
-    prescriber, pharmacy, facility, redis_worker
-):
-    """An authorization issued on DAY0 is past its 7-day validity (GATE-2) now; the worker flips it to
-    expired and audits it, and a second run changes nothing (MON-5 idempotence)."""
-    with frozen(DAY0):
-        patient = authorized_patient(prescriber)
-        plan_course(prescriber, patient, start=DAY0)
-        number = approved_number(request_authorization(pharmacy, patient, prescriber, facility, doses=5))
-
-    first = tasks.expire_dispense_authorizations.delay().get(timeout=60)
-    second = tasks.expire_dispense_authorizations.delay().get(timeout=60)
-
-    assert (first, second) == (1, 0)
-    authorization = DispenseAuthorization.objects.get(number=number)
-    assert authorization.status == AuthorizationStatus.EXPIRED
-    events = AuditEvent.objects.filter(action="authorization.expire", subject_id=authorization.pk)
-    assert [(e.actor_id, e.actor_role, e.changes) for e in events] == [
-        (None, "system", {"status": ["active", "expired"]})
-    ]
 
 
 def test_purge_task_on_a_real_worker_drops_only_stale_idempotency_records(admin, redis_worker):

@@ -2,6 +2,21 @@
 
 from .accounts import ApiKey, IdempotencyRecord, Role, User
 from .audit import AuditEvent
+from .monitoring import (  # monitoring, issue 10
+    LAB_REQUIREMENTS,
+    AdverseEvent,
+    Digest,
+    DigestLine,
+    DigestStatus,
+    FlagResolution,
+    FlagStatus,
+    MonitoringFlag,
+    MonitoringRequirement,
+    MonitoringSchedule,
+    StatusForm,
+    SweepPart,
+    SweepRun,
+)
 from .parties import (
     PARTICIPANT_MODELS,
     CertificationStatus,
@@ -37,8 +52,10 @@ from .treatment import (
 )
 
 __all__ = [
+    "LAB_REQUIREMENTS",
     "OPEN_COURSE_STATUSES",
     "PARTICIPANT_MODELS",
+    "AdverseEvent",
     "ApiKey",
     "AuditEvent",
     "AuthorizationStatus",
@@ -50,14 +67,22 @@ __all__ = [
     "Decision",
     "DecisionKind",
     "DecisionOutcome",
+    "Digest",
+    "DigestLine",
+    "DigestStatus",
     "Dispense",
     "DispenseAuthorization",
     "Facility",
+    "FlagResolution",
+    "FlagStatus",
     "IdempotencyRecord",
     "Infusion",
     "LabOutcome",
     "LabResult",
     "LabTest",
+    "MonitoringFlag",
+    "MonitoringRequirement",
+    "MonitoringSchedule",
     "ParticipantKind",
     "Patient",
     "PatientGroupObjectPermission",
@@ -68,5 +93,8 @@ __all__ = [
     "Role",
     "Screening",
     "Sex",
+    "StatusForm",
+    "SweepPart",
+    "SweepRun",
     "User",
 ]

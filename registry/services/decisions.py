@@ -450,6 +450,36 @@ def observation_long_enough(f: Facts) -> Check:
     )
 
 
+# --- Monitoring (MON-3, MON-4, GATE-4; issue 10) ---------------------------------------------------
+# The facts come from the stored schedule at the moment of the check (services/monitoring.py), never
+# from flags or from when the sweep last ran. Details name no date or test: pharmacies read them too.
+
+
+@needs_patient("monitoring_overdue")
+def monitoring_current(f: Facts) -> Check:
+    """MON-3, GATE-4: no monitoring lab overdue for more than 30 days (*setting*) past due date + grace."""
+    overdue = [r for r in f.monitoring_blocking if r != "status_form"]
+    if not overdue:
+        return _ok("monitoring_current")
+    return _fail(
+        "monitoring_current",
+        "monitoring_overdue",
+        "Required monitoring is overdue beyond the grace and blocking period.",
+    )
+
+
+@needs_patient("status_form_overdue")
+def status_form_current(f: Facts) -> Check:
+    """MON-4, GATE-4: the patient status form is not overdue beyond the blocking period."""
+    if "status_form" not in f.monitoring_blocking:
+        return _ok("status_form_current")
+    return _fail(
+        "status_form_current",
+        "status_form_overdue",
+        "The patient status form is overdue beyond the grace and blocking period.",
+    )
+
+
 # --- Decision kinds ---------------------------------------------------------------------------------
 
 AUTHORIZATION_REQUIREMENTS: tuple[Requirement, ...] = (
@@ -469,6 +499,8 @@ COURSE_REQUIREMENTS: tuple[Requirement, ...] = (
     course_1_baseline_labs,
     course_1_screening,
     course_1_pregnancy_test,
+    monitoring_current,
+    status_form_current,
 )
 DISPENSE_REQUIREMENTS: tuple[Requirement, ...] = (
     pharmacy_certified,
@@ -487,6 +519,8 @@ DISPENSE_REQUIREMENTS: tuple[Requirement, ...] = (
     course_1_baseline_labs,
     course_1_screening,
     course_1_pregnancy_test,
+    monitoring_current,
+    status_form_current,
 )
 INFUSION_REQUIREMENTS: tuple[Requirement, ...] = (
     facility_certified,

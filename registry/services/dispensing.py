@@ -13,7 +13,6 @@ from registry.errors import Conflict, InvalidTransition, NotFound
 from registry.identifiers import new_authorization_number, parse_authorization_number
 from registry.models import (
     OPEN_COURSE_STATUSES,
-    AuditEvent,
     AuthorizationStatus,
     Decision,
     DecisionKind,
@@ -288,30 +287,3 @@ def _lapsed(authorization: DispenseAuthorization, now: dt.datetime) -> str:
     if authorization.course.status not in OPEN_COURSE_STATUSES:
         return f"the course is {authorization.course.status}"
     return ""
-
-
-def authorizations_expire(*, now: dt.datetime) -> int:
-    """MON-5: flips active numbers past their expiry to `expired` (reads already treat them as expired),
-    set-based: one locking read, one UPDATE, one multi-row audit insert. Idempotent; rows another worker
-    holds are skipped and picked up next run."""
-    with transaction.atomic():
-        ids = list(
-            DispenseAuthorization.objects.select_for_update(skip_locked=True)
-            .filter(status=AuthorizationStatus.ACTIVE, expires_at__lte=now)
-            .values_list("pk", flat=True)
-        )
-        if not ids:
-            return 0
-        DispenseAuthorization.objects.filter(pk__in=ids).update(status=AuthorizationStatus.EXPIRED)
-        AuditEvent.objects.bulk_create(
-            AuditEvent(
-                actor=None,
-                actor_role="system",
-                action="authorization.expire",
-                subject_type="dispenseauthorization",
-                subject_id=pk,
-                changes={"status": [AuthorizationStatus.ACTIVE, AuthorizationStatus.EXPIRED]},
-            )
-            for pk in ids
-        )
-    return len(ids)

@@ -38,6 +38,7 @@ from .accounts import care_team_ensure
 from .audit import audit_record
 from .decisions import AUTHORIZATION_REQUIREMENTS, Evaluation, Outcome, decision_record, evaluate
 from .facts import facts_load
+from .monitoring import monitoring_results_record
 from .revocation import authorizations_revoke_where
 
 PS = PatientStatus
@@ -156,6 +157,7 @@ def lab_result_record(*, patient: Patient, actor: User, data: dict[str, Any], no
         raise ValidationFailed(errors)
     with transaction.atomic():
         lab = LabResult.objects.create(patient=patient, recorded_by=actor, **data)
+        monitoring_results_record(results=[(patient.pk, lab.test, lab.collected_on)], actor=actor, now=now)
         audit_record(
             actor=actor, action="lab_result.record", subject=patient, changes={"lab_result": lab.pk, **data}
         )
@@ -209,6 +211,9 @@ def lab_results_bulk_record(
     request_id = current_request_id()
     with transaction.atomic():
         LabResult.objects.bulk_create(labs, batch_size=1000)
+        monitoring_results_record(
+            results=[(lab.patient_id, lab.test, lab.collected_on) for lab in labs], actor=actor, now=now
+        )
         AuditEvent.objects.bulk_create(
             AuditEvent(
                 actor=actor,

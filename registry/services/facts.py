@@ -23,6 +23,7 @@ from registry.models import (
     Prescriber,
 )
 from registry.models.treatment import OPEN_COURSE_STATUSES
+from registry.services.monitoring import monitoring_blocks_load
 
 SCREENING_FIELDS = ("hiv_negative", "no_active_infection", "tb_screened_on", "vaccinations_completed_on")
 
@@ -80,6 +81,8 @@ class Facts:
     facility: Facility | None = None
     prescriber: Prescriber | None = None
     request: dict[str, Any] = field(default_factory=dict)
+    # MON-3, MON-4 (GATE-4): requirements overdue beyond the blocking threshold, from the stored schedule.
+    monitoring_blocking: tuple[str, ...] = ()
 
     @property
     def open_course(self) -> CourseFacts | None:
@@ -423,6 +426,7 @@ def facts_load(
             patient = loaded
         values.update(_patient_facts(patient))
         values["courses"] = _courses(patient, now)
+        values["monitoring_blocking"] = monitoring_blocks_load(patient_id=patient.pk, as_of=as_of)
     return Facts(
         as_of=as_of,
         now=now,

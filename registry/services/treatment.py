@@ -37,6 +37,7 @@ from .decisions import (
     upcoming_course_number,
 )
 from .facts import Facts, certified_participant, facts_load, patient_by_registry_id
+from .monitoring import monitoring_schedule_start
 from .revocation import authorizations_revoke_where
 
 COURSE_NOT_ALLOWED = "course_not_allowed"
@@ -332,6 +333,14 @@ def _infusion_create(
         first,
         last,
         monitoring_ends,
+    )
+    monitoring_schedule_start(
+        patient_id=patient.pk,
+        sex=patient.sex,
+        first_infusion_on=first,
+        window_ends_on=monitoring_ends,
+        program=facts.program,
+        now=facts.now,
     )
     audit_record(
         actor=actor,
