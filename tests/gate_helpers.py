@@ -194,7 +194,7 @@ def infuse_days(facility: Persona, patient: Patient, first_on: dt.date, count: i
 
 
 # MON-1..4: the day the patients of `patient_after_course_1` last had every monitoring lab and a status
-# form: current for course 2 on 2027-03-06 (nothing blocks before 2027-04-08), while the pre-course labs
+# form: current for course 2 on 2027-03-06 (nothing blocks before 2027-04-07), while the pre-course labs
 # are then 34 days old, stale for CRS-4.
 MONITORED_UNTIL = dt.date(2027, 1, 31)
 MONITORING_LABS = (*BASELINE_LABS, "hpv_screening")
