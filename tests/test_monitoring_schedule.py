@@ -380,7 +380,7 @@ def test_a_new_result_lifts_the_block_at_once(prescriber, facility, pharmacy):
     day = dt.date(2027, 6, 10)
     with frozen(day):
         record_labs(patient, prescriber.user, collected_on=day - days(2), tests=PRE_COURSE_LABS)
-        assert reason_codes(request_authorization(pharmacy, patient, prescriber, facility)) == [
+        assert reason_codes(request_authorization(pharmacy, patient, prescriber, facility, doses=3)) == [
             "monitoring_overdue"
         ]
         record_labs(patient, prescriber.user, collected_on=day, tests=["thyroid_function", "liver_function"])

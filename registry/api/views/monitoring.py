@@ -78,7 +78,9 @@ class MonitoringViewSet(_PatientScoped):
 class MonitoringFlagFilter(django_filters.FilterSet):
     status = django_filters.ChoiceFilter(choices=FlagStatus.choices)
     requirement = django_filters.ChoiceFilter(choices=MonitoringRequirement.choices)
-    blocking = django_filters.BooleanFilter()
+    blocking = django_filters.TypedChoiceFilter(
+        choices=[("true", "true"), ("false", "false")], coerce=lambda value: value == "true"
+    )
     patient = django_filters.UUIDFilter(field_name="patient_id")
 
     class Meta:
