@@ -247,3 +247,5 @@ REMS_SETTINGS = {
 # Patient-id ranges the daily sweep is split into, as a Celery group over the running workers (1: one
 # task does it all). See docs/monitoring.md.
 MONITORING_SWEEP_PARTS = env.int("MONITORING_SWEEP_PARTS", default=1)
+# The queue tasks are sent to and workers consume by default (one per deployment sharing a broker).
+CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_TASK_DEFAULT_QUEUE", default="celery")

@@ -18,8 +18,8 @@ def purge_idempotency_records() -> int:
     return idempotency_purge(now=timezone.now())
 
 
-@shared_task
-def sweep_monitoring(as_of: str | None = None, parts: int | None = None) -> dict[str, Any]:
+@shared_task(bind=True)
+def sweep_monitoring(self: Any, as_of: str | None = None, parts: int | None = None) -> dict[str, Any]:
     """MON-5: the daily monitoring sweep (beat runs it; `as_of` defaults to today in the registry's time
     zone). It also expires stale authorization numbers (GATE-2): the only bulk expiry there is. With
     `parts` > 1 (default: the MONITORING_SWEEP_PARTS setting) the patients are split into that many id
@@ -29,7 +29,7 @@ def sweep_monitoring(as_of: str | None = None, parts: int | None = None) -> dict
     day = dt.date.fromisoformat(as_of) if as_of else timezone.localdate(now)
     parts = parts or int(settings.MONITORING_SWEEP_PARTS)
     if parts <= 1:
-        result = monitoring.monitoring_sweep(as_of=day, now=now)
+        result = monitoring.monitoring_sweep(as_of=day, now=now, worker=self.request.hostname or "")
         return {"as_of": day.isoformat(), "already_ran": result.already_ran, **result.counts()}
     run, pending = monitoring.monitoring_sweep_split_start(as_of=day, now=now, parts=parts)
     if pending:
@@ -37,10 +37,10 @@ def sweep_monitoring(as_of: str | None = None, parts: int | None = None) -> dict
     return {"as_of": day.isoformat(), "run": str(run.pk), "parts_dispatched": pending}
 
 
-@shared_task
-def sweep_monitoring_part(run_id: str, index: int) -> dict[str, Any]:
+@shared_task(bind=True)
+def sweep_monitoring_part(self: Any, run_id: str, index: int) -> dict[str, Any]:
     """One patient-id range of a split sweep; done once per (run, part) whatever the deliveries."""
-    result = monitoring.monitoring_sweep_part(run_id=run_id, index=index)
+    result = monitoring.monitoring_sweep_part(run_id=run_id, index=index, worker=self.request.hostname or "")
     return {"part": index, "already_ran": result.already_ran, **result.counts()}
 
 

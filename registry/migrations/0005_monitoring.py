@@ -150,6 +150,7 @@ class Migration(migrations.Migration):
                 ('id', models.BigAutoField(primary_key=True, serialize=False)),
                 ('index', models.PositiveSmallIntegerField()),
                 ('done_at', models.DateTimeField()),
+                ('worker', models.CharField(blank=True, help_text='The Celery worker that did the part.', max_length=200)),
                 ('run', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='parts', to='registry.sweeprun')),
             ],
             options={

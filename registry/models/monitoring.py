@@ -196,6 +196,7 @@ class SweepPart(models.Model):
     run = models.ForeignKey(SweepRun, on_delete=models.CASCADE, related_name="parts")
     index = models.PositiveSmallIntegerField()
     done_at = models.DateTimeField()
+    worker = models.CharField(max_length=200, blank=True, help_text="The Celery worker that did the part.")
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["run", "index"], name="one_sweep_part_per_index")]

@@ -556,14 +556,14 @@ def _sweep_statements(range_patient: str, range_flag: str, range_auth: str) -> l
     ]
 
 
-def _part_run(*, run: SweepRun, index: int, program: rules.ProgramSettings) -> SweepResult:
+def _part_run(*, run: SweepRun, index: int, program: rules.ProgramSettings, worker: str = "") -> SweepResult:
     """One patient-id range of `run`, inside the caller's transaction. Returns what it did."""
     result = SweepResult(as_of=run.as_of)
     with connection.cursor() as cursor:
         cursor.execute(
-            "INSERT INTO registry_sweeppart (run_id, index, done_at) VALUES (%s, %s, %s)"
+            "INSERT INTO registry_sweeppart (run_id, index, done_at, worker) VALUES (%s, %s, %s, %s)"
             " ON CONFLICT DO NOTHING RETURNING id",
-            [run.pk, index, run.now],
+            [run.pk, index, timezone.now(), worker[:200]],
         )
         if cursor.fetchone() is None:  # this part was done already (a redelivered task): nothing to do
             result.already_ran = True
@@ -689,7 +689,7 @@ def _run_create(*, as_of: dt.date, now: dt.datetime, parts: int) -> SweepRun | N
     return None if row is None else SweepRun.objects.get(pk=row[0])
 
 
-def monitoring_sweep(*, as_of: dt.date, now: dt.datetime) -> SweepResult:
+def monitoring_sweep(*, as_of: dt.date, now: dt.datetime, worker: str = "") -> SweepResult:
     """MON-3, MON-5: the daily sweep for `as_of`, in one process and one transaction, over every patient.
     Idempotent: a second run for the same date (even one started concurrently: it waits on the sweep-run
     row's unique date) changes nothing and sends nothing, and answers `already_ran`. The number of
@@ -700,7 +700,7 @@ def monitoring_sweep(*, as_of: dt.date, now: dt.datetime) -> SweepResult:
         run = _run_create(as_of=as_of, now=now, parts=1)
         if run is None:
             return SweepResult(as_of=as_of, already_ran=True)
-        result = _part_run(run=run, index=0, program=program)
+        result = _part_run(run=run, index=0, program=program, worker=worker)
         audit_record(actor=None, action="monitoring_sweep.run", subject=run, changes=result.counts(), at=now)
     logger.info("monitoring sweep %s: %s", as_of, result.counts())
     return result
@@ -727,7 +727,7 @@ def monitoring_sweep_split_start(
     return run, [i for i in range(run.parts_total) if i not in done]
 
 
-def monitoring_sweep_part(*, run_id: Any, index: int) -> SweepResult:
+def monitoring_sweep_part(*, run_id: Any, index: int, worker: str = "") -> SweepResult:
     """One patient-id range of a split sweep, in its own transaction. Done once per (run, part): a
     redelivered or duplicate task finds its part row and does nothing. The part that completes last (the
     run row's counter, updated under its row lock) assembles the prescribers' digests."""
@@ -735,7 +735,7 @@ def monitoring_sweep_part(*, run_id: Any, index: int) -> SweepResult:
     program = rules.current()
     with transaction.atomic():
         run = SweepRun.objects.get(pk=run_id)
-        result = _part_run(run=run, index=index, program=program)
+        result = _part_run(run=run, index=index, program=program, worker=worker)
         if not result.already_ran:
             audit_record(
                 actor=None,
