@@ -629,3 +629,5 @@ class InfusionAdmin(ReadOnlyAdmin):
 admin.site.site_header = "LEMTRADA REMS registry"
 admin.site.site_title = "REMS registry admin"
 admin.site.index_title = "REMS administration"
+
+from registry import admin_monitoring  # noqa: E402, F401  (monitoring admin, issue 10)

@@ -34,11 +34,14 @@ from registry.models import (
     Facility,
     Infusion,
     LabResult,
+    MonitoringFlag,
+    MonitoringSchedule,
     Patient,
     PatientStatus,
     Pharmacy,
     Prescriber,
     Screening,
+    StatusForm,
     User,
 )
 from registry.services.accounts import admin_user_ensure
@@ -219,6 +222,9 @@ def test_patient_change_page_shows_its_records_read_only(console, world):
         Contraindication: 1,
         Course: 1,
         Infusion: 1,
+        MonitoringSchedule: 7,  # MON-1, MON-2, MON-4 from the first infusion (issue 10)
+        StatusForm: 0,
+        MonitoringFlag: 0,
     }
     assert {model: (fs.has_add_permission, fs.has_change_permission) for model, fs in formsets.items()} == {
         model: (False, False) for model in formsets
