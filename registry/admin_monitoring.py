@@ -1,7 +1,7 @@
-"""Admin for monitoring (issue 10): flags (filters by requirement, blocking, status and age), the schedule,
-status forms and flags on the patient page, sweep runs and digest history with their lines. Everything is
-read-only here: flags, schedules and digests change only through the services (results, status forms,
-the sweep), so the audit trail stays whole."""
+"""Admin for monitoring (issue 10): flags (filters by requirement, blocking, status and age), schedules and
+status forms (their own lists, and on the patient page with the patient's flags), sweep runs and digest
+history with their lines. Everything is read-only here: flags, schedules, status forms and digests change
+only through the services (results, status forms, the sweep), so the audit trail stays whole."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from django.utils import timezone
 from registry import rules
 from registry.admin import PatientAdmin, ReadOnlyAdmin, _ReadOnlyInline
 from registry.models import Digest, DigestLine, MonitoringFlag, MonitoringSchedule, StatusForm, SweepRun
-from registry.services.monitoring import requirement_state
+from registry.selectors.monitoring import blocking_before, overdue_before, requirement_state
 
 
 class FlagAgeFilter(admin.SimpleListFilter):
@@ -61,7 +61,100 @@ class MonitoringFlagAdmin(ReadOnlyAdmin):
     list_per_page = 100
 
 
-class MonitoringScheduleInline(_ReadOnlyInline):
+class _ScheduleToday:
+    """What a stored schedule row means on the registry's today (MON-3, GATE-4)."""
+
+    @admin.display(boolean=True, description="overdue today")
+    def overdue_today(self, obj: MonitoringSchedule) -> bool:
+        return requirement_state(obj, as_of=timezone.localdate(), program=rules.current()).overdue
+
+    @admin.display(boolean=True, description="blocking today")
+    def blocking_today(self, obj: MonitoringSchedule) -> bool:
+        return requirement_state(obj, as_of=timezone.localdate(), program=rules.current()).blocking
+
+
+class DueFilter(admin.SimpleListFilter):
+    """Schedule rows by what they mean today (MON-3): overdue, blocking, due within 30 days."""
+
+    title = "due"
+    parameter_name = "due"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("overdue", "overdue"), ("blocking", "blocking"), ("soon", "due within 30 days")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        today, program = timezone.localdate(), rules.current()
+        inside = queryset.filter(window_ends_on__gte=today)
+        if self.value() == "overdue":
+            return inside.filter(next_due_on__lt=overdue_before(program, today))
+        if self.value() == "blocking":
+            return inside.filter(next_due_on__lt=blocking_before(program, today))
+        if self.value() == "soon":
+            return inside.filter(next_due_on__gte=today, next_due_on__lte=today + dt.timedelta(days=30))
+        return queryset
+
+
+@admin.register(MonitoringSchedule)
+class MonitoringScheduleAdmin(_ScheduleToday, ReadOnlyAdmin):
+    """MON-1, MON-2, MON-4: every patient's stored schedule, one row per requirement."""
+
+    list_display = (
+        "patient",
+        "requirement",
+        "last_done_on",
+        "next_due_on",
+        "window_ends_on",
+        "overdue_today",
+        "blocking_today",
+    )
+    list_filter = ("requirement", DueFilter)
+    search_fields = ("patient__rems_patient_id",)
+    list_select_related = ("patient",)
+    readonly_fields = (
+        "patient",
+        "requirement",
+        "last_done_on",
+        "next_due_on",
+        "window_ends_on",
+        "updated_at",
+        "overdue_today",
+        "blocking_today",
+    )
+    ordering = ("next_due_on", "id")
+    list_per_page = 100
+
+
+@admin.register(StatusForm)
+class StatusFormAdmin(ReadOnlyAdmin):
+    """MON-4: status forms as filed through the API by the prescriber of record or its delegate."""
+
+    list_display = (
+        "patient",
+        "completed_on",
+        "still_under_care",
+        "labs_reviewed",
+        "prescriber",
+        "created_at",
+    )
+    list_filter = ("still_under_care", "labs_reviewed")
+    search_fields = ("patient__rems_patient_id", "prescriber__npi", "prescriber__last_name")
+    list_select_related = ("patient", "prescriber")
+    readonly_fields = (
+        "id",
+        "patient",
+        "prescriber",
+        "completed_on",
+        "still_under_care",
+        "labs_reviewed",
+        "adverse_events",
+        "notes",
+        "recorded_by",
+        "created_at",
+    )
+    date_hierarchy = "completed_on"
+
+
+class MonitoringScheduleInline(_ScheduleToday, _ReadOnlyInline):
     """The stored schedule on the patient page, with what it means today (MON-1..4)."""
 
     model = MonitoringSchedule
@@ -76,15 +169,6 @@ class MonitoringScheduleInline(_ReadOnlyInline):
     readonly_fields = fields
     ordering = ("next_due_on",)
     verbose_name_plural = "monitoring schedule"
-
-    def overdue_today(self, obj: MonitoringSchedule) -> bool:
-        return requirement_state(obj, as_of=timezone.localdate(), program=rules.current()).overdue
-
-    def blocking_today(self, obj: MonitoringSchedule) -> bool:
-        return requirement_state(obj, as_of=timezone.localdate(), program=rules.current()).blocking
-
-    overdue_today.boolean = True  # type: ignore[attr-defined]
-    blocking_today.boolean = True  # type: ignore[attr-defined]
 
 
 class StatusFormInline(_ReadOnlyInline):
@@ -172,6 +256,7 @@ class SweepRunAdmin(ReadOnlyAdmin):
         "blocking",
         "completed",
         "expired",
+        "lapsed",
         "digests",
         "finished_at",
     )

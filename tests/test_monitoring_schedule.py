@@ -7,6 +7,7 @@ import datetime as dt
 
 import pytest
 
+from registry.api.refusals import PUBLIC_DETAIL
 from registry.models import (
     AuditEvent,
     Decision,
@@ -28,6 +29,7 @@ from .gate_helpers import (
     reason_codes,
     record_labs,
     request_authorization,
+    supply,
 )
 from .monitoring_helpers import DUE, WINDOW_ENDS, days, monitored_patient
 
@@ -339,15 +341,20 @@ def test_dispense_authorization_denied_once_monitoring_overdue_beyond_30_days_GA
     assert response.status_code == 201
     assert reason_codes(response) == reasons
     assert response.json()["decision"] == ("denied" if reasons else "approved")
+    decision = Decision.objects.filter(kind="dispense_authorization").latest("created_at")
     if reasons:
+        # The pharmacy reads the code and the neutral text; the stored decision keeps what is overdue.
         assert response.json()["reasons"] == [
+            {"code": "monitoring_overdue", "detail": PUBLIC_DETAIL["monitoring_overdue"]}
+        ]
+        assert decision.reasons == [
             {
                 "code": "monitoring_overdue",
-                "detail": "Required monitoring is overdue beyond the grace and blocking period.",
+                "detail": "Monitoring overdue beyond the grace and blocking period: "
+                "thyroid function, liver function.",
             }
         ]
     assert not SweepRun.objects.exists()
-    decision = Decision.objects.filter(kind="dispense_authorization").latest("created_at")
     check = next(r for r in decision.requirements if r["requirement"] == "monitoring_current")
     assert check["met"] is (not reasons)
 
@@ -371,6 +378,15 @@ def test_course_planning_refused_with_overdue_status_form_GATE_4(prescriber, fac
     assert response.status_code == 409, response.json()
     assert response.json()["code"] == "course_not_allowed"
     assert reason_codes(response) == reasons
+    # The prescriber of record reads what is overdue (no date, no result).
+    details = {r["code"]: r["detail"] for r in response.json()["reasons"]}
+    assert details["monitoring_overdue"] == (
+        "Monitoring overdue beyond the grace and blocking period: thyroid function, liver function."
+    )
+    if "status_form_overdue" in reasons:
+        assert details["status_form_overdue"] == (
+            "The patient status form is overdue beyond the grace and blocking period."
+        )
 
 
 def test_a_new_result_lifts_the_block_at_once(prescriber, facility, pharmacy):
@@ -417,13 +433,19 @@ def test_imported_history_blocks_at_once_without_a_sweep_MON_3(prescriber, facil
     assert patient.last_infusion_on == COURSE_1_LAST
 
 
-def test_infusion_is_not_blocked_by_overdue_monitoring(prescriber, facility):
+def test_infusion_is_not_blocked_by_overdue_monitoring(prescriber, facility, pharmacy):
     """GATE-4 names new courses and dispense authorizations: the first dose of a planned course is not
     refused for overdue monitoring (thyroid and liver block course planning and dispensing from
     2027-06-07), only for what GATE-3 and CRS-4 require."""
     patient = _course_2_planned_with_monitoring(prescriber, facility)
     day = dt.date(2027, 6, 7)
-    with frozen(day):
+    with frozen(day - days(1)):
         record_labs(patient, prescriber.user, collected_on=day - days(2), tests=PRE_COURSE_LABS)
+    # GATE-3: the doses were dispensed to the facility the day before the block (GATE-1 still approved).
+    assert supply(facility, patient, on=day - days(1)) is not None
+    with frozen(day):
+        # A new dispense authorization would be refused that day (the course's doses are taken, too).
+        codes = reason_codes(request_authorization(pharmacy, patient, prescriber, facility, doses=1))
+        assert codes == ["course_doses_exhausted", "monitoring_overdue"]
     responses = infuse_days(facility, patient, day, 3)
     assert [r.json()["day_in_course"] for r in responses] == [1, 2, 3]

@@ -18,6 +18,7 @@ from django.test.utils import CaptureQueriesContext
 
 from registry.models import (
     AuditEvent,
+    AuthorizationState,
     AuthorizationStatus,
     Digest,
     DigestLine,
@@ -25,8 +26,11 @@ from registry.models import (
     MonitoringFlag,
     Patient,
     PatientStatus,
+    Pharmacy,
+    RevokeCategory,
     SweepRun,
 )
+from registry.selectors.authorizations import authorization_state
 from registry.services import monitoring
 from registry.services.enrollment import patient_enroll, patient_status_change
 from registry.services.monitoring import (
@@ -51,7 +55,8 @@ from .gate_helpers import (
 )
 from .monitoring_helpers import DUE, MONTHLY, WINDOW_ENDS, days, monitored_patient, sweep
 
-pytestmark = pytest.mark.django_db
+# The sweep's statements are PostgreSQL (data-modifying CTEs, ON CONFLICT, gen_random_uuid()).
+pytestmark = [pytest.mark.django_db, pytest.mark.postgres_only]
 
 
 def flags_of(patient, requirement=None):
@@ -220,7 +225,7 @@ def test_window_end_completes_monitoring_and_closes_flags(prescriber, facility):
         ["authorized", "monitoring_complete"],
     )
     assert sweep(WINDOW_ENDS + days(2)).counts() == dict.fromkeys(
-        ("opened", "resolved", "blocking", "completed", "expired", "digests"), 0
+        ("opened", "resolved", "blocking", "completed", "expired", "lapsed", "digests"), 0
     )
 
 
@@ -263,13 +268,14 @@ def test_deceased_patients_are_not_flagged_and_their_flags_close(prescriber, fac
 
 
 def test_sweep_expires_stale_authorization_numbers_once(prescriber, facility, pharmacy):
-    """MON-5: the sweep is where stale numbers are expired in bulk, audited; reads already said expired."""
+    """MON-5, GATE-2: the sweep is where stale numbers are expired in bulk, audited; reads already said
+    expired."""
     with frozen(DAY0):
         patient = authorized_patient(prescriber)
         plan_course(prescriber, patient, start=DAY0)
         number = approved_number(request_authorization(pharmacy, patient, prescriber, facility, doses=5))
     authorization = DispenseAuthorization.objects.get(number=number)
-    assert authorization.status_at(moment(DAY0 + days(7))) == "expired"
+    assert authorization_state(authorization, moment(DAY0 + days(7))) == AuthorizationState.EXPIRED
 
     assert sweep(DAY0 + days(6)).expired == 0
     assert sweep(DAY0 + days(7)).expired == 1
@@ -280,6 +286,36 @@ def test_sweep_expires_stale_authorization_numbers_once(prescriber, facility, ph
     events = AuditEvent.objects.filter(action="authorization.expire", subject_id=authorization.pk)
     assert [(e.actor_id, e.actor_role, e.changes) for e in events] == [
         (None, "system", {"status": ["active", "expired"]})
+    ]
+
+
+def test_sweep_stores_lapsed_numbers_as_revoked_once_and_reports_them_GATE_2(prescriber, facility, pharmacy):
+    """GATE-2, ACT-5 (issue 9 item 4): a number whose pharmacy's certification expired without an event
+    reads `revoked` at once; the sweep stores it as revoked with its category, audited, and counts it as
+    lapsed (not expired); a second day finds nothing."""
+    with frozen(DAY0):
+        patient = authorized_patient(prescriber)
+        plan_course(prescriber, patient, start=DAY0)
+        number = approved_number(request_authorization(pharmacy, patient, prescriber, facility, doses=5))
+    Pharmacy.objects.filter(pk=pharmacy.participant.pk).update(certification_expires_at=moment(DAY0, hour=16))
+    authorization = DispenseAuthorization.objects.get(number=number)
+    assert authorization_state(authorization, moment(DAY0 + days(1))) == AuthorizationState.LAPSED
+
+    first = sweep(DAY0 + days(1))
+    second = sweep(DAY0 + days(2))
+
+    assert (first.lapsed, first.expired, second.lapsed, second.expired) == (1, 0, 0, 0)
+    assert SweepRun.objects.get(as_of=DAY0 + days(1)).lapsed == 1
+    authorization.refresh_from_db()
+    assert (authorization.status, authorization.revoke_category, authorization.revoked_by) == (
+        AuthorizationStatus.REVOKED,
+        RevokeCategory.PARTICIPANT_NOT_CERTIFIED,
+        None,
+    )
+    assert authorization.revoked_at == moment(DAY0 + days(1))
+    events = AuditEvent.objects.filter(action="authorization.lapse", subject_id=authorization.pk)
+    assert [(e.actor_id, e.actor_role, e.changes["category"]) for e in events] == [
+        (None, "system", "participant_not_certified")
     ]
 
 
@@ -478,7 +514,7 @@ def test_a_failed_send_is_recorded_and_retried_until_sent(prescriber, facility, 
 # --- Set-based: the number of statements does not grow with the number of patients ----------------------
 
 
-def _scheduled_patients(prescriber, count: int) -> None:
+def _scheduled_patients(prescriber, count: int, *, name: str = "Sweep") -> None:
     """`count` enrolled patients whose monitoring started on 2026-03-02 (the schedule as the infusion
     service starts it), with nothing done since."""
     from registry import rules
@@ -488,7 +524,7 @@ def _scheduled_patients(prescriber, count: int) -> None:
             actor=prescriber.user,
             data={
                 "first_name": f"P{i}",
-                "last_name": "Sweep",
+                "last_name": name,
                 "date_of_birth": dt.date(1980, 1, 1) + days(i),
                 "sex": "female",
                 "reproductive_potential": False,
@@ -518,7 +554,7 @@ def test_sweep_statement_count_is_constant_in_the_number_of_patients(prescriber,
     _scheduled_patients(prescriber, 1)
     with CaptureQueriesContext(connection) as one:
         small = sweep(dt.date(2026, 4, 10))
-    _scheduled_patients(other_prescriber, 25)
+    _scheduled_patients(other_prescriber, 25, name="Sweeper")
     with CaptureQueriesContext(connection) as many:
         large = sweep(dt.date(2026, 7, 10))
 
@@ -583,8 +619,8 @@ def test_sweep_monitoring_command_prints_the_counts(prescriber, facility):
         call_command("sweep_monitoring", "--as-of", "2026-04-04", stdout=out)
         call_command("sweep_monitoring", "--as-of", "2026-04-04", stdout=out)
     assert out.getvalue().splitlines() == [
-        "monitoring sweep 2026-04-04: opened=3 resolved=0 blocking=0 completed=0 expired=0 digests=1",
-        "monitoring sweep 2026-04-04: opened=0 resolved=0 blocking=0 completed=0 expired=0 digests=0"
+        "monitoring sweep 2026-04-04: opened=3 resolved=0 blocking=0 completed=0 expired=0 lapsed=0 digests=1",
+        "monitoring sweep 2026-04-04: opened=0 resolved=0 blocking=0 completed=0 expired=0 lapsed=0 digests=0"
         " (already swept for this date: nothing changed)",
     ]
 

@@ -186,6 +186,7 @@ def test_sweep_task_on_a_real_worker_flags_expires_and_sends_the_digest_once_MON
         "blocking": 0,
         "completed": 0,
         "expired": 1,
+        "lapsed": 0,
         "digests": 1,
     }
     assert second["already_ran"] is True

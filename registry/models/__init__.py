@@ -40,6 +40,7 @@ from .patients import (
 )
 from .treatment import (
     OPEN_COURSE_STATUSES,
+    AuthorizationState,
     AuthorizationStatus,
     Course,
     CourseStatus,
@@ -49,6 +50,7 @@ from .treatment import (
     Dispense,
     DispenseAuthorization,
     Infusion,
+    RevokeCategory,
 )
 
 __all__ = [
@@ -58,6 +60,7 @@ __all__ = [
     "AdverseEvent",
     "ApiKey",
     "AuditEvent",
+    "AuthorizationState",
     "AuthorizationStatus",
     "CertificationStatus",
     "Contraindication",
@@ -90,6 +93,7 @@ __all__ = [
     "PatientUserObjectPermission",
     "Pharmacy",
     "Prescriber",
+    "RevokeCategory",
     "Role",
     "Screening",
     "Sex",

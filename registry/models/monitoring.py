@@ -173,6 +173,7 @@ class SweepRun(UUIDModel):
     blocking = models.PositiveIntegerField(default=0)
     completed = models.PositiveIntegerField(default=0)
     expired = models.PositiveIntegerField(default=0)
+    lapsed = models.PositiveIntegerField(default=0, help_text="Authorization numbers stored as revoked.")
     digests = models.PositiveIntegerField(default=0)
     finished_at = models.DateTimeField(null=True, blank=True)
 

@@ -12,7 +12,7 @@ from django.contrib.auth.models import Group
 from django.db import transaction
 from django.utils import timezone
 
-from registry.errors import Conflict, NotFound
+from registry.errors import Conflict, ErrorCode, NotFound
 from registry.models import ApiKey, Facility, Pharmacy, Prescriber, Role, User
 
 from .audit import audit_record
@@ -80,7 +80,9 @@ def admin_user_ensure(*, username: str, actor: User | None = None) -> User:
             user.save(update_fields=["password"])
             audit_record(actor=actor, action="user.create", subject=user, changes={"role": Role.ADMIN})
         elif user.role != Role.ADMIN:
-            raise Conflict(f"User {username!r} exists with role {user.role!r}.", code="user_role_conflict")
+            raise Conflict(
+                f"User {username!r} exists with role {user.role!r}.", code=ErrorCode.USER_ROLE_CONFLICT
+            )
     return user
 
 

@@ -11,12 +11,14 @@ counted in calendar months after the latest result (`relativedelta`: a result on
 A requirement is **overdue** on day D when D > next due + grace (7 days, *setting*) and D is inside the
 window; it **blocks** (GATE-4) when D > next due + grace + the blocking threshold (30 days, *setting*),
 counted from due date plus grace, never from when a flag was raised (MON-3). The gate reads the schedule
-directly (`monitoring_blocks_load`), so a registry that imported history an hour ago blocks at once.
+directly (selectors/monitoring.py `monitoring_blocks_load`), so a registry that imported history an hour
+ago blocks at once.
 
 The daily sweep (`monitoring_sweep`, MON-5) runs a fixed number of statements whatever the registry's
 size: it closes flags whose requirement is no longer overdue, opens one flag per overdue requirement (the
 partial unique index makes a re-run harmless), marks flags blocking, completes monitoring for patients past
-the window, expires stale authorization numbers, and assembles one digest per prescriber listing its new
+the window, stores stale authorization numbers as expired and lapsed ones as revoked (services/dispensing.py
+`authorizations_expire`, `authorizations_lapse`: the only bulk expiry), and assembles one digest per prescriber listing its new
 flags (and the items of `EXTRA_DIGEST_SOURCES`), sent after commit by a Celery task. A `SweepRun` row
 unique on the date is the database guard: a second or concurrent run for the same day does nothing. The
 sweep can be split into patient-id ranges (`monitoring_sweep_split_start` + `monitoring_sweep_part`),
@@ -44,11 +46,10 @@ from django.db.models import Max
 from django.utils import timezone
 
 from registry import rules
-from registry.errors import ValidationFailed
-from registry.middleware import current_request_id
+from registry.errors import PermissionDenied, ValidationFailed
+from registry.localtime import local_today
 from registry.models import (
     AdverseEvent,
-    AuditEvent,
     Digest,
     DigestStatus,
     FlagResolution,
@@ -65,8 +66,10 @@ from registry.models import (
     User,
 )
 from registry.models import DigestLine as DigestLineRow
+from registry.selectors.monitoring import blocking_before, overdue_before
 
-from .audit import audit_record
+from .audit import audit_record, audit_record_many
+from .dispensing import authorizations_expire, authorizations_lapse
 
 logger = logging.getLogger(__name__)
 
@@ -108,17 +111,6 @@ def requirements_for(sex: str) -> tuple[str, ...]:
 def next_due(program: rules.ProgramSettings, requirement: str, anchor: dt.date) -> dt.date:
     """Calendar-month arithmetic: 31 January + 1 month is 28 (or 29) February."""
     return anchor + relativedelta(months=interval_months(program, requirement))
-
-
-def overdue_before(program: rules.ProgramSettings, as_of: dt.date) -> dt.date:
-    """MON-3: on `as_of`, a requirement due before this day has passed due date + grace."""
-    return as_of - dt.timedelta(days=program.monitoring_grace_days)
-
-
-def blocking_before(program: rules.ProgramSettings, as_of: dt.date) -> dt.date:
-    """MON-3: on `as_of`, a requirement due before this day has been overdue more than the blocking
-    threshold, counted from due date + grace."""
-    return as_of - dt.timedelta(days=program.monitoring_grace_days + program.monitoring_blocking_days)
 
 
 # --- The schedule ----------------------------------------------------------------------------------
@@ -207,35 +199,34 @@ def monitoring_results_record(
     flags = [
         (pk, patient_id, requirement)
         for pk, patient_id, requirement in MonitoringFlag.objects.select_for_update()
-        .filter(status=FlagStatus.OPEN, patient_id__in={k[0] for k in advanced})
+        .filter(
+            status=FlagStatus.OPEN,
+            patient_id__in={k[0] for k in advanced},
+            requirement__in={k[1] for k in advanced},
+        )
         .order_by("id")
         .values_list("pk", "patient_id", "requirement")
         if (patient_id, requirement) in advanced
     ]
     if not flags:
         return 0
-    today = timezone.localdate(now)
+    today = local_today(actor, now) if actor is not None else timezone.localdate(now)
     MonitoringFlag.objects.filter(pk__in=[f[0] for f in flags]).update(
         status=FlagStatus.RESOLVED, resolved_on=today, resolution=FlagResolution.RESULT
     )
-    done_by_flag = {pk: latest[(patient_id, requirement)] for pk, patient_id, requirement in flags}
-    request_id = current_request_id()
-    AuditEvent.objects.bulk_create(
-        AuditEvent(
-            actor=actor,
-            actor_role=actor.role if actor is not None else "system",
-            action="monitoring_flag.resolve",
-            subject_type="monitoringflag",
-            subject_id=pk,
-            changes={
+    audit_record_many(
+        actor=actor,
+        action="monitoring_flag.resolve",
+        subject_type="monitoringflag",
+        changes_by_id={
+            pk: {
                 "status": [FlagStatus.OPEN, FlagStatus.RESOLVED],
                 "resolution": FlagResolution.RESULT,
-                "done_on": done_by_flag[pk].isoformat(),
-            },
-            request_id=request_id,
-            created_at=now,
-        )
-        for pk in done_by_flag
+                "done_on": latest[(patient_id, requirement)].isoformat(),
+            }
+            for pk, patient_id, requirement in flags
+        },
+        at=now,
     )
     return len(flags)
 
@@ -250,12 +241,10 @@ def status_form_record(
     labs reviewed, adverse events since the last form from the fixed list. Not in the future, not before
     enrollment. Updates the schedule and closes an open status-form flag in the same transaction."""
     if actor.role not in (Role.PRESCRIBER, Role.DELEGATE) or actor.prescriber_id != patient.prescriber_id:
-        from registry.errors import PermissionDenied
-
         raise PermissionDenied("Only the prescriber of record or its delegate files status forms (MON-4).")
     errors: dict[str, list[str]] = {}
     completed_on = data["completed_on"]
-    if completed_on > timezone.localdate(now):
+    if completed_on > local_today(actor, now):
         errors["completed_on"] = ["Cannot be in the future."]
     elif completed_on < patient.enrollment_signed_on:
         errors["completed_on"] = ["Cannot be before the patient's enrollment."]
@@ -299,66 +288,6 @@ def status_form_record(
     return form
 
 
-# --- Reads -----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RequirementState:
-    requirement: str
-    last_done_on: dt.date | None
-    next_due_on: dt.date | None  # None once the next due date falls after the window
-    overdue: bool
-    blocking: bool
-
-
-@dataclass(frozen=True)
-class MonitoringState:
-    monitoring_ends_on: dt.date | None
-    requirements: tuple[RequirementState, ...] = ()
-
-
-def requirement_state(
-    row: MonitoringSchedule, *, as_of: dt.date, program: rules.ProgramSettings
-) -> RequirementState:
-    in_window = as_of <= row.window_ends_on
-    return RequirementState(
-        requirement=row.requirement,
-        last_done_on=row.last_done_on,
-        next_due_on=row.next_due_on if row.next_due_on <= row.window_ends_on else None,
-        overdue=in_window and row.next_due_on < overdue_before(program, as_of),
-        blocking=in_window and row.next_due_on < blocking_before(program, as_of),
-    )
-
-
-def monitoring_state(*, patient: Patient, as_of: dt.date) -> MonitoringState:
-    """API.md `GET /patients/{id}/monitoring`, answered from the stored schedule (one query)."""
-    program = rules.current()
-    order = {r.value: i for i, r in enumerate(MR)}
-    rows = sorted(
-        MonitoringSchedule.objects.filter(patient=patient), key=lambda r: order.get(r.requirement, 99)
-    )
-    return MonitoringState(
-        monitoring_ends_on=patient.monitoring_ends_on,
-        requirements=tuple(requirement_state(r, as_of=as_of, program=program) for r in rows),
-    )
-
-
-def monitoring_blocks_load(*, patient_id: Any, as_of: dt.date) -> tuple[str, ...]:
-    """GATE-4, MON-3, MON-4: the patient's requirements overdue beyond the blocking threshold on `as_of`,
-    read from the stored schedule at the moment of the check (one query): the gate never depends on when
-    the sweep last ran."""
-    program = rules.current()
-    return tuple(
-        sorted(
-            MonitoringSchedule.objects.filter(
-                patient_id=patient_id,
-                next_due_on__lt=blocking_before(program, as_of),
-                window_ends_on__gte=as_of,
-            ).values_list("requirement", flat=True)
-        )
-    )
-
-
 # --- The daily sweep (MON-3, MON-5) ------------------------------------------------------------------
 
 
@@ -389,6 +318,7 @@ class SweepResult:
     blocking: int = 0
     completed: int = 0
     expired: int = 0
+    lapsed: int = 0
     digests: int = 0
     already_ran: bool = False
     digest_ids: list[Any] = field(default_factory=list)
@@ -400,6 +330,7 @@ class SweepResult:
             "blocking": self.blocking,
             "completed": self.completed,
             "expired": self.expired,
+            "lapsed": self.lapsed,
             "digests": self.digests,
         }
 
@@ -440,20 +371,27 @@ _LABELS_SQL = "(VALUES {}) AS lbl(requirement, label)".format(
 _MONITORED = "('deceased', 'monitoring_complete')"
 
 
-def _sweep_statements(range_patient: str, range_flag: str, range_auth: str) -> list[tuple[str, str]]:
-    """The sweep's statements over one patient-id range, in lock order (flags, patients, authorizations).
-    Each returns one row of counts."""
+def _sweep_statements(range_patient: str, range_flag: str) -> list[tuple[str, str]]:
+    """The sweep's statements over one patient-id range, in lock order (flags, patients; the authorization
+    numbers follow in `_part_run`). Each returns one row of counts. Rows a concurrent transaction holds
+    (a lab result closing its flag, say) are skipped, never waited for, so the sweep cannot deadlock with
+    the registry's writes; what it skipped is taken up by the next run."""
     resolve = f"""
-        WITH r AS (
-            UPDATE registry_monitoringflag f
-            SET status = 'resolved', resolved_on = %(as_of)s,
-                resolution = CASE WHEN s.window_ends_on < %(as_of)s OR p.status IN {_MONITORED}
-                             THEN '{FlagResolution.MONITORING_ENDED}' ELSE '{FlagResolution.RESULT}' END
-            FROM registry_monitoringschedule s, registry_patient p
-            WHERE f.status = 'open' AND s.patient_id = f.patient_id AND s.requirement = f.requirement
-              AND p.id = f.patient_id
+        WITH c AS (
+            SELECT f.id,
+                   CASE WHEN s.window_ends_on < %(as_of)s OR p.status IN {_MONITORED}
+                   THEN '{FlagResolution.MONITORING_ENDED}' ELSE '{FlagResolution.RESULT}' END AS resolution
+            FROM registry_monitoringflag f
+            JOIN registry_monitoringschedule s ON s.patient_id = f.patient_id AND s.requirement = f.requirement
+            JOIN registry_patient p ON p.id = f.patient_id
+            WHERE f.status = 'open'
               AND (s.next_due_on >= %(overdue_before)s OR s.window_ends_on < %(as_of)s OR p.status IN {_MONITORED})
               {range_flag}
+            FOR UPDATE OF f SKIP LOCKED
+        ), r AS (
+            UPDATE registry_monitoringflag f
+            SET status = 'resolved', resolved_on = %(as_of)s, resolution = c.resolution
+            FROM c WHERE f.id = c.id
             RETURNING f.id, f.resolution
         ), a AS (
             {_AUDIT_INSERT}
@@ -497,9 +435,13 @@ def _sweep_statements(range_patient: str, range_flag: str, range_auth: str) -> l
         SELECT count(*), count(*) FILTER (WHERE o.blocking) FROM o
     """
     block = f"""
-        WITH b AS (
-            UPDATE registry_monitoringflag f SET blocking = TRUE, blocking_since = %(as_of)s
+        WITH c AS (
+            SELECT f.id FROM registry_monitoringflag f
             WHERE f.status = 'open' AND NOT f.blocking AND f.due_on < %(blocking_before)s {range_flag}
+            FOR UPDATE SKIP LOCKED
+        ), b AS (
+            UPDATE registry_monitoringflag f SET blocking = TRUE, blocking_since = %(as_of)s
+            FROM c WHERE f.id = c.id
             RETURNING f.id
         ), a AS (
             {_AUDIT_INSERT}
@@ -532,27 +474,11 @@ def _sweep_statements(range_patient: str, range_flag: str, range_auth: str) -> l
         )
         SELECT count(*) FROM c
     """
-    expire = f"""
-        WITH e AS (
-            UPDATE registry_dispenseauthorization a SET status = 'expired'
-            WHERE a.id IN (SELECT x.id FROM registry_dispenseauthorization x
-                           WHERE x.status = 'active' AND x.expires_at <= %(now)s {range_auth}
-                           FOR UPDATE SKIP LOCKED)
-            RETURNING a.id
-        ), a AS (
-            {_AUDIT_INSERT}
-            SELECT gen_random_uuid(), %(now)s, NULL, 'system', 'authorization.expire', 'dispenseauthorization',
-                   e.id, '{{"status": ["active", "expired"]}}'::jsonb, ''
-            FROM e
-        )
-        SELECT count(*) FROM e
-    """
     return [
         ("resolve", resolve),
         ("open", open_),
         ("block", block),
         ("complete", complete),
-        ("expire", expire),
     ]
 
 
@@ -578,9 +504,7 @@ def _part_run(*, run: SweepRun, index: int, program: rules.ProgramSettings, work
         "overdue_before": overdue_before(program, run.as_of),
         "blocking_before": blocking_before(program, run.as_of),
     }
-    statements = _sweep_statements(
-        _range_sql("{col}", lo, hi), _range_sql("f.patient_id", lo, hi), _range_sql("x.patient_id", lo, hi)
-    )
+    statements = _sweep_statements(_range_sql("{col}", lo, hi), _range_sql("f.patient_id", lo, hi))
     with connection.cursor() as cursor:
         for name, sql in statements:
             cursor.execute(sql, params)
@@ -591,10 +515,16 @@ def _part_run(*, run: SweepRun, index: int, program: rules.ProgramSettings, work
                 result.opened, result.blocking = row[0], row[1]
             elif name == "block":
                 result.blocking += row[0]
-            elif name == "complete":
-                result.completed = row[0]
             else:
-                result.expired = row[0]
+                result.completed = row[0]
+    # GATE-2 (issue 9 item 4): numbers past their expiry are stored as expired, numbers whose grounds no
+    # longer hold (after this run's completions too) as revoked with their category. Both set-based.
+    in_range = {
+        **({"patient_id__gte": lo} if lo is not None else {}),
+        **({"patient_id__lt": hi} if hi is not None else {}),
+    }
+    result.expired = authorizations_expire(now=run.now, **in_range)
+    result.lapsed = authorizations_lapse(now=run.now, **in_range)
     extra = [
         line
         for source in EXTRA_DIGEST_SOURCES
@@ -617,8 +547,17 @@ def _part_run(*, run: SweepRun, index: int, program: rules.ProgramSettings, work
         cursor.execute(
             "UPDATE registry_sweeprun SET opened = opened + %s, resolved = resolved + %s,"
             " blocking = blocking + %s, completed = completed + %s, expired = expired + %s,"
+            " lapsed = lapsed + %s,"
             " parts_done = parts_done + 1 WHERE id = %s RETURNING parts_done, parts_total",
-            [result.opened, result.resolved, result.blocking, result.completed, result.expired, run.pk],
+            [
+                result.opened,
+                result.resolved,
+                result.blocking,
+                result.completed,
+                result.expired,
+                result.lapsed,
+                run.pk,
+            ],
         )
         parts_done, parts_total = cursor.fetchone()
     if parts_done == parts_total:
@@ -681,8 +620,8 @@ def _run_create(*, as_of: dt.date, now: dt.datetime, parts: int) -> SweepRun | N
     with connection.cursor() as cursor:
         cursor.execute(
             "INSERT INTO registry_sweeprun (id, created_at, as_of, now, parts_total, parts_done, opened,"
-            " resolved, blocking, completed, expired, digests, finished_at)"
-            " VALUES (%s, %s, %s, %s, %s, 0, 0, 0, 0, 0, 0, 0, NULL) ON CONFLICT (as_of) DO NOTHING RETURNING id",
+            " resolved, blocking, completed, expired, lapsed, digests, finished_at)"
+            " VALUES (%s, %s, %s, %s, %s, 0, 0, 0, 0, 0, 0, 0, 0, NULL) ON CONFLICT (as_of) DO NOTHING RETURNING id",
             [uuid.uuid4(), timezone.now(), as_of, now, parts],
         )
         row = cursor.fetchone()
@@ -757,6 +696,7 @@ def sweep_totals(*, as_of: dt.date) -> SweepResult:
         blocking=run.blocking,
         completed=run.completed,
         expired=run.expired,
+        lapsed=run.lapsed,
         digests=run.digests,
     )
 
@@ -832,10 +772,8 @@ __all__ = [
     "DigestLine",
     "SweepResult",
     "digest_send",
-    "monitoring_blocks_load",
     "monitoring_results_record",
     "monitoring_schedule_start",
-    "monitoring_state",
     "monitoring_sweep",
     "monitoring_sweep_part",
     "monitoring_sweep_split_start",

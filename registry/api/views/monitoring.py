@@ -1,11 +1,10 @@
 """Monitoring (API.md "Patients": status forms, monitoring; "Monitoring flags"). Patients are looked up
-through `patients_visible_to`: one the caller may not see is 404."""
+through `patient_visible`: one the caller may not see is 404."""
 
 from __future__ import annotations
 
 import django_filters
 from django.db.models import QuerySet
-from django.utils import timezone
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, status
 from rest_framework.request import Request
@@ -17,25 +16,25 @@ from registry.api.serializers.monitoring import (
     MonitoringStateSerializer,
     StatusFormSerializer,
 )
-from registry.errors import NotFound
-from registry.models import FlagStatus, MonitoringFlag, MonitoringRequirement, Patient, Role, StatusForm
-from registry.permissions import CARE_TEAM
-from registry.selectors import monitoring_flags_visible_to, patients_visible_to
+from registry.localtime import local_today
+from registry.models import FlagStatus, MonitoringFlag, MonitoringRequirement, Patient, StatusForm
+from registry.permissions import CARE_TEAM, PRESCRIBER_OR_DELEGATE
+from registry.selectors import (
+    monitoring_flags_visible_to,
+    monitoring_state,
+    patient_status_forms,
+    patient_visible,
+)
 from registry.services import monitoring
 
 from .base import RegistryViewSet
-
-PRESCRIBER_OR_DELEGATE = frozenset({Role.PRESCRIBER, Role.DELEGATE})
 
 
 class _PatientScoped(RegistryViewSet):
     lookup_value_regex = "[0-9a-fA-F-]{36}"
 
     def patient(self) -> Patient:
-        patient = patients_visible_to(self.actor).filter(pk=self.kwargs["patient_pk"]).first()
-        if patient is None:
-            raise NotFound()
-        return patient
+        return patient_visible(self.actor, self.kwargs["patient_pk"])
 
 
 class StatusFormViewSet(mixins.ListModelMixin, _PatientScoped):
@@ -46,7 +45,7 @@ class StatusFormViewSet(mixins.ListModelMixin, _PatientScoped):
     roles = {"list": CARE_TEAM, "create": PRESCRIBER_OR_DELEGATE}
 
     def get_queryset(self) -> QuerySet[StatusForm]:
-        return self.patient().status_forms.order_by("-completed_on", "-created_at", "id")
+        return patient_status_forms(self.patient())
 
     @extend_schema(
         request=StatusFormSerializer,
@@ -71,7 +70,7 @@ class MonitoringViewSet(_PatientScoped):
 
     @extend_schema(responses={200: MonitoringStateSerializer})
     def retrieve(self, request: Request, patient_pk: str) -> Response:
-        state = monitoring.monitoring_state(patient=self.patient(), as_of=timezone.localdate(self.now()))
+        state = monitoring_state(patient=self.patient(), as_of=local_today(self.actor, self.now()))
         return Response(MonitoringStateSerializer(state).data)
 
 

@@ -23,7 +23,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ("django_celery_beat", "0019_alter_periodictasks_options"),
-        ('registry', '0004_auditevent_created_at_at_transition'),
+        ('registry', '0006_gate_correctness'),
     ]
 
     operations = [
@@ -57,6 +57,7 @@ class Migration(migrations.Migration):
                 ('blocking', models.PositiveIntegerField(default=0)),
                 ('completed', models.PositiveIntegerField(default=0)),
                 ('expired', models.PositiveIntegerField(default=0)),
+                ('lapsed', models.PositiveIntegerField(default=0, help_text='Authorization numbers stored as revoked.')),
                 ('digests', models.PositiveIntegerField(default=0)),
                 ('finished_at', models.DateTimeField(blank=True, null=True)),
             ],
