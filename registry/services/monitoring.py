@@ -413,10 +413,11 @@ def _sweep_statements(range_patient: str, range_flag: str) -> list[tuple[str, st
             FROM registry_monitoringschedule s JOIN registry_patient p ON p.id = s.patient_id
             WHERE s.next_due_on < %(overdue_before)s AND s.window_ends_on >= %(as_of)s
               AND p.status NOT IN {_MONITORED}
-              AND NOT EXISTS (SELECT 1 FROM registry_monitoringflag f WHERE f.patient_id = s.patient_id
-                              AND f.requirement = s.requirement AND f.status = 'open')
               {range_patient.replace("{col}", "s.patient_id")}
-            ON CONFLICT DO NOTHING
+            -- The partial unique index is the arbiter: a requirement flagged already is one index probe.
+            -- (A NOT EXISTS here rescans the growing flag table per row when its statistics say it is
+            -- empty, as on the first sweep ever: quadratic.)
+            ON CONFLICT (patient_id, requirement) WHERE status = 'open' DO NOTHING
             RETURNING id, patient_id, requirement, due_on, blocking
         ), a AS (
             {_AUDIT_INSERT}
