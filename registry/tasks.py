@@ -21,7 +21,8 @@ def purge_idempotency_records() -> int:
 @shared_task(bind=True)
 def sweep_monitoring(self: Any, as_of: str | None = None, parts: int | None = None) -> dict[str, Any]:
     """MON-5: the daily monitoring sweep (beat runs it; `as_of` defaults to today in the registry's time
-    zone). It also expires stale authorization numbers (GATE-2): the only bulk expiry there is. With
+    zone). It also stores stale authorization numbers as expired and lapsed ones as revoked (GATE-2, issue
+    9): the only bulk expiry there is. With
     `parts` > 1 (default: the MONITORING_SWEEP_PARTS setting) the patients are split into that many id
     ranges, dispatched as a Celery group to whichever workers are running; the part that finishes last
     assembles the digests, so the result is the same as one run."""
