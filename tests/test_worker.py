@@ -46,6 +46,17 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
 BROKER = os.environ.get("TEST_CELERY_BROKER_URL", "redis://127.0.0.1:6379/15")
 
 
+def _connections_forget() -> None:
+    """Celery caches the broker connection pool and the result backend it built from the configuration on
+    first use (an eager task of an earlier test builds them for no broker); forget them, as Celery does
+    after a fork, so the next use reads `broker_url` and `result_backend` again."""
+    app._pool = None
+    if "amqp" in app.__dict__:
+        app.amqp._producer_pool = None
+    app._backend_cache = None
+    app._local.__dict__.pop("backend", None)
+
+
 @contextlib.contextmanager
 def _on_redis() -> Iterator[None]:
     keys = ("broker_url", "result_backend", "task_always_eager", "task_default_queue")
@@ -55,10 +66,12 @@ def _on_redis() -> Iterator[None]:
     app.conf.update(
         broker_url=BROKER, result_backend=BROKER, task_always_eager=False, task_default_queue=queue
     )
+    _connections_forget()
     try:
         yield
     finally:
         app.conf.update(before)
+        _connections_forget()
         connection.close()
 
 
