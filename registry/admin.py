@@ -648,6 +648,6 @@ admin.site.site_header = "LEMTRADA REMS registry"
 admin.site.site_title = "REMS registry admin"
 admin.site.index_title = "REMS administration"
 
-# Pregnancy surveillance (PRG-2..5) and the NCPDP message log (issue 14) have their own modules; importing
+# Monitoring (MON-1..5), pregnancy surveillance (PRG-2..5) and the NCPDP message log (issue 14) have their own modules; importing
 # them registers their admin.
-from registry import admin_pregnancy, admin_standards  # noqa: E402, F401
+from registry import admin_monitoring, admin_pregnancy, admin_standards  # noqa: E402, F401
