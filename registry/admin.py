@@ -738,6 +738,6 @@ class InfusionAdmin(ReadOnlyAdmin):
     date_hierarchy = "administered_on"
 
 
-# Pregnancy surveillance (PRG-2..5) and the NCPDP message log (issue 14) have their own modules; importing
-# them registers their admin.
-from registry import admin_pregnancy, admin_standards  # noqa: E402, F401
+# Monitoring (MON-1..5), pregnancy surveillance (PRG-2..5) and the NCPDP message log (issue 14) have their own
+# modules; importing them registers their admin.
+from registry import admin_monitoring, admin_pregnancy, admin_standards  # noqa: E402, F401

@@ -39,6 +39,12 @@ VIEWABLE = (
     "pregnancyreport",
     "pregnancyreminder",
     "ncpdpmessage",
+    "monitoringflag",
+    "monitoringschedule",
+    "statusform",
+    "sweeprun",
+    "digest",
+    "digestline",
 )
 
 # (app_label, codename) per group. `change_*` on a record whose fields are all read-only in the console

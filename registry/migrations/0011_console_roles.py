@@ -23,6 +23,12 @@ VIEWABLE = (
     "pregnancyreport",
     "pregnancyreminder",
     "ncpdpmessage",
+    "monitoringflag",
+    "monitoringschedule",
+    "statusform",
+    "sweeprun",
+    "digest",
+    "digestline",
 )
 GROUPS = {
     "REMS administrator": (
@@ -60,7 +66,7 @@ def remove_groups(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("registry", "0008_pregnancy"),
+        ("registry", "0009_monitoring"),
         ("auth", "0012_alter_user_first_name_max_length"),
         ("contenttypes", "0002_remove_content_type_name"),
     ]

@@ -2,6 +2,21 @@
 
 from .accounts import ApiKey, IdempotencyRecord, Role, User
 from .audit import AuditEvent
+from .monitoring import (  # monitoring, issue 10
+    LAB_REQUIREMENTS,
+    AdverseEvent,
+    Digest,
+    DigestLine,
+    DigestStatus,
+    FlagResolution,
+    FlagStatus,
+    MonitoringFlag,
+    MonitoringRequirement,
+    MonitoringSchedule,
+    StatusForm,
+    SweepPart,
+    SweepRun,
+)
 from .parties import (
     PARTICIPANT_MODELS,
     CertificationStatus,
@@ -49,8 +64,10 @@ from .treatment import (
 )
 
 __all__ = [
+    "LAB_REQUIREMENTS",
     "OPEN_COURSE_STATUSES",
     "PARTICIPANT_MODELS",
+    "AdverseEvent",
     "ApiKey",
     "AuditEvent",
     "AuthorizationState",
@@ -63,16 +80,24 @@ __all__ = [
     "Decision",
     "DecisionKind",
     "DecisionOutcome",
+    "Digest",
+    "DigestLine",
+    "DigestStatus",
     "Dispense",
     "DispenseAuthorization",
     "Exposure",
     "Facility",
+    "FlagResolution",
+    "FlagStatus",
     "IdempotencyRecord",
     "Infusion",
     "LabOutcome",
     "LabResult",
     "LabTest",
     "MaternalThyroidStatus",
+    "MonitoringFlag",
+    "MonitoringRequirement",
+    "MonitoringSchedule",
     "NcpdpMessage",
     "NcpdpTransaction",
     "ParticipantKind",
@@ -91,5 +116,8 @@ __all__ = [
     "Role",
     "Screening",
     "Sex",
+    "StatusForm",
+    "SweepPart",
+    "SweepRun",
     "User",
 ]
