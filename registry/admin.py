@@ -552,7 +552,14 @@ class PatientAdmin(AuditedAdmin):
         return obj is None and super().has_change_permission(request)
 
     def get_list_filter(self, request: HttpRequest) -> Any:
-        return (*self.list_filter, ("prescriber", admin.RelatedOnlyFieldListFilter))
+        from registry.console.filters import PatientInMonitoringFilter, PatientMonitoringFilter
+
+        return (
+            *self.list_filter,
+            PatientMonitoringFilter,
+            PatientInMonitoringFilter,
+            ("prescriber", admin.RelatedOnlyFieldListFilter),
+        )
 
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[Any], search_term: str

@@ -569,7 +569,7 @@ def test_dashboard_figures_and_the_lists_behind_them_count_the_same_rows(
     for figure in shown_figures.values():
         listing = console.get(figure.href)
         assert listing.status_code == 200, figure
-        assert listing.context["cl"].result_count == figure.value, figure.label
+        assert listing.context["cl"].result_count == figure.rows, figure.label
     assert response.content.count(b"<svg") >= 4
 
 

@@ -22,6 +22,8 @@ from registry.models import (
     DecisionKind,
     DecisionOutcome,
     Exposure,
+    FlagStatus,
+    MonitoringRequirement,
     ParticipantKind,
     PatientStatus,
     PregnancyStatus,
@@ -37,10 +39,15 @@ class Figure:
     value: int | float
     href: str
     display: str = ""
+    listed: int | None = None  # the rows of the list behind it, when the figure is not a count (a share)
 
     @property
     def text(self) -> str:
         return self.display or f"{self.value:g}"
+
+    @property
+    def rows(self) -> int | float:
+        return self.value if self.listed is None else self.listed
 
 
 @dataclass(frozen=True)
@@ -212,6 +219,87 @@ def authorizations_panel(ctx: DashboardContext) -> Panel:
         chart,
         figures,
         note="Weeks start on Monday; a denial counts under each of its reason codes.",
+    )
+
+
+@dashboard_panel
+def flags_panel(ctx: DashboardContext) -> Panel:
+    """MON-3, GATE-4: open flags by requirement, split into blocking and not yet blocking (the sweep's
+    records), and the patients overdue and blocked today read from the stored schedule (what the gate
+    reads, so it is current even before today's sweep)."""
+    from registry.selectors.program import open_flag_counts, patients_overdue_counts
+
+    counts = open_flag_counts()
+    rows, figures = [], []
+    for requirement in MonitoringRequirement:
+        segments = []
+        for blocking, label, tone in ((True, "blocking", "bad"), (False, "not yet blocking", "warn")):
+            n = counts.get((requirement.value, blocking), 0)
+            href = changelist(
+                "monitoringflag",
+                requirement__exact=requirement.value,
+                blocking__exact="1" if blocking else "0",
+                status__exact=FlagStatus.OPEN,
+            )
+            segments.append(Segment(label, n, href, tone))
+            if n:
+                figures.append(Figure(f"Open flags: {requirement.label}, {label}", n, href))
+        if any(seg.value for seg in segments):
+            rows.append(Row(requirement.label, segments))
+    total_open = sum(counts.values())
+    total_blocking = sum(n for (_, blocking), n in counts.items() if blocking)
+    patients = patients_overdue_counts(as_of=ctx.today)
+    figures = [
+        Figure("Open flags", total_open, changelist("monitoringflag", status__exact=FlagStatus.OPEN)),
+        Figure(
+            "Open flags blocking",
+            total_blocking,
+            changelist("monitoringflag", status__exact=FlagStatus.OPEN, blocking__exact="1"),
+        ),
+        Figure("Patients overdue today", patients["overdue"], changelist("patient", monitoring="overdue")),
+        Figure(
+            "Patients blocked by overdue monitoring",
+            patients["blocking"],
+            changelist("patient", monitoring="blocking"),
+        ),
+        *figures,
+    ]
+    return Panel(
+        "flags",
+        "Open monitoring flags by requirement",
+        charts.hbar_chart(rows, title="Open monitoring flags by requirement and blocking"),
+        figures,
+        note="A flag opens when a requirement is overdue (due date + 7-day grace) and blocks new courses and "
+        "dispense authorizations 30 days after that (MON-3, settings). Patients overdue and blocked are read "
+        "from the stored schedule, as the gate reads it.",
+    )
+
+
+COMPLIANCE_MONTHS = 12  # issue 12: monthly monitoring compliance over the last 12 months
+
+
+@dashboard_panel
+def compliance_panel(ctx: DashboardContext) -> Panel:
+    """MON-1: per calendar month, the share of patients in monitoring (a first infusion before the month,
+    window not ended) with a result of every monthly lab collected in the month; the current month is
+    partial."""
+    from registry.selectors.program import month_starts, monthly_compliance
+
+    months = monthly_compliance(months=month_starts(ctx.today, COMPLIANCE_MONTHS))
+    columns, figures = [], []
+    for start, total, done in months:
+        share = 100.0 * done / total if total else 0.0
+        display = f"{share:.0f}% ({done}/{total})"
+        href = changelist("patient", in_monitoring=f"{start:%Y-%m}")
+        columns.append(Row(f"{start:%b}", [Segment("compliant", share, href, "good", display)]))
+        figures.append(Figure(f"{start:%Y-%m}", share, href, display=display, listed=total))
+    return Panel(
+        "compliance",
+        f"Monthly monitoring compliance, last {COMPLIANCE_MONTHS} months",
+        charts.column_chart(columns, title="Monthly lab compliance (%)", unit_max=100),
+        figures,
+        note="Share of patients in monitoring with every monthly lab (CBC with differential, serum creatinine, "
+        "urinalysis, MON-1) collected in the month. Each month opens the patients in monitoring then.",
     )
 
 

@@ -102,3 +102,47 @@ class DecidedFilter(admin.SimpleListFilter):
         if window is None:
             return queryset
         return queryset.filter(created_at__gte=window[0], created_at__lt=window[1])
+
+
+class PatientMonitoringFilter(admin.SimpleListFilter):
+    """MON-3, GATE-4: patients with a requirement overdue, or overdue beyond the blocking threshold, today,
+    read from the stored schedule (what the gate reads)."""
+
+    title = "monitoring"
+    parameter_name = "monitoring"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("overdue", "overdue"), ("blocking", "overdue, blocking")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        from registry.models import MonitoringSchedule
+        from registry.selectors.program import monitoring_due_q
+
+        if self.value() in ("overdue", "blocking"):
+            due = MonitoringSchedule.objects.filter(
+                monitoring_due_q(str(self.value()), as_of=timezone.localdate())
+            ).values("patient_id")
+            return queryset.filter(pk__in=due)
+        return queryset
+
+
+class PatientInMonitoringFilter(admin.SimpleListFilter):
+    """MON-1: patients in monitoring during a calendar month (`YYYY-MM`): a first infusion before the month
+    began and a window that had not ended by then; the dashboard's compliance chart counts them."""
+
+    title = "in monitoring during"
+    parameter_name = "in_monitoring"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        from registry.selectors.program import month_starts
+
+        return [(f"{m:%Y-%m}", f"{m:%Y-%m}") for m in reversed(month_starts(timezone.localdate(), 12))]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        from registry.selectors.program import in_monitoring_during
+
+        try:
+            start = dt.date.fromisoformat(f"{self.value()}-01") if self.value() else None
+        except ValueError:
+            start = None
+        return queryset.filter(in_monitoring_during(start)) if start else queryset

@@ -26,6 +26,7 @@ from registry.models import (
     Infusion,
     LabResult,
     LabTest,
+    MonitoringFlag,
     Patient,
     PregnancyReport,
     Screening,
@@ -153,6 +154,33 @@ def labs_section(ctx: PatientPageContext) -> Section:
 
 
 @patient_page_section
+def monitoring_section(ctx: PatientPageContext) -> Section:
+    """MON-1..4: the stored schedule (what is due, overdue and blocking today, as the gate reads it), the
+    patient's flags and status forms (three statements, lists bounded)."""
+    from registry.selectors.monitoring import monitoring_state, patient_status_forms
+
+    state = monitoring_state(patient=ctx.patient, as_of=ctx.today)
+    flags = list(
+        MonitoringFlag.objects.filter(patient=ctx.patient).order_by("status", "-opened_on", "requirement")[
+            :LIST_LIMIT
+        ]
+    )
+    forms = list(patient_status_forms(ctx.patient).select_related("prescriber", "recorded_by")[:LIST_LIMIT])
+    return Section(
+        "monitoring",
+        "Monitoring schedule, flags and status forms",
+        _tpl("monitoring"),
+        {
+            "state": state,
+            "overdue": [r for r in state.requirements if r.overdue],
+            "blocking": [r for r in state.requirements if r.blocking],
+            "flags": flags,
+            "forms": forms,
+        },
+    )
+
+
+@patient_page_section
 def courses_section(ctx: PatientPageContext) -> Section:
     """CRS-1..3, GATE-3: courses and every infusion, with the dispense that backed it."""
     courses = list(Course.objects.filter(patient=ctx.patient).order_by("number", "created_at"))
@@ -210,7 +238,7 @@ def pregnancy_section(ctx: PatientPageContext) -> Section:
 
 def patient_audit_events(patient: Patient) -> Any:
     """The audit trail of the patient and of every record hanging off it (courses, decisions,
-    authorizations, dispenses, infusions, pregnancy reports), newest first: one statement with subqueries."""
+    authorizations, dispenses, infusions, monitoring flags, pregnancy reports), newest first: one statement with subqueries."""
     pk = patient.pk
     return (
         AuditEvent.objects.filter(
@@ -223,6 +251,10 @@ def patient_audit_events(patient: Patient) -> Any:
             )
             | Q(subject_type="dispense", subject_id__in=Dispense.objects.filter(patient=pk).values("pk"))
             | Q(subject_type="infusion", subject_id__in=Infusion.objects.filter(patient=pk).values("pk"))
+            | Q(
+                subject_type="monitoringflag",
+                subject_id__in=MonitoringFlag.objects.filter(patient=pk).values("pk"),
+            )
             | Q(
                 subject_type="pregnancyreport",
                 subject_id__in=PregnancyReport.objects.filter(patient=pk).values("pk"),

@@ -475,6 +475,109 @@ def integrity_section(period: Period) -> ReportSection:
     )
 
 
+# --- Goal 4: monitoring --------------------------------------------------------------------------------
+
+
+@assessment_section
+def monitoring_section(period: Period) -> ReportSection:
+    """MON-1..4. Compliance per calendar month touched by the period (selectors/program.py
+    `monthly_compliance`, from the lab results); overdue from the flags the daily sweep stored (MON-3, MON-5:
+    opened on the day a requirement became overdue, resolved by the result or form that closed it);
+    status forms from their `status_form.record` audit events."""
+    from registry.models import FlagResolution, FlagStatus, MonitoringFlag, MonitoringRequirement
+    from registry.selectors.program import monthly_compliance, months_between
+
+    compliance = monthly_compliance(months=months_between(period.first, period.last))
+    patient_months = sum(total for _, total, _ in compliance)
+    compliant = sum(done for _, _, done in compliance)
+    flags = MonitoringFlag.objects.all()
+    opened = flags.filter(opened_on__gte=period.first, opened_on__lte=period.last)
+    open_at_end = flags.filter(opened_on__lte=period.last).filter(
+        Q(resolved_on__isnull=True) | Q(resolved_on__gt=period.last)
+    )
+    by_requirement = dict(opened.order_by().values_list("requirement").annotate(n=Count("pk")))
+    forms_filed = AuditEvent.objects.filter(
+        action="status_form.record", created_at__gte=period.start, created_at__lt=period.end
+    ).count()
+    forms_late = flags.filter(
+        requirement=MonitoringRequirement.STATUS_FORM,
+        status=FlagStatus.RESOLVED,
+        resolution=FlagResolution.RESULT,
+        resolved_on__gte=period.first,
+        resolved_on__lte=period.last,
+    ).count()
+    sweep = "flags stored by the daily sweep (MON-5)"
+    figures = [
+        Figure(
+            "monitoring_patient_months",
+            "Patient-months in monitoring",
+            patient_months,
+            "for each calendar month of the period, the patients with a first infusion before the month and a "
+            "monitoring window not ended when it began",
+        ),
+        Figure(
+            "monitoring_patient_months_compliant",
+            "of which every monthly lab was done",
+            compliant,
+            "those patient-months with a result of each MON-1 test (CBC with differential, serum creatinine, "
+            "urinalysis) collected in the month",
+        ),
+        Figure(
+            "monitoring_compliance_percent",
+            "Monthly lab compliance (%)",
+            round(100.0 * compliant / patient_months, 1) if patient_months else None,
+            "compliant patient-months / patient-months in monitoring",
+        ),
+        Figure(
+            "monitoring_flags_opened",
+            "Overdue flags opened during the period",
+            opened.count(),
+            sweep + " opened on a day of the period (a requirement past due date + grace, MON-3)",
+        ),
+        *(
+            Figure(
+                f"monitoring_flags_opened_{r.value}",
+                f"Overdue flags opened: {r.label}",
+                by_requirement.get(r.value, 0),
+                sweep + f" for {r.value} opened on a day of the period",
+            )
+            for r in MonitoringRequirement
+        ),
+        Figure(
+            "monitoring_flags_open_at_end",
+            "Overdue flags open at the end of the period",
+            open_at_end.count(),
+            sweep + " opened by the period's last day and not resolved by it",
+        ),
+        Figure(
+            "monitoring_flags_blocking_at_end",
+            "of which blocking",
+            open_at_end.filter(blocking_since__lte=period.last).count(),
+            "those blocking (overdue more than 30 days past grace, GATE-4) by the period's last day",
+        ),
+        Figure(
+            "patients_overdue_at_end",
+            "Patients overdue at the end of the period",
+            open_at_end.values("patient_id").distinct().count(),
+            "distinct patients of those open flags",
+        ),
+        Figure(
+            "status_forms_filed",
+            "Status forms filed during the period",
+            forms_filed,
+            "status_form.record audit events in the period (MON-4)",
+        ),
+        Figure(
+            "status_forms_on_time",
+            "of which on time",
+            forms_filed - forms_late,
+            "those filed minus the status forms that resolved an open status_form flag during the period (a form "
+            "filed after its due date + grace)",
+        ),
+    ]
+    return ReportSection(GOAL_MONITORING, "monitoring", "Monitoring compliance and status forms", figures)
+
+
 # --- Goal 5: pregnancy surveillance ----------------------------------------------------------------------
 
 

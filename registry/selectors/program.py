@@ -6,6 +6,7 @@ both of which check the role first."""
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from django.db import connection
 from django.db.models import Count, Q, QuerySet
@@ -123,3 +124,117 @@ def pregnancy_counts() -> dict[tuple[str, str], int]:
 
     rows = PregnancyReport.objects.order_by().values_list("exposure", "status").annotate(n=Count("pk"))
     return {(str(exposure), str(status)): int(n) for exposure, status, n in rows}
+
+
+# --- Monitoring (MON-1..5) ---------------------------------------------------------------------------
+
+# MON-1: the monthly labs, by the lab test that satisfies each.
+MONTHLY_LAB_TESTS = ("cbc_differential", "serum_creatinine", "urinalysis")
+
+
+def open_flag_counts() -> dict[tuple[str, bool], int]:
+    """MON-3: open flags by (requirement, blocking): one grouped statement over the partial index."""
+    from registry.models import FlagStatus, MonitoringFlag
+
+    rows = (
+        MonitoringFlag.objects.filter(status=FlagStatus.OPEN)
+        .order_by()
+        .values_list("requirement", "blocking")
+        .annotate(n=Count("pk"))
+    )
+    return {(str(requirement), bool(blocking)): int(n) for requirement, blocking, n in rows}
+
+
+def monitoring_due_q(state: str, *, as_of: dt.date, prefix: str = "") -> Q:
+    """Schedule rows overdue (`overdue`) or overdue beyond the blocking threshold (`blocking`) on `as_of`,
+    inside the window (MON-3, GATE-4: the same days the gate blocks on, selectors/monitoring.py)."""
+    from registry import rules
+    from registry.selectors.monitoring import blocking_before, overdue_before
+
+    program = rules.current()
+    before = blocking_before(program, as_of) if state == "blocking" else overdue_before(program, as_of)
+    return Q(**{f"{prefix}next_due_on__lt": before, f"{prefix}window_ends_on__gte": as_of})
+
+
+def patients_overdue_counts(*, as_of: dt.date) -> dict[str, int]:
+    """Patients with at least one requirement overdue, and blocking, on `as_of`, read from the stored
+    schedule (what the gate reads, whether or not the sweep has run): one aggregate statement."""
+    return {
+        state: int(n or 0)
+        for state, n in Patient.objects.aggregate(
+            overdue=Count(
+                "pk",
+                distinct=True,
+                filter=monitoring_due_q("overdue", as_of=as_of, prefix="monitoring_schedule__"),
+            ),
+            blocking=Count(
+                "pk",
+                distinct=True,
+                filter=monitoring_due_q("blocking", as_of=as_of, prefix="monitoring_schedule__"),
+            ),
+        ).items()
+    }
+
+
+def month_starts(last: dt.date, months: int) -> list[dt.date]:
+    """The first days of the `months` calendar months ending with the month of `last`, oldest first."""
+    out, year, month = [], last.year, last.month
+    for _ in range(months):
+        out.append(dt.date(year, month, 1))
+        year, month = (year, month - 1) if month > 1 else (year - 1, 12)
+    return out[::-1]
+
+
+def months_between(first: dt.date, last: dt.date) -> list[dt.date]:
+    """The first days of the calendar months from the month of `first` to the month of `last`."""
+    out, start = [], first.replace(day=1)
+    while start <= last:
+        out.append(start)
+        start = _month_end(start)
+    return out
+
+
+def _month_end(start: dt.date) -> dt.date:
+    """The first day of the month after `start`."""
+    return dt.date(start.year + start.month // 12, start.month % 12 + 1, 1)
+
+
+def in_monitoring_during(start: dt.date, *, prefix: str = "") -> Q:
+    """A patient in monitoring during the month starting `start` (MON-1): a first infusion before the
+    month began, and a monitoring window that had not ended when it began."""
+    return Q(**{f"{prefix}first_infusion_on__lt": start}) & (
+        Q(**{f"{prefix}monitoring_ends_on__isnull": True}) | Q(**{f"{prefix}monitoring_ends_on__gte": start})
+    )
+
+
+def monthly_compliance(*, months: list[dt.date]) -> list[tuple[dt.date, int, int]]:
+    """MON-1 per calendar month: (month, patients in monitoring, of whom every monthly lab has a result
+    collected in the month). Two statements whatever the number of months or patients: one aggregate for
+    the denominators, one grouped statement for the numerators (a patient-month counts when all three
+    monthly tests have a result in it)."""
+    if not months:
+        return []
+    totals = Patient.objects.aggregate(
+        **{f"m{i}": Count("pk", filter=in_monitoring_during(start)) for i, start in enumerate(months)}
+    )
+    if connection.vendor == "postgresql":
+        month_expr = "date_trunc('month', l.collected_on)::date"
+    else:
+        month_expr = "strftime('%%Y-%%m-01', l.collected_on)"
+    placeholders = ", ".join(["%s"] * len(MONTHLY_LAB_TESTS))
+    sql = (
+        f"SELECT m, COUNT(*) FROM (SELECT l.patient_id, {month_expr} AS m "  # noqa: S608 (constants only)
+        "FROM registry_labresult l JOIN registry_patient p ON p.id = l.patient_id "
+        f"WHERE l.test IN ({placeholders}) AND l.collected_on >= %s AND l.collected_on < %s "
+        "AND p.first_infusion_on IS NOT NULL "
+        f"AND p.first_infusion_on < {month_expr} "
+        f"AND (p.monitoring_ends_on IS NULL OR p.monitoring_ends_on >= {month_expr}) "
+        f"GROUP BY l.patient_id, {month_expr} HAVING COUNT(DISTINCT l.test) = %s) AS done GROUP BY m"
+    )
+    params: list[Any] = [*MONTHLY_LAB_TESTS, months[0], _month_end(months[-1]), len(MONTHLY_LAB_TESTS)]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        done = {str(m)[:10]: int(n) for m, n in cursor.fetchall()}
+    return [
+        (start, int(totals[f"m{i}"] or 0), done.get(start.isoformat(), 0)) for i, start in enumerate(months)
+    ]
