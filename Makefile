@@ -24,7 +24,7 @@ install: $(VENV)/.installed
 
 run: install
 	$(RUN_ENV) $(PY) manage.py migrate --noinput
-	$(RUN_ENV) $(PY) manage.py loaddata fixtures/demo.json
+	$(RUN_ENV) $(PY) manage.py seed_demo
 	$(RUN_ENV) $(PY) manage.py sync_care_teams
 	@$(RUN_ENV) $(PY) manage.py demo_admin_login admin
 	@echo "Admin API key (shown once; use it as 'Authorization: Bearer <key>'):"

@@ -191,10 +191,10 @@ def test_report_figures_match_a_hand_count(admin, program):
         "prescribers_pending_at_end": 2,  # P3, P4
         "prescribers_registered_in_period": 1,  # P4
         "prescribers_suspended_in_period": 1,  # P2
-        "pharmacys_certified_at_end": 1,  # Ph1
-        "pharmacys_pending_at_end": 1,  # Ph2
-        "pharmacys_registered_in_period": 1,  # Ph2
-        "facilitys_certified_at_end": 1,  # F1
+        "pharmacies_certified_at_end": 1,  # Ph1
+        "pharmacies_pending_at_end": 1,  # Ph2
+        "pharmacies_registered_in_period": 1,  # Ph2
+        "facilities_certified_at_end": 1,  # F1
         # Goal 2: patients (ACT-6..9)
         "patients_enrolled": 3,  # A, B, D
         "patients_authorized": 2,  # A, D

@@ -19,6 +19,7 @@ from django.utils import timezone
 from django.utils.safestring import SafeString
 
 from registry.models import (
+    PLURAL,
     DecisionKind,
     DecisionOutcome,
     Exposure,
@@ -121,8 +122,8 @@ def participants_panel(ctx: DashboardContext) -> Panel:
             n = counts[kind][state]
             href = changelist(kind.value, **participant_list_params(state, ctx.now))
             segments.append(Segment(state, n, href, _STATE_TONES[state]))
-            figures.append(Figure(f"{kind.label}s {state}", n, href))
-        rows.append(Row(f"{kind.label}s", segments))
+            figures.append(Figure(f"{PLURAL[kind]} {state}", n, href))
+        rows.append(Row(PLURAL[kind], segments))
     return Panel(
         "participants",
         "Participants by kind and certification state",

@@ -19,6 +19,7 @@ from .monitoring import (  # monitoring, issue 10
 )
 from .parties import (
     PARTICIPANT_MODELS,
+    PLURAL,
     CertificationStatus,
     Facility,
     ParticipantKind,
@@ -67,6 +68,7 @@ __all__ = [
     "LAB_REQUIREMENTS",
     "OPEN_COURSE_STATUSES",
     "PARTICIPANT_MODELS",
+    "PLURAL",
     "AdverseEvent",
     "ApiKey",
     "AuditEvent",

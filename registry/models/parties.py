@@ -28,6 +28,14 @@ class ParticipantKind(models.TextChoices):
     PHARMACY = "pharmacy"
 
 
+# How the console and the report name each kind in the plural.
+PLURAL = {
+    ParticipantKind.PRESCRIBER: "Prescribers",
+    ParticipantKind.FACILITY: "Facilities",
+    ParticipantKind.PHARMACY: "Pharmacies",
+}
+
+
 class Participant(UUIDModel):
     """ACT-5: `pending -> certified -> suspended <-> certified`, and `-> deactivated` (terminal).
 

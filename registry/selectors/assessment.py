@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from registry import rules
 from registry.models import (
+    PLURAL,
     AuditEvent,
     AuthorizationStatus,
     CertificationStatus,
@@ -190,8 +191,8 @@ def participants_section(period: Period) -> ReportSection:
         for state in ("certified", "pending", "suspended", "lapsed", "deactivated"):
             figures.append(
                 Figure(
-                    f"{kind.value}s_{state}_at_end",
-                    f"{kind.label}s {state} at the end of the period",
+                    f"{PLURAL[kind].lower()}_{state}_at_end",
+                    f"{PLURAL[kind]} {state} at the end of the period",
                     at_end.get(state, 0),
                     method_state
                     + (
@@ -204,8 +205,8 @@ def participants_section(period: Period) -> ReportSection:
         for verb, past in (("register", "registered"), ("certify", "certified"), ("suspend", "suspended")):
             figures.append(
                 Figure(
-                    f"{kind.value}s_{past}_in_period",
-                    f"{kind.label}s {past} during the period",
+                    f"{PLURAL[kind].lower()}_{past}_in_period",
+                    f"{PLURAL[kind]} {past} during the period",
                     moved.get(verb, 0),
                     f"audit events {kind.value}.{verb} in the period",
                 )
