@@ -18,6 +18,7 @@ from django.contrib import admin as django_admin
 from django.contrib import messages
 from django.contrib.auth.models import Group
 from django.db import connection
+from django.db.migrations.loader import MigrationLoader
 from django.db.models import Model
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
@@ -100,6 +101,8 @@ def console_user(username: str, group: str | None) -> User:
     User.objects.filter(pk=user.pk).update(is_superuser=False)
     user.refresh_from_db()
     if group:
+        if not Group.objects.filter(name=group).exists():
+            roles.roles_sync()  # a transactional test elsewhere flushed the rows migration 0011 wrote
         user.groups.add(Group.objects.get(name=group))
     return user
 
@@ -165,6 +168,11 @@ def test_roles_migration_and_roles_table_agree():
     migration = importlib.import_module("registry.migrations.0011_console_roles")
     table = {name: sorted(c for _, c in perms) for name, perms in roles.GROUP_PERMISSIONS.items()}
     assert {name: sorted(codes) for name, codes in migration.GROUPS.items()} == table
+    # The migration's own function, run on the current registry (a transactional test elsewhere in the
+    # session may have flushed the rows the migration wrote), gives the groups exactly that table.
+    Group.objects.filter(name__in=list(table)).delete()
+    state = MigrationLoader(connection).project_state(("registry", "0011_console_roles"))
+    migration.create_groups(state.apps, None)
     stored = {
         group.name: sorted(group.permissions.values_list("codename", flat=True))
         for group in Group.objects.filter(name__in=list(table))
@@ -179,6 +187,7 @@ def test_roles_cover_every_registered_model():
 
 
 def test_roles_sync_is_idempotent_and_repairs_a_group():
+    roles.roles_sync()
     group = Group.objects.get(name=roles.READ_ONLY_AUDITOR)
     group.permissions.clear()
 

@@ -90,7 +90,7 @@ def _legend(segments: Sequence[Segment], y: float) -> SafeString:
 
 def hbar_chart(rows: Sequence[Row], *, title: str, width: int = 520, legend: bool = True) -> SafeString:
     """Horizontal bars, one per row, stacked by segment; the row total is written at the bar's end."""
-    label_w, bar_h, gap, top = 150, 18, 8, 4
+    label_w, bar_h, gap, top = 180, 18, 8, 4
     plot_w = width - label_w - 50
     peak = max((r.total for r in rows), default=0) or 1
     parts = []

@@ -52,7 +52,7 @@ def patient_page_view(request: HttpRequest, model_admin: Any, object_id: str) ->
         "admin/registry/console/patient_page.html",
         {
             **admin.site.each_context(request),
-            "title": f"Patient {patient.rems_patient_id}",
+            "title": f"Patient {patient.rems_patient_id} — {patient.last_name}, {patient.first_name}",
             "patient": patient,
             "sections": patient_page_build(patient=patient, user=user, now=timezone.now()),
             "opts": Patient._meta,
