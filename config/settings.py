@@ -49,6 +49,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "registry.middleware.RequestIdMiddleware",
+    "registry.middleware_body.BodySizeLimitMiddleware",  # 413 payload_too_large before any read
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -108,8 +109,21 @@ ANONYMOUS_USER_NAME = None
 GUARDIAN_USER_OBJ_PERMS_MODEL = "registry.PatientUserObjectPermission"
 GUARDIAN_GROUP_OBJ_PERMS_MODEL = "registry.PatientGroupObjectPermission"
 
-# --- Cache (throttling, shared across workers when REDIS is configured) ------------------------------
-CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://registry")}
+# --- Cache and the shared rate-limit store (issue 8) -------------------------------------------------
+# CACHE_URL (or REDIS_URL) names a cache every worker shares, e.g. redis://redis:6379/1. The rate limit
+# counts in THROTTLE_STORE: "cache" (atomic on Redis; the default when the cache is Redis) or "database"
+# (one atomic upsert per request; the default, and what the quick start uses). Never a per-process store.
+CACHES = {
+    "default": env.cache("CACHE_URL", default=env.str("REDIS_URL", default="") or "locmemcache://registry")
+}
+THROTTLE_STORE = env.str(
+    "THROTTLE_STORE",
+    default="cache" if CACHES["default"]["BACKEND"].endswith("RedisCache") else "database",
+)
+if THROTTLE_STORE not in ("cache", "database"):
+    raise ImproperlyConfigured("THROTTLE_STORE must be 'cache' or 'database'.")
+if THROTTLE_STORE == "cache" and CACHES["default"]["BACKEND"].endswith(("LocMemCache", "DummyCache")):
+    raise ImproperlyConfigured("THROTTLE_STORE=cache needs a cache shared by every worker (Redis).")
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env.str("TIME_ZONE", default="America/New_York")
@@ -148,7 +162,10 @@ SECURE_REDIRECT_EXEMPT = [r"^api/v1/health/?$"]  # load balancer probes speak pl
 # --- REST framework --------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["registry.api.authentication.ApiKeyAuthentication"],
-    "DEFAULT_PERMISSION_CLASSES": ["registry.permissions.IsAuthenticatedWithRole"],
+    "DEFAULT_PERMISSION_CLASSES": [
+        "registry.permissions.IsAuthenticatedWithRole",
+        "registry.permissions.ParticipantInStanding",  # ACT-5: access follows certification
+    ],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["registry.api.parsers.SafeJSONParser"],
     "DEFAULT_PAGINATION_CLASS": "registry.api.pagination.Pagination",
@@ -227,3 +244,7 @@ LOGGING = {
 REMS_SETTINGS = {
     key[len("REMS_") :].lower(): value for key, value in env.ENVIRON.items() if key.startswith("REMS_")
 }
+
+# --- Privacy and access (issue 8; docs/access.md) ----------------------------------------------------
+# Bodies over this size answer 413 `payload_too_large` (registry/middleware_body.py), chunked ones too.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=5 * 1024 * 1024)

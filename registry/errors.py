@@ -68,3 +68,32 @@ class CertificationRequirementsUnmet(Conflict):
 class IdempotencyKeyReused(Conflict):
     code = "idempotency_key_reused"
     default_detail = "This Idempotency-Key was already used with a different request."
+
+
+# --- Access follows certification (ACT-1, ACT-5; API.md "Access, duplicates and lookups") ---------------
+
+
+class KeyInactive(RegistryError):
+    """ACT-5: a key of a deactivated participant (or of a deactivated prescriber's delegate) no longer
+    authenticates."""
+
+    status_code = 401
+    code = "key_inactive"
+    default_detail = "This API key is inactive: its participant is deactivated."
+
+
+class ParticipantSuspended(PermissionDenied):
+    """ACT-5: a suspended (or certification-expired) participant keeps its reads, and a prescriber and its
+    delegates keep recording monitoring labs and status forms; every other write is refused."""
+
+    code = "participant_suspended"
+    default_detail = (
+        "The participant is suspended or its certification has expired: only reads (and, for a "
+        "prescriber's care team, monitoring labs and status forms) are allowed."
+    )
+
+
+class PayloadTooLarge(RegistryError):
+    status_code = 413
+    code = "payload_too_large"
+    default_detail = "The request body is larger than the registry accepts."

@@ -25,6 +25,7 @@ from registry.models import (
     DecisionOutcome,
     Dispense,
     DispenseAuthorization,
+    Pharmacy,
 )
 from registry.services.certification import participant_suspend
 from registry.services.enrollment import patient_status_change
@@ -166,8 +167,9 @@ def test_two_authorizations_get_different_numbers(patient, prescriber, facility,
 
 
 def test_denied_when_pharmacy_not_certified(patient, prescriber, facility, pharmacy, admin):
-    """GATE-1, ACT-5: a suspended pharmacy fails the gate."""
-    participant_suspend(participant=pharmacy.participant, actor=admin.user, reason="Audit", now=NOW)
+    """GATE-1, ACT-1: a pharmacy that is not certified (pending) fails the gate. (A suspended one is
+    refused before the gate: 403 `participant_suspended`, tests/test_access.py.)"""
+    Pharmacy.objects.filter(pk=pharmacy.participant.pk).update(status="pending")
     body = _denied(request_authorization(pharmacy, patient, prescriber, facility), ["pharmacy_not_certified"])
     assert body["reasons"] == [{"code": "pharmacy_not_certified", "detail": "The pharmacy is not certified."}]
 
@@ -330,9 +332,10 @@ def test_denied_with_stale_pre_course_labs(prescriber, facility, pharmacy):
 def test_denial_lists_every_failed_requirement_at_once(
     patient, prescriber, other_prescriber, facility, pharmacy, admin
 ):
-    """GATE-1: not just the first: pharmacy, facility, prescriber (suspended and not of record), patient
-    (suspended, contraindicated) and stale labs, all in one answer."""
-    for persona in (pharmacy, facility, other_prescriber):
+    """GATE-1: not just the first: pharmacy (not certified), facility, prescriber (suspended and not of
+    record), patient (suspended, contraindicated) and stale labs, all in one answer."""
+    Pharmacy.objects.filter(pk=pharmacy.participant.pk).update(status="pending")
+    for persona in (facility, other_prescriber):
         participant_suspend(participant=persona.participant, actor=admin.user, reason="Audit", now=NOW)
     patient_status_change(patient=patient, actor=admin.user, verb="suspend", reason="Review", now=NOW)
     add_contraindication(patient, prescriber.user, on=DAY0, kind="active_infection")

@@ -22,6 +22,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
+from registry.errors import RegistryError
 from registry.models import (
     AuditEvent,
     AuthorizationStatus,
@@ -35,6 +36,7 @@ from registry.models import (
     Pharmacy,
     Prescriber,
 )
+from registry.services.dispensing import dispense_record
 
 from .conftest import Persona, client_with_key, participant_persona
 from .factories import FacilityFactory, PharmacyFactory, PrescriberFactory, make_npi
@@ -297,6 +299,12 @@ REVOKING_EVENTS: dict[str, tuple[str, str, dict[str, Any], str]] = {
 }
 
 
+PHARMACY_EVENT_REFUSALS = {
+    "act5_pharmacy_suspended": (403, "participant_suspended"),
+    "act5_pharmacy_deactivated": (401, "key_inactive"),
+}
+
+
 @pytest.mark.parametrize("event", list(REVOKING_EVENTS))
 def test_gate1_event_revokes_outstanding_authorization(
     request, event, patient, prescriber, other_prescriber, facility, pharmacy, admin
@@ -322,14 +330,19 @@ def test_gate1_event_revokes_outstanding_authorization(
     assert event_response.status_code in (200, 201), event_response.json()
 
     refused = pharmacy.post(DISPENSES, {"authorization_number": number, "vials": 5})
-    assert refused.status_code == 409, refused.json()
-    assert refused.json() == {
-        "code": "authorization_revoked",
-        "detail": "This authorization number was revoked.",
-    }
+    # ACT-5: a suspended pharmacy's writes are refused before the number is read (403), a deactivated
+    # pharmacy's key no longer works at all (401); for every other event the number itself is revoked.
+    status, code = PHARMACY_EVENT_REFUSALS.get(event, (409, "authorization_revoked"))
+    assert (refused.status_code, refused.json()["code"]) == (status, code), refused.json()
+    if code == "authorization_revoked":
+        assert refused.json() == {
+            "code": "authorization_revoked",
+            "detail": "This authorization number was revoked.",
+        }
     assert not Dispense.objects.exists()
 
-    shown = pharmacy.get(f"{AUTHORIZATIONS}/{number}")
+    reader = admin if event == "act5_pharmacy_deactivated" else pharmacy  # the pharmacy's key is inactive
+    shown = reader.get(f"{AUTHORIZATIONS}/{number}")
     assert shown.status_code == 200
     assert (shown.json()["status"], shown.json()["revoke_reason"]) == ("revoked", reason)
     assert dt.datetime.fromisoformat(shown.json()["revoked_at"]) == NOW
@@ -374,12 +387,23 @@ def test_act5_expired_pharmacy_certification_refuses_an_outstanding_number(
 
     with frozen(expires + dt.timedelta(days=1)):
         refused = pharmacy.post(DISPENSES, {"authorization_number": number, "vials": 5})
+        shown = pharmacy.get(f"/api/v1/dispense-authorizations/{number}")
 
-    assert refused.status_code == 409, refused.json()
-    assert refused.json() == {
-        "code": "authorization_revoked",
-        "detail": "This authorization number no longer holds: the pharmacy is not certified.",
-    }
+    # ACT-5: an expired certification behaves like a suspension: the write is refused (403) before the
+    # number is read; the pharmacy may still read the number, which reads as revoked.
+    assert refused.status_code == 403, refused.json()
+    assert refused.json()["code"] == "participant_suspended"
+    assert not Dispense.objects.exists()
+    assert shown.json()["status"] == "revoked"
+    # GATE-2: the service refuses it too, behind the API.
+    with frozen(expires + dt.timedelta(days=1)), pytest.raises(RegistryError) as refusal:
+        dispense_record(
+            actor=pharmacy.user, data={"authorization_number": number, "vials": 5}, now=timezone.now()
+        )
+    assert (refusal.value.code, refusal.value.detail) == (
+        "authorization_revoked",
+        "This authorization number no longer holds: the pharmacy is not certified.",
+    )
     assert not Dispense.objects.exists()
 
 
@@ -395,11 +419,17 @@ def test_act5_pharmacy_expiry_set_in_the_past_refuses_an_outstanding_number(
 
     refused = pharmacy.post(DISPENSES, {"authorization_number": number, "vials": 5})
 
-    assert refused.status_code == 409, refused.json()
-    assert refused.json() == {
-        "code": "authorization_revoked",
-        "detail": "This authorization number no longer holds: the pharmacy is not certified.",
-    }
+    assert refused.status_code == 403, refused.json()  # ACT-5: expired behaves like suspended
+    assert refused.json()["code"] == "participant_suspended"
+    assert not Dispense.objects.exists()
+    with pytest.raises(RegistryError) as refusal:  # GATE-2: the service refuses it too, behind the API
+        dispense_record(
+            actor=pharmacy.user, data={"authorization_number": number, "vials": 5}, now=timezone.now()
+        )
+    assert (refusal.value.code, refusal.value.detail) == (
+        "authorization_revoked",
+        "This authorization number no longer holds: the pharmacy is not certified.",
+    )
     assert not Dispense.objects.exists()
     assert DispenseAuthorization.objects.get(number=number).status == AuthorizationStatus.ACTIVE
     # GATE-2: the status a pharmacy reads agrees with the dispense answer.

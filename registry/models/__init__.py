@@ -1,5 +1,6 @@
 """Models, one module per aggregate; re-exported here."""
 
+from .access import AccessLogEntry, DobLookupGuard, ThrottleBucket
 from .accounts import ApiKey, IdempotencyRecord, Role, User
 from .audit import AuditEvent
 from .parties import (
@@ -39,6 +40,7 @@ from .treatment import (
 __all__ = [
     "OPEN_COURSE_STATUSES",
     "PARTICIPANT_MODELS",
+    "AccessLogEntry",
     "ApiKey",
     "AuditEvent",
     "AuthorizationStatus",
@@ -52,6 +54,7 @@ __all__ = [
     "DecisionOutcome",
     "Dispense",
     "DispenseAuthorization",
+    "DobLookupGuard",
     "Facility",
     "IdempotencyRecord",
     "Infusion",
@@ -68,5 +71,6 @@ __all__ = [
     "Role",
     "Screening",
     "Sex",
+    "ThrottleBucket",
     "User",
 ]

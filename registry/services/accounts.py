@@ -12,10 +12,11 @@ from django.contrib.auth.models import Group
 from django.db import transaction
 from django.utils import timezone
 
-from registry.errors import Conflict, NotFound
+from registry.errors import Conflict, KeyInactive, NotFound
 from registry.models import ApiKey, Facility, Pharmacy, Prescriber, Role, User
 
 from .audit import audit_record
+from .standing import Standing, participant_of, participant_standing
 
 KEY_PREFIX = "rems"
 LAST_USED_RESOLUTION = dt.timedelta(minutes=1)
@@ -26,7 +27,10 @@ def _hash(raw: str) -> str:
 
 
 def api_key_issue(*, user: User, actor: User | None, name: str = "") -> tuple[ApiKey, str]:
-    """A new key for `user`. The raw key is returned once and never stored: only its SHA-256 is."""
+    """A new key for `user`. The raw key is returned once and never stored: only its SHA-256 is. A
+    deactivated participant gets no new key (ACT-5: 409 `participant_deactivated`)."""
+    if participant_standing(participant_of(user), now=timezone.now()) == Standing.DEACTIVATED:
+        raise Conflict("A deactivated participant cannot be given API keys.", code="participant_deactivated")
     prefix = secrets.token_hex(6)
     raw = f"{KEY_PREFIX}_{prefix}_{secrets.token_urlsafe(32)}"
     with transaction.atomic():
@@ -41,19 +45,26 @@ def api_key_issue(*, user: User, actor: User | None, name: str = "") -> tuple[Ap
 
 def api_key_authenticate(raw: str, *, now: dt.datetime | None = None) -> ApiKey | None:
     """The live key for a raw bearer value, or None. One indexed lookup by prefix, a constant-time hash
-    comparison, and at most one `last_used_at` write a minute per key."""
+    comparison, and at most one `last_used_at` write a minute per key.
+
+    ACT-5: a genuine key whose participant (for a delegate, whose prescriber) is deactivated raises
+    `KeyInactive` (401 `key_inactive`), whether or not the deactivation's revocation reached it."""
     parts = raw.split("_", 2)
     if len(parts) != 3 or parts[0] != KEY_PREFIX:
         return None
     keys = (
         ApiKey.objects.select_related("user", "user__prescriber", "user__facility", "user__pharmacy")
-        .filter(prefix=parts[1], revoked_at__isnull=True, user__is_active=True)
+        .filter(prefix=parts[1])
         .order_by()[:1]  # the prefix is unique: no ordering to plan
     )
     key = next(iter(keys), None)
     if key is None or not hmac.compare_digest(key.key_hash, _hash(raw)):
         return None
     now = now or timezone.now()
+    if participant_standing(participant_of(key.user), now=now) == Standing.DEACTIVATED:
+        raise KeyInactive()
+    if key.revoked_at is not None or not key.user.is_active:
+        return None
     if key.last_used_at is None or key.last_used_at < now - LAST_USED_RESOLUTION:
         ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
         key.last_used_at = now
@@ -125,6 +136,8 @@ def delegate_add(
     """A delegate acting for `prescriber`, a member of its care team, with a first API key."""
     with transaction.atomic():
         prescriber = Prescriber.objects.select_for_update(no_key=True).get(pk=prescriber.pk)
+        if participant_standing(prescriber, now=timezone.now()) == Standing.DEACTIVATED:
+            raise Conflict("A deactivated prescriber cannot add delegates.", code="participant_deactivated")
         user = User(
             username=f"delegate-{secrets.token_hex(8)}",
             role=Role.DELEGATE,

@@ -57,6 +57,7 @@ def authorization_request(
             now=now,
             labs_as_of=timezone.localdate(now),
             lock=True,
+            caller=actor,  # ID-4: date-of-birth guessing lock
         )
         pharmacy, facility, prescriber = participants_for_authorization(
             pharmacy_id=pharmacy.pk if pharmacy else None,

@@ -24,6 +24,8 @@ from registry.models import (
 )
 from registry.models.treatment import OPEN_COURSE_STATUSES
 
+from .dob_guard import dob_guarded
+
 SCREENING_FIELDS = ("hiv_negative", "no_active_infection", "tb_screened_on", "vaccinations_completed_on")
 
 
@@ -354,6 +356,7 @@ def _patient_facts(p: Patient) -> dict[str, Any]:
     }
 
 
+@dob_guarded  # ID-4: date-of-birth guessing locks (services/dob_guard.py); adds the `caller` keyword
 def patient_by_registry_id(
     rems_patient_id: str,
     date_of_birth: dt.date,

@@ -197,7 +197,13 @@ def infusion_record(
     with transaction.atomic():
         # With `record`, the patient row is locked as it is read: two infusions for one patient serialize.
         patient = patient_by_registry_id(
-            data["rems_patient_id"], data["date_of_birth"], now=now, labs_as_of=on, on_date=on, lock=record
+            data["rems_patient_id"],
+            data["date_of_birth"],
+            now=now,
+            labs_as_of=on,
+            on_date=on,
+            lock=record,
+            caller=actor,  # ID-4: date-of-birth guessing lock
         )
         facts = facts_load(
             patient=patient,

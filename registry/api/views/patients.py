@@ -10,6 +10,7 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from registry.api.access_logging import AccessLoggedMixin
 from registry.api.idempotency import idempotent
 from registry.api.serializers.common import ReasonBodySerializer
 from registry.api.serializers.patients import (
@@ -34,7 +35,7 @@ from .base import RegistryViewSet, refusal
 PRESCRIBER_ONLY = frozenset({Role.PRESCRIBER})
 
 
-class PatientViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, RegistryViewSet):
+class PatientViewSet(AccessLoggedMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, RegistryViewSet):
     serializer_class = PatientSerializer
     queryset = Patient.objects.none()
     filterset_fields = ("status", "rems_patient_id")
@@ -55,6 +56,8 @@ class PatientViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, RegistryV
         "courses": PRESCRIBING,
         "courses_list": CARE_TEAM,
     }
+    # ACT-5: patient safety does not pause while the prescriber is suspended (registry/permissions.py).
+    allowed_while_suspended = frozenset({"lab_results", "status_forms"})
 
     def get_queryset(self) -> QuerySet[Patient]:
         return patients_visible_to(self.actor).order_by("-created_at", "id")
@@ -196,6 +199,7 @@ class PatientViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, RegistryV
 
 class LabResultBulkViewSet(RegistryViewSet):
     roles = {"create": CARE_TEAM}
+    allowed_while_suspended = frozenset({"create"})  # ACT-5: monitoring labs continue
     serializer_class = BulkLabSerializer
 
     @extend_schema(request=BulkLabSerializer, responses={201: BulkLabResponseSerializer})

@@ -12,6 +12,7 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from registry.api.access_logging import AccessLoggedMixin
 from registry.api.exceptions import error_body
 from registry.api.idempotency import idempotent
 from registry.api.schema import ErrorSerializer
@@ -43,7 +44,7 @@ PHARMACY_OR_ADMIN = frozenset({Role.PHARMACY, Role.ADMIN})
 FACILITY_OR_ADMIN = frozenset({Role.FACILITY, Role.ADMIN})
 
 
-class CourseViewSet(RegistryViewSet):
+class CourseViewSet(AccessLoggedMixin, RegistryViewSet):
     roles = {"cancel": PRESCRIBING, "retrieve": PRESCRIBING | {Role.DELEGATE}}
     serializer_class = CourseSerializer
     queryset = Course.objects.none()
