@@ -629,3 +629,6 @@ class InfusionAdmin(ReadOnlyAdmin):
 admin.site.site_header = "LEMTRADA REMS registry"
 admin.site.site_title = "REMS registry admin"
 admin.site.index_title = "REMS administration"
+
+# Issue 8: access log, date-of-birth locks, access-logged patient pages (kept in their own module).
+from registry import admin_access  # noqa: E402, F401
