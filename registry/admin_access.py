@@ -138,7 +138,8 @@ class AccessLoggedPatientAdmin(PatientAdmin):
     """The patient admin, logging its own reads (issue 8 item 6): a change page logs its patient, a list
     page logs every patient shown on it, in one insert. Shows the patient's access history."""
 
-    readonly_fields = (*PatientAdmin.readonly_fields, "access_history")
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return (*super().get_readonly_fields(request, obj), "access_history")
 
     @admin.display(description="Access history (who read this patient)")
     def access_history(self, obj: Patient) -> str:
