@@ -12,7 +12,7 @@ TEST_ENV := DATABASE_URL=$(TEST_DATABASE_URL) SECRET_KEY=test-only-secret-key-no
 # The quick start: the embedded default (SQLite file in var/, eager Celery), whatever the shell exports.
 RUN_ENV := env -u DATABASE_URL -u CELERY_BROKER_URL DEBUG=true
 
-.PHONY: install run test lint typecheck schema migrations-check deploy-check services bench clean
+.PHONY: install run test test-sqlite lint typecheck schema migrations-check deploy-check services bench clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,9 +35,19 @@ run: install
 services:
 	@bash .ci/ensure-services
 
+# The API and gate tests again on the quick start's database (SQLite), so `make run`'s path is tested too.
+SQLITE_TESTS := tests/test_dispensing.py tests/test_gate_safety.py tests/test_infusions.py tests/test_courses.py \
+	tests/test_patients_api.py tests/test_gate_pipeline.py tests/test_walkthrough.py tests/test_api_conventions.py \
+	tests/test_participants_api.py tests/test_patient_permissions.py
+SQLITE_ENV := REGISTRY_TESTS_ON_SQLITE=1 DATABASE_URL=sqlite:///:memory: SECRET_KEY=test-only-secret-key-not-for-production \
+	DEBUG=false SECURE_SSL_REDIRECT=false ALLOWED_HOSTS=testserver,localhost,127.0.0.1
+
 test: install services
 	$(TEST_ENV) $(VENV)/bin/pytest -n 2 -p no:cacheprovider
-	$(MAKE) --no-print-directory lint typecheck schema migrations-check deploy-check
+	$(MAKE) --no-print-directory test-sqlite lint typecheck schema migrations-check deploy-check
+
+test-sqlite: install
+	$(SQLITE_ENV) $(VENV)/bin/pytest -n 2 -p no:cacheprovider $(SQLITE_TESTS)
 
 lint: install
 	$(VENV)/bin/ruff check .

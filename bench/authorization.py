@@ -31,6 +31,7 @@ from registry.models import (
     Pharmacy,
     Prescriber,
 )
+from registry.selectors.facts import GATE_LAB_TESTS as BASELINE
 from registry.services.accounts import admin_user_ensure, api_key_issue, participant_user_ensure
 from registry.services.certification import participant_certify, participant_register
 from registry.services.enrollment import (
@@ -39,7 +40,6 @@ from registry.services.enrollment import (
     patient_enroll,
     screening_record,
 )
-from registry.services.facts import GATE_LAB_TESTS as BASELINE
 from registry.services.treatment import course_plan
 
 REQUESTS = 300

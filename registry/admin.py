@@ -30,10 +30,16 @@ from registry.models import (
     Patient,
     Pharmacy,
     Prescriber,
+    RevokeCategory,
     Screening,
     User,
 )
-from registry.selectors import identifier_in_use
+from registry.selectors import (
+    authorization_public_state,
+    authorization_revoke_category,
+    authorization_state,
+    identifier_in_use,
+)
 from registry.services import certification
 from registry.services.accounts import api_key_revoke
 from registry.services.dispensing import authorization_revoke
@@ -134,6 +140,13 @@ class ParticipantForm(forms.ModelForm):
     def clean(self) -> dict[str, Any]:
         """ACT-5: the same refusal the update service applies (identifiers locked, requirements kept)."""
         cleaned = super().clean() or {}
+        values = {f.name: getattr(self.instance, f.name) for f in self.instance._meta.concrete_fields}
+        dates = certification.participant_dates_refusal(
+            model=type(self.instance), values={**values, **cleaned}, now=timezone.now()
+        )
+        if dates is not None:  # ACT-2..4: attested dates may not lie in the future (issue 9)
+            for name, messages_ in dates.extra["errors"].items():
+                self.add_error(name if name in self.fields else None, messages_)
         if self.instance.pk is not None:
             data = {name: cleaned[name] for name in self.changed_data if name in cleaned}
             refusal = certification.participant_update_refusal(participant=self.instance, data=data)
@@ -558,7 +571,7 @@ class DispenseAuthorizationAdmin(ReadOnlyAdmin):
     )
     list_filter = ("status",)
     search_fields = ("number", "patient__rems_patient_id", "pharmacy__name", "pharmacy__npi")
-    list_select_related = ("pharmacy", "facility", "patient")
+    list_select_related = ("pharmacy", "facility", "prescriber", "patient", "course")
     readonly_fields = ("stored_requirements", "program_settings")
     actions = ("revoke",)
 
@@ -570,7 +583,12 @@ class DispenseAuthorizationAdmin(ReadOnlyAdmin):
 
     @admin.display(description="Status")
     def current_status(self, obj: DispenseAuthorization) -> str:
-        return obj.status_at(timezone.now())
+        """The state the API and the dispense service read: a lapsed number reads `revoked`, with its
+        category, before the daily sweep stores it so and after (issue 9 item 4)."""
+        now = timezone.now()
+        state = authorization_public_state(authorization_state(obj, now))
+        category = authorization_revoke_category(obj, now)
+        return f"{state} ({RevokeCategory(category).label})" if category else state
 
     @admin.display(description="Requirements evaluated (GATE-5)")
     def stored_requirements(self, obj: DispenseAuthorization) -> str:

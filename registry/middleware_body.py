@@ -17,13 +17,13 @@ from django.conf import settings
 from django.core.handlers.wsgi import LimitedStream
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
-from registry.errors import PayloadTooLarge
+from registry.errors import ErrorCode
 
 
 def payload_too_large_response() -> JsonResponse:
     return JsonResponse(
-        {"code": PayloadTooLarge.code, "detail": body_limit_detail()},
-        status=PayloadTooLarge.status_code,
+        {"code": ErrorCode.PAYLOAD_TOO_LARGE, "detail": body_limit_detail()},
+        status=ErrorCode.PAYLOAD_TOO_LARGE.http_status,
     )
 
 

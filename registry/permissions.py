@@ -11,10 +11,17 @@ from rest_framework.request import Request
 
 from registry.models import Role
 
+# Every role set the API names, in one place.
 ALL_ROLES = frozenset(Role.values)
 ADMIN = frozenset({Role.ADMIN})
-PRESCRIBING = frozenset({Role.ADMIN, Role.PRESCRIBER})
-CARE_TEAM = frozenset({Role.ADMIN, Role.PRESCRIBER, Role.DELEGATE})
+PRESCRIBER_ONLY = frozenset({Role.PRESCRIBER})  # ACT-6: only a prescriber enrolls (and becomes of record)
+PRESCRIBING = frozenset({Role.ADMIN, Role.PRESCRIBER})  # decisions a delegate may not take (API.md)
+CARE_TEAM = frozenset({Role.ADMIN, Role.PRESCRIBER, Role.DELEGATE})  # the patient's care team and admins
+PHARMACY = frozenset({Role.PHARMACY})  # GATE-1/2: the calling pharmacy is the key's pharmacy
+PHARMACY_OR_ADMIN = frozenset({Role.PHARMACY, Role.ADMIN})
+FACILITY_OR_ADMIN = frozenset({Role.FACILITY, Role.ADMIN})  # GATE-3; admins record legacy history
+# Pharmacies and facilities are not a patient's care team: they read reason codes, never clinical facts.
+GATE_PARTIES = frozenset({Role.PHARMACY, Role.FACILITY})
 
 
 class IsAuthenticatedWithRole(BasePermission):

@@ -57,6 +57,10 @@ class ProgramSettings:
     pregnancy_exposure_months_after_course: int = 4
     # Idempotency-Key replay window (API.md conventions; registry setting).
     idempotency_window_hours: int = 24
+    # GATE-1, CRS-2 (registry setting, issue 9): a pharmacy may be authorized up to this many days before
+    # the course's earliest allowed day (the 12-month interval), so the drug can ship ahead; the infusion
+    # still waits for that day.
+    authorization_lead_days: int = 7
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

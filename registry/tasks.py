@@ -5,7 +5,7 @@ from __future__ import annotations
 from celery import shared_task
 from django.utils import timezone
 
-from registry.services.dispensing import authorizations_expire
+from registry.services.dispensing import authorizations_expire, authorizations_lapse
 from registry.services.idempotency import idempotency_purge
 
 
@@ -16,4 +16,6 @@ def purge_idempotency_records() -> int:
 
 @shared_task
 def expire_dispense_authorizations() -> int:
-    return authorizations_expire(now=timezone.now())
+    """GATE-2: stores expired numbers as `expired` and lapsed ones as `revoked` (issue 9 item 4)."""
+    now = timezone.now()
+    return authorizations_expire(now=now) + authorizations_lapse(now=now)

@@ -9,6 +9,7 @@ moment is 15:00 UTC, far from midnight in UTC and in the registry's time zone.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -17,17 +18,26 @@ from dateutil.relativedelta import relativedelta
 
 from registry import rules
 from registry.models import (
+    OPEN_COURSE_STATUSES,
+    AuthorizationStatus,
+    CertificationStatus,
     Course,
     CourseStatus,
     Decision,
     DecisionKind,
     DecisionOutcome,
+    Dispense,
+    DispenseAuthorization,
     Facility,
     Infusion,
     LabResult,
     Patient,
+    Pharmacy,
+    Role,
     User,
 )
+from registry.services.accounts import participant_user_ensure
+from registry.services.dispensing import authorization_request, dispense_record
 from registry.services.enrollment import (
     contraindication_record,
     lab_result_record,
@@ -38,6 +48,7 @@ from registry.services.enrollment import (
 from registry.services.treatment import course_plan
 
 from .conftest import Persona
+from .factories import PharmacyFactory
 
 DOB = dt.date(1985, 4, 12)
 DAY0 = dt.date(2026, 3, 2)  # course 1, day 1
@@ -72,6 +83,8 @@ def months_after(day: dt.date, months: int) -> dt.date:
 
 # --- Patients (ACT-6, ACT-7) ----------------------------------------------------------------------------
 
+_patient_names = itertools.count(1)
+
 
 def enroll_patient(
     prescriber: Persona,
@@ -80,12 +93,17 @@ def enroll_patient(
     date_of_birth: dt.date = DOB,
     sex: str = "male",
     reproductive_potential: bool = False,
+    first_name: str | None = None,
+    last_name: str = "Ient",
 ) -> Patient:
+    """ACT-6 through the service. Each patient gets a name of its own ("Pat 1 Ient", "Pat 2 Ient", ...), so
+    that patients of one test are distinct people, not possible duplicates of one another."""
+    first_name = first_name or f"Pat {next(_patient_names)}"
     return patient_enroll(
         actor=prescriber.user,
         data={
-            "first_name": "Pat",
-            "last_name": "Ient",
+            "first_name": first_name,
+            "last_name": last_name,
             "date_of_birth": date_of_birth,
             "sex": sex,
             "reproductive_potential": reproductive_potential,
@@ -175,9 +193,79 @@ def infusion_body(patient: Patient, on: dt.date, *, day: int = 1, **overrides: A
     return body
 
 
+SUPPLY_PHARMACY = "Gate Helpers Supply Pharmacy"
+
+
+def supply_pharmacy() -> tuple[Pharmacy, User]:
+    """The certified pharmacy that ships the doses of the gate tests' infusions (one per test database)."""
+    pharmacy = Pharmacy.objects.filter(name=SUPPLY_PHARMACY, status=CertificationStatus.CERTIFIED).first()
+    if pharmacy is None:
+        pharmacy = PharmacyFactory(certified=True, name=SUPPLY_PHARMACY)
+    return pharmacy, participant_user_ensure(participant=pharmacy, actor=None)
+
+
+def supply(facility: Persona, patient: Patient, *, on: dt.date, doses: int | None = None) -> Dispense | None:
+    """GATE-1, GATE-2, GATE-3: ships doses of the patient's open course to the facility on `on`: a
+    dispense authorization and its dispense, through the services, as the supply pharmacy. `doses`
+    defaults to every dose the course has left to authorize. None when the gate refuses (or nothing is
+    left): the infusion then has no dispense behind it."""
+    course = Course.objects.filter(patient=patient, status__in=OPEN_COURSE_STATUSES).first()
+    if course is None:
+        return None
+    now = moment(on)
+    dispensed = sum(Dispense.objects.filter(authorization__course=course).values_list("vials", flat=True))
+    holding = sum(
+        DispenseAuthorization.objects.filter(
+            course=course, status=AuthorizationStatus.ACTIVE, expires_at__gt=now
+        ).values_list("doses_authorized", flat=True)
+    )
+    doses = doses or course.planned_doses - max(course.doses_given, dispensed + holding)
+    if doses < 1:
+        return None
+    pharmacy, user = supply_pharmacy()
+    prescriber = patient.prescriber
+    outcome = authorization_request(
+        actor=user,
+        pharmacy=pharmacy,
+        data={
+            "rems_patient_id": patient.rems_patient_id,
+            "date_of_birth": patient.date_of_birth,
+            "prescriber_npi": prescriber.npi,
+            "facility_npi": facility.participant.npi,
+            "doses_requested": doses,
+        },
+        now=now,
+    )
+    if outcome.created is None:
+        return None
+    return dispense_record(
+        actor=user, data={"authorization_number": outcome.created.number, "vials": doses}, now=now
+    )
+
+
+def has_supply(facility: Persona, patient: Patient) -> bool:
+    """A dispense to the facility for the patient's open course still has a vial left."""
+    for dispense in Dispense.objects.filter(
+        patient=patient,
+        authorization__facility=facility.participant,
+        authorization__course__status__in=OPEN_COURSE_STATUSES,
+    ):
+        if dispense.infusions.count() < dispense.vials:
+            return True
+    return False
+
+
 def infuse(facility: Persona, patient: Patient, on: dt.date, *, day: int = 1, **overrides: Any) -> Any:
-    """POST /infusions on the day itself."""
+    """POST /infusions on the day itself. A facility's infusion is backed by a dispense (GATE-3): unless
+    the test names one (`dispense_id`) or the facility already holds one with a vial left, the course's
+    remaining doses are first shipped to it (`supply`) that day."""
     with frozen(on):
+        if (
+            facility.user.role == Role.FACILITY
+            and "dispense_id" not in overrides
+            and not has_supply(facility, patient)
+        ):
+            supply(facility, patient, on=on)
         return facility.post("/api/v1/infusions", infusion_body(patient, on, day=day, **overrides))
 
 
@@ -281,6 +369,7 @@ def prior_courses_orm(
                     corticosteroid_premedication=day <= 3,
                     antiviral_prophylaxis=True,
                     observation_minutes=120,
+                    legacy_history=True,
                     recorded_by=actor,
                     decision=decision,
                 )

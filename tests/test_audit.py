@@ -229,6 +229,7 @@ def test_api_key_and_its_audit_event_are_written_by_one_transaction(admin):
     assert xmin("registry_apikey", key_id) == xmin("registry_auditevent", event.pk)
 
 
+@pytest.mark.postgres_only  # threads racing on row locks
 @pytest.mark.django_db(transaction=True)
 def test_audit_record_refuses_to_run_outside_a_transaction():
     participant = PrescriberFactory()

@@ -22,6 +22,7 @@ from registry.models import (
     DispenseAuthorization,
 )
 from registry.services.enrollment import patient_status_change
+from registry.services.gate import PENDING_DETAIL
 
 from .gate_helpers import (
     COURSE_1_LAST,
@@ -210,43 +211,94 @@ def test_second_course_refused_while_one_is_open(prescriber):
     assert Course.objects.filter(patient=patient).count() == 1
 
 
-def test_course_2_refused_with_stale_pre_course_labs(prescriber, facility):
-    """CRS-4: CBC with differential, creatinine and urinalysis no older than 30 days before the first dose
-    of every course; course 1's labs from 2026 do not count for course 2."""
+COURSE_2_PENDING = [
+    {"requirement": "pre_course_labs_fresh", "code": "pre_course_labs_stale", "detail": PENDING_DETAIL}
+]
+COURSE_1_PENDING = [
+    {"requirement": "pre_course_labs_fresh", "code": "pre_course_labs_stale", "detail": PENDING_DETAIL},
+    {"requirement": "course_1_baseline_labs", "code": "baseline_incomplete", "detail": PENDING_DETAIL},
+    {"requirement": "course_1_screening", "code": "screening_incomplete", "detail": PENDING_DETAIL},
+    {"requirement": "course_1_pregnancy_test", "code": "pregnancy_test_required", "detail": PENDING_DETAIL},
+]
+
+
+def test_course_2_with_stale_labs_is_planned_with_the_labs_pending_CRS_4(prescriber, facility, pharmacy):
+    """CRS-4, issue 9 item 5: the pre-course labs depend on the day of the first dose, so planning lists
+    them as pending (in the 201 and in the stored decision) instead of refusing; course 1's labs from 2026
+    do not count for course 2 at the dispense authorization, which is refused `pre_course_labs_stale`."""
     patient = patient_after_course_1(prescriber, facility)
     with frozen(COURSE_2_EARLIEST):
         response = prescriber.post(course_path(patient), {"planned_start_on": "2027-03-06"})
+        denied = request_authorization(pharmacy, patient, prescriber, facility, doses=3)
 
-    _refused(response, [{"code": "pre_course_labs_stale", "detail": STALE}])
+    assert response.status_code == 201, response.json()
+    body = response.json()
+    assert (body["number"], body["planned_doses"], body["pending"]) == (2, 3, COURSE_2_PENDING)
+    decision = Decision.objects.get(pk=body["decision_id"])
+    assert (decision.outcome, decision.reasons, decision.pending) == ("approved", [], COURSE_2_PENDING)
+    assert "pre_course_labs_fresh" not in [r["requirement"] for r in decision.requirements]
+    assert denied.json()["decision"] == "denied"
+    assert [r["code"] for r in denied.json()["reasons"]] == ["pre_course_labs_stale"]
 
 
-def test_course_2_refused_when_one_pre_course_lab_is_31_days_old(prescriber, facility):
-    """CRS-4: 30 days is the limit (day 30 passes, day 31 does not), for each of the three labs."""
+@pytest.mark.parametrize(
+    ("authorized_on", "decision"),
+    [(dt.date(2027, 3, 5), "approved"), (dt.date(2027, 3, 6), "approved"), (dt.date(2027, 3, 7), "denied")],
+    ids=["day-29", "day-30", "day-31"],
+)
+def test_pre_course_labs_are_judged_on_the_authorization_day_CRS_4(
+    prescriber, facility, pharmacy, authorized_on, decision
+):
+    """CRS-4, GATE-1, issue 9 item 5: at the dispense authorization the labs are judged against its own
+    day: 30 days is the limit (a serum creatinine of 2027-02-04 holds on 2027-03-05 and 2027-03-06, not on
+    2027-03-07)."""
     patient = patient_after_course_1(prescriber, facility)
-    with frozen(COURSE_2_EARLIEST):
-        record_labs(patient, prescriber.user, collected_on=dt.date(2027, 2, 4), tests=["cbc_differential"])
-        record_labs(patient, prescriber.user, collected_on=dt.date(2027, 2, 3), tests=["serum_creatinine"])
-        record_labs(patient, prescriber.user, collected_on=dt.date(2027, 2, 4), tests=["urinalysis"])
-        response = prescriber.post(course_path(patient), {"planned_start_on": "2027-03-06"})
+    with frozen(dt.date(2027, 3, 1)):
+        record_labs(
+            patient,
+            prescriber.user,
+            collected_on=dt.date(2027, 3, 1),
+            tests=["cbc_differential", "urinalysis"],
+        )
+        record_labs(patient, prescriber.user, collected_on=dt.date(2027, 2, 4), tests=["serum_creatinine"])
+    plan_course(prescriber, patient, start=COURSE_2_EARLIEST, on=dt.date(2027, 3, 1))
+    with frozen(authorized_on):
+        response = request_authorization(pharmacy, patient, prescriber, facility, doses=3)
 
-    _refused(
-        response,
-        [{"code": "pre_course_labs_stale", "detail": "Missing or older than 30 days: serum_creatinine."}],
-    )
+    assert response.json()["decision"] == decision, response.json()
+    if decision == "denied":
+        assert [r["code"] for r in response.json()["reasons"]] == ["pre_course_labs_stale"]
+        stored = Decision.objects.get(pk=response.json()["id"]).reasons
+        assert stored == [
+            {"code": "pre_course_labs_stale", "detail": "Missing or older than 30 days: serum_creatinine."}
+        ]
 
 
-def test_course_1_with_stale_labs_needs_fresh_pre_course_labs_and_full_baseline(prescriber):
-    """CRS-4: for course 1 the full ACT-7 baseline must also be fresh before the first dose."""
+def test_course_1_planned_weeks_ahead_lists_the_full_baseline_pending_CRS_4(prescriber):
+    """CRS-4, issue 9 item 5: course 1 planned four weeks ahead (labs of 2026-02-27 will be 31 days old)
+    is planned; the pre-course labs and the full ACT-7 baseline are pending, for the dispense
+    authorization and the first dose to check."""
     with frozen(DAY0):
         patient = authorized_patient(prescriber)  # labs of 2026-02-27
         response = prescriber.post(course_path(patient), {"planned_start_on": "2026-03-30"})
 
-    assert reason_list(response) == ["pre_course_labs_stale", "baseline_incomplete"]
-    assert response.json()["reasons"][0]["detail"] == STALE
+    assert response.status_code == 201, response.json()
+    assert response.json()["pending"] == COURSE_1_PENDING
+
+
+def test_course_planned_a_year_ahead_is_allowed_CRS_4(prescriber):
+    """Issue 9 item 5: a plan up to a year ahead is no longer refused for labs that cannot exist yet."""
+    with frozen(DAY0):
+        patient = authorized_patient(prescriber)
+        response = prescriber.post(course_path(patient), {"planned_start_on": "2027-03-02"})
+
+    assert response.status_code == 201, response.json()
+    assert response.json()["planned_start_on"] == "2027-03-02"
 
 
 def test_course_refusal_lists_every_reason_at_once(prescriber, facility):
-    """CRS-2..4, GATE-4: a refusal lists every unmet requirement, not just the first."""
+    """CRS-2..4, GATE-4: a refusal lists every unmet requirement, not just the first (the labs are pending,
+    not reasons: issue 9 item 5)."""
     patient = patient_after_course_1(prescriber, facility)
     with frozen(dt.date(2027, 3, 5)):
         add_contraindication(patient, prescriber.user, on=dt.date(2027, 3, 5), kind="active_infection")
@@ -257,7 +309,6 @@ def test_course_refusal_lists_every_reason_at_once(prescriber, facility):
         [
             {"code": "contraindication_recorded", "detail": "Contraindication recorded: active_infection."},
             {"code": "course_interval_not_met", "detail": "Course 2 may not start before 2027-03-06."},
-            {"code": "pre_course_labs_stale", "detail": STALE},
         ],
     )
 
@@ -450,7 +501,9 @@ def test_one_open_course_per_patient_is_a_database_constraint(prescriber):
         patient = authorized_patient(prescriber)
         plan_course(prescriber, patient, start=DAY0)
 
-    with pytest.raises(IntegrityError, match="one_open_course_per_patient"), transaction.atomic():
+    # PostgreSQL names the index; SQLite (the quick start) names its column.
+    refused = "one_open_course_per_patient|UNIQUE constraint failed: registry_course.patient_id"
+    with pytest.raises(IntegrityError, match=refused), transaction.atomic():
         Course.objects.create(
             patient=patient,
             number=2,

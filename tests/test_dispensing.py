@@ -17,6 +17,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from registry import rules
+from registry.api.refusals import PUBLIC_DETAIL
 from registry.identifiers import new_registry_id, parse_authorization_number
 from registry.models import (
     AuthorizationStatus,
@@ -62,6 +63,7 @@ DISPENSE_REQUIREMENT_NAMES = [
     "prescriber_of_record",
     "patient_authorized",
     "no_contraindication",
+    "attestations_hold",
     "open_course",
     "course_doses_remaining",
     "doses_within_remaining",
@@ -103,6 +105,14 @@ def _denied(response, reasons):
     assert body["expires_at"] is None
     assert [r["code"] for r in body["reasons"]] == reasons
     return body
+
+
+def _stored_detail(body):
+    """Minimum necessary disclosure: the pharmacy reads the code's neutral text for a fact about the
+    patient; the stored decision keeps the full detail for the prescriber of record and administrators."""
+    reason = body["reasons"][0]
+    assert reason["detail"] == PUBLIC_DETAIL[reason["code"]]
+    return Decision.objects.get(pk=body["id"]).reasons[0]["detail"]
 
 
 def _met(requirements):
@@ -238,7 +248,7 @@ def test_denied_when_patient_not_authorized(patient, prescriber, facility, pharm
     """GATE-1, ACT-8: a suspended patient is not authorized."""
     patient_status_change(patient=patient, actor=admin.user, verb="suspend", reason="Review", now=NOW)
     body = _denied(request_authorization(pharmacy, patient, prescriber, facility), ["patient_not_authorized"])
-    assert body["reasons"][0]["detail"] == "The patient is suspended, not authorized."
+    assert _stored_detail(body) == "The patient is suspended, not authorized."
 
 
 def test_denied_with_contraindication_recorded(patient, prescriber, facility, pharmacy):
@@ -247,7 +257,7 @@ def test_denied_with_contraindication_recorded(patient, prescriber, facility, ph
     body = _denied(
         request_authorization(pharmacy, patient, prescriber, facility), ["contraindication_recorded"]
     )
-    assert body["reasons"][0]["detail"] == "Contraindication recorded: hiv."
+    assert _stored_detail(body) == "Contraindication recorded: hiv."
 
 
 def test_denied_without_an_open_course(clock, prescriber, facility, pharmacy):
@@ -262,7 +272,7 @@ def test_denied_when_course_doses_are_all_committed(patient, prescriber, facilit
     body = _denied(
         request_authorization(pharmacy, patient, prescriber, facility, doses=1), ["course_doses_exhausted"]
     )
-    assert body["reasons"][0]["detail"] == "Course 1 has no doses left to authorize."
+    assert _stored_detail(body) == "Course 1 has no doses left to authorize."
 
 
 def test_denied_when_course_doses_are_all_dispensed(patient, prescriber, facility, pharmacy):
@@ -280,7 +290,7 @@ def test_denied_when_doses_requested_exceed_what_is_left(patient, prescriber, fa
     body = _denied(
         request_authorization(pharmacy, patient, prescriber, facility, doses=3), ["doses_exceed_remaining"]
     )
-    assert body["reasons"][0]["detail"] == "3 doses requested; course 1 has 2 left to authorize."
+    assert _stored_detail(body) == "3 doses requested; course 1 has 2 left to authorize."
     assert approved_number(request_authorization(pharmacy, patient, prescriber, facility, doses=2))
 
 
@@ -296,19 +306,31 @@ def test_expired_and_revoked_authorizations_free_their_doses(patient, prescriber
 
 @pytest.mark.parametrize(
     ("on", "decision"),
-    [(dt.date(2027, 3, 5), "denied"), (dt.date(2027, 3, 6), "approved"), (dt.date(2027, 3, 7), "approved")],
-    ids=["day-before", "due-day", "day-after"],
+    [
+        (dt.date(2027, 2, 26), "denied"),
+        (dt.date(2027, 2, 27), "approved"),
+        (dt.date(2027, 2, 28), "approved"),
+    ],
+    ids=["day-before-lead", "lead-day", "day-after-lead"],
 )
-def test_course_2_authorization_waits_for_the_12_month_interval(prescriber, facility, pharmacy, on, decision):
-    """CRS-2, GATE-4: a course 2 dose may be authorized from 12 months after course 1's last infusion
-    (2026-03-06), checked at the moment of the request."""
-    patient = _course_2_planned(prescriber, facility)
+def test_course_2_authorization_waits_for_the_12_month_interval_less_the_lead(
+    prescriber, facility, pharmacy, on, decision
+):
+    """CRS-2, GATE-4, issue 9 item 5: a course 2 dose may be authorized from `authorization_lead_days`
+    (*setting*, 7) before 12 months after course 1's last infusion (2026-03-06 + 12 months = 2027-03-06),
+    so the drug can ship ahead; checked at the moment of the request (the labs of 2027-02-26 are fresh)."""
+    patient = patient_after_course_1(prescriber, facility)
+    with frozen(dt.date(2027, 2, 26)):
+        record_labs(patient, prescriber.user, collected_on=dt.date(2027, 2, 26), tests=PRE_COURSE_LABS)
+        plan_course(prescriber, patient, start=dt.date(2027, 3, 6), on=dt.date(2027, 2, 26))
     with frozen(on):
         response = request_authorization(pharmacy, patient, prescriber, facility, doses=3)
 
     if decision == "denied":
         body = _denied(response, ["course_interval_not_met"])
-        assert body["reasons"][0]["detail"] == "Course 2 may not start before 2027-03-06."
+        assert _stored_detail(body) == (
+            "Course 2 may not start before 2027-03-06. A dispense may be authorized from 2027-02-27."
+        )
     else:
         assert approved_number(response)
         assert (response.json()["course_number"], response.json()["doses_authorized"]) == (2, 3)
@@ -321,7 +343,7 @@ def test_denied_with_stale_pre_course_labs(prescriber, facility, pharmacy):
         body = _denied(
             request_authorization(pharmacy, patient, prescriber, facility, doses=3), ["pre_course_labs_stale"]
         )
-    assert body["reasons"][0]["detail"] == (
+    assert _stored_detail(body) == (
         "Missing or older than 30 days: cbc_differential, serum_creatinine, urinalysis."
     )
 
@@ -332,9 +354,8 @@ def test_denied_with_stale_pre_course_labs(prescriber, facility, pharmacy):
 def test_denial_lists_every_failed_requirement_at_once(
     patient, prescriber, other_prescriber, facility, pharmacy, admin
 ):
-    """GATE-1: not just the first: pharmacy (not certified), facility, prescriber (suspended and not of
-    record), patient (suspended, contraindicated) and stale labs, all in one answer."""
-    Pharmacy.objects.filter(pk=pharmacy.participant.pk).update(status="pending")
+    """GATE-1: not just the first: facility, prescriber (suspended and not of record), patient
+    (suspended, contraindicated) and stale labs, all in one answer to a certified pharmacy."""
     for persona in (facility, other_prescriber):
         participant_suspend(participant=persona.participant, actor=admin.user, reason="Audit", now=NOW)
     patient_status_change(patient=patient, actor=admin.user, verb="suspend", reason="Review", now=NOW)
@@ -346,7 +367,6 @@ def test_denial_lists_every_failed_requirement_at_once(
     body = _denied(
         response,
         [
-            "pharmacy_not_certified",
             "facility_not_certified",
             "prescriber_not_certified",
             "prescriber_not_of_record",
@@ -358,7 +378,6 @@ def test_denial_lists_every_failed_requirement_at_once(
     )
     unmet = [r["requirement"] for r in body["requirements"] if not r["met"]]
     assert unmet == [
-        "pharmacy_certified",
         "facility_certified",
         "prescriber_certified",
         "prescriber_of_record",
@@ -366,6 +385,45 @@ def test_denial_lists_every_failed_requirement_at_once(
         "no_contraindication",
         "pre_course_labs_fresh",
         "course_1_baseline_labs",
+    ]
+
+
+def test_uncertified_pharmacy_learns_nothing_about_the_patient_GATE_1(
+    patient, prescriber, other_prescriber, facility, pharmacy, admin
+):
+    """GATE-1, minimum necessary disclosure: when the calling pharmacy is itself not certified only the
+    parties' reasons are answered; nothing about the patient is evaluated, and the stored decision says
+    so (GATE-5). The pharmacy is pending: a suspended one is refused before the gate (403
+    `participant_suspended`, ACT-5; tests/test_access.py), which names nothing about the patient either."""
+    Pharmacy.objects.filter(pk=pharmacy.participant.pk).update(status="pending")
+    for persona in (facility, other_prescriber):
+        participant_suspend(participant=persona.participant, actor=admin.user, reason="Audit", now=NOW)
+    patient_status_change(patient=patient, actor=admin.user, verb="suspend", reason="Review", now=NOW)
+    add_contraindication(patient, prescriber.user, on=DAY0, kind="hiv")
+
+    body = _denied(
+        request_authorization(pharmacy, patient, other_prescriber, facility),
+        ["pharmacy_not_certified", "facility_not_certified", "prescriber_not_certified"],
+    )
+    assert body["reasons"] == [
+        {"code": "pharmacy_not_certified", "detail": "The pharmacy is not certified."},
+        {"code": "facility_not_certified", "detail": "The facility is not certified."},
+        {"code": "prescriber_not_certified", "detail": "The prescriber is not certified."},
+    ]
+    evaluated = {r["requirement"]: r.get("evaluated", True) for r in body["requirements"]}
+    assert [name for name, done in evaluated.items() if done] == [
+        "pharmacy_certified",
+        "facility_certified",
+        "prescriber_certified",
+    ]
+    text = str(body)
+    for fact in ("hiv", "suspended", "Contraindication", "2026-"):
+        assert fact not in text
+    stored = Decision.objects.get(pk=body["id"])
+    assert [r["code"] for r in stored.reasons] == [
+        "pharmacy_not_certified",
+        "facility_not_certified",
+        "prescriber_not_certified",
     ]
 
 
@@ -391,9 +449,15 @@ def test_denial_is_stored_as_a_decision_and_issues_no_authorization(patient, pre
     decision = Decision.objects.get(pk=body["id"])
     assert (decision.kind, decision.outcome) == (DecisionKind.DISPENSE_AUTHORIZATION, DecisionOutcome.DENIED)
     assert (decision.patient_id, decision.actor) == (patient.pk, pharmacy.user)
-    assert decision.requirements == _without_nulls(body["requirements"])
+    assert _met(decision.requirements) == _met(body["requirements"])
     assert [r["requirement"] for r in decision.requirements] == DISPENSE_REQUIREMENT_NAMES
-    assert decision.reasons == body["reasons"]
+    assert decision.reasons == [
+        {"code": "contraindication_recorded", "detail": "Contraindication recorded: hypersensitivity."}
+    ]
+    assert body["reasons"] == [
+        {"code": "contraindication_recorded", "detail": PUBLIC_DETAIL["contraindication_recorded"]}
+    ]
+    assert "hypersensitivity" not in str(body)
     assert decision.program_settings == rules.current().as_dict()
     assert decision.program_settings["authorization_validity_days"] == 7
     assert decision.inputs["doses_requested"] == 4
@@ -453,10 +517,8 @@ def test_issuing_pharmacy_revokes_an_active_authorization(patient, prescriber, f
     response = pharmacy.post(f"{AUTHORIZATIONS}/{number}/revoke", {"reason": "Prescription changed"})
 
     assert response.status_code == 200, response.json()
-    assert (response.json()["status"], response.json()["revoke_reason"]) == (
-        "revoked",
-        "Prescription changed",
-    )
+    assert (response.json()["status"], response.json()["revocation"]) == ("revoked", "revoked_by_pharmacy")
+    assert "revoke_reason" not in response.json()  # the text is for administrators
     assert pharmacy.get(f"{AUTHORIZATIONS}/{number}").json()["status"] == "revoked"
     stored = DispenseAuthorization.objects.get(number=number)
     assert (stored.status, stored.revoked_by, stored.revoked_at) == (
@@ -648,6 +710,7 @@ def test_idempotency_key_reused_with_another_body_is_refused(patient, prescriber
 # --- GATE-2 under concurrency -----------------------------------------------------------------------------
 
 
+@pytest.mark.postgres_only  # threads racing on row locks
 @pytest.mark.django_db(transaction=True)
 def test_two_concurrent_dispenses_of_one_number_give_exactly_one_201(prescriber, facility, pharmacy):
     """GATE-2: consumed by exactly one dispense, with two real threads on two database connections."""

@@ -22,6 +22,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
+from registry.api.refusals import PUBLIC_DETAIL
 from registry.errors import RegistryError
 from registry.models import (
     AuditEvent,
@@ -50,6 +51,7 @@ from .gate_helpers import (
     moment,
     plan_course,
     request_authorization,
+    supply,
 )
 
 pytestmark = pytest.mark.django_db
@@ -120,6 +122,7 @@ def _authorization_body(
     }
 
 
+@pytest.mark.postgres_only  # threads racing on row locks
 @pytest.mark.django_db(transaction=True)
 def test_gate1_gate2_concurrent_authorizations_for_all_doses_grant_exactly_one(
     prescriber, facility, pharmacy
@@ -148,6 +151,7 @@ def test_gate1_gate2_concurrent_authorizations_for_all_doses_grant_exactly_one(
         ]
 
 
+@pytest.mark.postgres_only  # threads racing on row locks
 @pytest.mark.django_db(transaction=True)
 def test_crs3_gate1_course_cancel_racing_an_authorization_never_leaves_it_active(
     prescriber, facility, pharmacy
@@ -188,6 +192,7 @@ def test_crs3_gate1_course_cancel_racing_an_authorization_never_leaves_it_active
         ).exists()
 
 
+@pytest.mark.postgres_only  # threads racing on row locks
 @pytest.mark.django_db(transaction=True)
 def test_crs3_gate3_course_cancel_racing_an_infusion_keeps_the_course_consistent(prescriber, facility):
     """CRS-3, GATE-3: a course cancel and an infusion at the same instant. Either the infusion lands first
@@ -197,6 +202,7 @@ def test_crs3_gate3_course_cancel_racing_an_infusion_keeps_the_course_consistent
     for _ in range(RACE_ROUNDS):
         patient = authorized_patient(prescriber, on=today)
         course = plan_course(prescriber, patient, start=today)
+        assert supply(facility, patient, on=today) is not None  # GATE-3: the doses reached the site
 
         (cancel_status, cancel), (infusion_status, infusion) = _race(
             (prescriber, f"/api/v1/courses/{course.pk}/cancel", {"reason": "Race"}),
@@ -332,19 +338,28 @@ def test_gate1_event_revokes_outstanding_authorization(
     refused = pharmacy.post(DISPENSES, {"authorization_number": number, "vials": 5})
     # ACT-5: a suspended pharmacy's writes are refused before the number is read (403), a deactivated
     # pharmacy's key no longer works at all (401); for every other event the number itself is revoked.
+    category = "participant_not_certified" if event.startswith("act5") else "patient_no_longer_eligible"
     status, code = PHARMACY_EVENT_REFUSALS.get(event, (409, "authorization_revoked"))
     assert (refused.status_code, refused.json()["code"]) == (status, code), refused.json()
     if code == "authorization_revoked":
         assert refused.json() == {
             "code": "authorization_revoked",
             "detail": "This authorization number was revoked.",
+            "status": "revoked",
+            "revocation": category,
         }
     assert not Dispense.objects.exists()
 
-    reader = admin if event == "act5_pharmacy_deactivated" else pharmacy  # the pharmacy's key is inactive
-    shown = reader.get(f"{AUTHORIZATIONS}/{number}")
+    if event == "act5_pharmacy_deactivated":  # ACT-5: the pharmacy's key reads nothing any more
+        assert pharmacy.get(f"{AUTHORIZATIONS}/{number}").json()["code"] == "key_inactive"
+        shown = admin.get(f"{AUTHORIZATIONS}/{number}")
+    else:
+        shown = pharmacy.get(f"{AUTHORIZATIONS}/{number}")
+        # Minimum necessary disclosure: the pharmacy reads the category, never the reason text.
+        assert "revoke_reason" not in shown.json()
     assert shown.status_code == 200
-    assert (shown.json()["status"], shown.json()["revoke_reason"]) == ("revoked", reason)
+    assert (shown.json()["status"], shown.json()["revocation"]) == ("revoked", category)
+    assert admin.get(f"{AUTHORIZATIONS}/{number}").json()["revoke_reason"] == reason
     assert dt.datetime.fromisoformat(shown.json()["revoked_at"]) == NOW
 
     stored = DispenseAuthorization.objects.get(pk=authorization.pk)
@@ -356,7 +371,11 @@ def test_gate1_event_revokes_outstanding_authorization(
     )
     audits = AuditEvent.objects.filter(action="authorization.revoke", subject_id=authorization.pk)
     assert list(audits.values_list("actor", "subject_type", "changes")) == [
-        (actor.user.pk, "dispenseauthorization", {"status": ["active", "revoked"], "reason": reason})
+        (
+            actor.user.pk,
+            "dispenseauthorization",
+            {"status": ["active", "revoked"], "reason": reason, "category": category},
+        )
     ]
 
 
@@ -394,15 +413,16 @@ def test_act5_expired_pharmacy_certification_refuses_an_outstanding_number(
     assert refused.status_code == 403, refused.json()
     assert refused.json()["code"] == "participant_suspended"
     assert not Dispense.objects.exists()
-    assert shown.json()["status"] == "revoked"
+    assert (shown.json()["status"], shown.json()["revocation"]) == ("revoked", "participant_not_certified")
     # GATE-2: the service refuses it too, behind the API.
     with frozen(expires + dt.timedelta(days=1)), pytest.raises(RegistryError) as refusal:
         dispense_record(
             actor=pharmacy.user, data={"authorization_number": number, "vials": 5}, now=timezone.now()
         )
-    assert (refusal.value.code, refusal.value.detail) == (
+    assert (refusal.value.code, refusal.value.detail, refusal.value.extra) == (
         "authorization_revoked",
-        "This authorization number no longer holds: the pharmacy is not certified.",
+        "This authorization number no longer holds: a participant is no longer certified.",
+        {"status": "revoked", "revocation": "participant_not_certified"},
     )
     assert not Dispense.objects.exists()
 
@@ -426,9 +446,10 @@ def test_act5_pharmacy_expiry_set_in_the_past_refuses_an_outstanding_number(
         dispense_record(
             actor=pharmacy.user, data={"authorization_number": number, "vials": 5}, now=timezone.now()
         )
-    assert (refusal.value.code, refusal.value.detail) == (
+    assert (refusal.value.code, refusal.value.detail, refusal.value.extra) == (
         "authorization_revoked",
-        "This authorization number no longer holds: the pharmacy is not certified.",
+        "This authorization number no longer holds: a participant is no longer certified.",
+        {"status": "revoked", "revocation": "participant_not_certified"},
     )
     assert not Dispense.objects.exists()
     assert DispenseAuthorization.objects.get(number=number).status == AuthorizationStatus.ACTIVE
@@ -449,9 +470,24 @@ def _dispense(pharmacy: Persona, patient: Patient, prescriber: Persona, facility
 FOREIGN_DISPENSE = "No dispense of this patient to this facility for the open course has this id."
 
 
+def _no_dispense(response, stored_detail: str) -> None:
+    """GATE-2, GATE-3, GATE-5: a dispense that cannot back the infusion is `do_not_infuse` with
+    `no_dispense_for_facility`, stored as a decision like every other check; the facility reads the neutral
+    text, the stored decision the precise one."""
+    assert response.status_code == 409, response.json()
+    body = response.json()
+    assert body["code"] == "do_not_infuse"
+    assert body["reasons"] == [
+        {"code": "no_dispense_for_facility", "detail": PUBLIC_DETAIL["no_dispense_for_facility"]}
+    ]
+    decision = Decision.objects.get(pk=body["decision_id"])
+    assert (decision.kind, decision.outcome) == ("infusion", "denied")
+    assert decision.reasons == [{"code": "no_dispense_for_facility", "detail": stored_detail}]
+
+
 def test_gate2_one_vial_dispense_backs_exactly_one_infusion(patient, prescriber, facility, pharmacy):
-    """GATE-2, GATE-3: a 1-vial dispense is cited by one infusion; the second infusion citing it is 400
-    `validation_error` on `dispense_id` and records nothing."""
+    """GATE-2, GATE-3: a 1-vial dispense is cited by one infusion; the second infusion citing it is
+    `do_not_infuse` (`no_dispense_for_facility`) and records nothing but its decision."""
     dispense_id = _dispense(pharmacy, patient, prescriber, facility, vials=1)
 
     first = infuse(facility, patient, DAY0, day=1, dispense_id=dispense_id)
@@ -459,9 +495,7 @@ def test_gate2_one_vial_dispense_backs_exactly_one_infusion(patient, prescriber,
     assert first.json()["dispense_id"] == dispense_id
 
     second = infuse(facility, patient, DAY0 + dt.timedelta(days=1), day=2, dispense_id=dispense_id)
-    assert second.status_code == 400, second.json()
-    assert second.json()["code"] == "validation_error"
-    assert second.json()["errors"] == {"dispense_id": ["All 1 vial(s) of this dispense are infused."]}
+    _no_dispense(second, "All 1 vial(s) of this dispense are infused.")
     assert Infusion.objects.filter(patient=patient).count() == 1
     assert Course.objects.get(patient=patient).doses_given == 1
 
@@ -476,10 +510,7 @@ def test_gate2_two_vial_dispense_backs_two_infusions_not_three(patient, prescrib
         assert response.status_code == 201, response.json()
 
     third = infuse(facility, patient, DAY0 + dt.timedelta(days=2), day=3, dispense_id=dispense_id)
-    assert (third.status_code, third.json()["errors"]) == (
-        400,
-        {"dispense_id": ["All 2 vial(s) of this dispense are infused."]},
-    )
+    _no_dispense(third, "All 2 vial(s) of this dispense are infused.")
     assert Infusion.objects.filter(dispense_id=dispense_id).count() == 2
 
 
@@ -491,11 +522,7 @@ def test_gate2_dispense_of_another_patient_is_refused(patient, prescriber, facil
 
     response = infuse(facility, patient, DAY0, day=1, dispense_id=dispense_id)
 
-    assert response.status_code == 400, response.json()
-    assert (response.json()["code"], response.json()["errors"]) == (
-        "validation_error",
-        {"dispense_id": [FOREIGN_DISPENSE]},
-    )
+    _no_dispense(response, FOREIGN_DISPENSE)
     assert not Infusion.objects.exists()
 
 
@@ -513,11 +540,7 @@ def test_gate2_dispense_of_another_course_is_refused(patient, prescriber, facili
 
     response = infuse(facility, patient, DAY0, day=1, dispense_id=dispense_id)
 
-    assert response.status_code == 400, response.json()
-    assert (response.json()["code"], response.json()["errors"]) == (
-        "validation_error",
-        {"dispense_id": [FOREIGN_DISPENSE]},
-    )
+    _no_dispense(response, FOREIGN_DISPENSE)
     assert not Infusion.objects.exists()
     assert Course.objects.get(pk=planned.json()["id"]).doses_given == 0
 
@@ -530,8 +553,7 @@ def test_gate2_dispense_to_another_facility_is_refused(patient, prescriber, faci
 
     response = infuse(elsewhere, patient, DAY0, day=1, dispense_id=dispense_id)
 
-    assert response.status_code == 400, response.json()
-    assert response.json()["errors"] == {"dispense_id": [FOREIGN_DISPENSE]}
+    _no_dispense(response, FOREIGN_DISPENSE)
     assert not Infusion.objects.exists()
 
 
@@ -611,6 +633,7 @@ def test_crs4_a_later_lab_does_not_hide_one_valid_on_a_backdated_first_dose(pati
     records it on DAY0+2."""
     from registry.services.enrollment import lab_result_record
 
+    assert supply(facility, patient, on=DAY0) is not None  # GATE-3: the doses reached the site
     lab_result_record(
         patient=patient,
         actor=prescriber.user,

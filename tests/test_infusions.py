@@ -12,6 +12,7 @@ import datetime as dt
 import pytest
 
 from registry import rules
+from registry.api.refusals import PUBLIC_DETAIL
 from registry.identifiers import new_registry_id
 from registry.models import Course, CourseStatus, Decision, DecisionKind, DecisionOutcome, Facility, Infusion
 from registry.services.certification import participant_suspend
@@ -31,6 +32,7 @@ from .gate_helpers import (
     patient_after_course_1,
     plan_course,
     record_labs,
+    supply,
 )
 
 pytestmark = pytest.mark.django_db
@@ -48,10 +50,12 @@ def clock():
 
 
 @pytest.fixture
-def patient(clock, prescriber):
-    """Authorized on 2026-03-02 (labs of 2026-02-27), course 1 planned to start that day."""
+def patient(clock, prescriber, facility):
+    """Authorized on 2026-03-02 (labs of 2026-02-27), course 1 planned to start that day, its 5 doses
+    dispensed to the facility that day (GATE-3: every infusion is backed by a dispense)."""
     patient = authorized_patient(prescriber)
     plan_course(prescriber, patient, start=DAY0)
+    assert supply(facility, patient, on=DAY0) is not None
     return patient
 
 
@@ -64,7 +68,11 @@ def _do_not_infuse(response, reasons, *, infusions=0):
     assert [r["code"] for r in body["reasons"]] == reasons
     decision = Decision.objects.get(pk=body["decision_id"])
     assert (decision.kind, decision.outcome) == (DecisionKind.INFUSION, DecisionOutcome.DENIED)
-    assert decision.reasons == body["reasons"]
+    assert [r["code"] for r in decision.reasons] == reasons
+    # Minimum necessary disclosure: facts about the patient reach the facility as neutral texts only.
+    stored = {r["code"]: r["detail"] for r in decision.reasons}
+    for reason in body["reasons"]:
+        assert reason["detail"] in (PUBLIC_DETAIL.get(reason["code"]), stored[reason["code"]])
     assert [r["requirement"] for r in decision.requirements if not r["met"]] == [
         r["requirement"] for r in body["requirements"] if not r["met"]
     ]
@@ -72,6 +80,11 @@ def _do_not_infuse(response, reasons, *, infusions=0):
     assert not Infusion.objects.filter(decision=decision).exists()
     assert Infusion.objects.count() == infusions
     return body
+
+
+def _stored(body):
+    """The reasons as stored with the decision (GATE-5), in full, for the prescriber and administrators."""
+    return Decision.objects.get(pk=body["decision_id"]).reasons
 
 
 def _course_2_planned(prescriber, facility):
@@ -200,7 +213,7 @@ def test_do_not_infuse_without_an_open_course(clock, prescriber, facility):
     """GATE-3: a dose belongs to the patient's open course."""
     patient = authorized_patient(prescriber)
     body = _do_not_infuse(facility.post(INFUSIONS, infusion_body(patient, DAY0)), ["no_open_course"])
-    assert body["reasons"][0]["detail"] == "The patient has no planned or in-progress course."
+    assert _stored(body)[0]["detail"] == "The patient has no planned or in-progress course."
 
 
 def test_do_not_infuse_when_the_open_course_has_no_dose_left(patient, facility):
@@ -210,7 +223,7 @@ def test_do_not_infuse_when_the_open_course_has_no_dose_left(patient, facility):
         status=CourseStatus.IN_PROGRESS, doses_given=5, first_infusion_on=DAY0 - dt.timedelta(days=5)
     )
     body = _do_not_infuse(facility.post(INFUSIONS, infusion_body(patient, DAY0)), ["course_doses_exhausted"])
-    assert body["reasons"][0]["detail"] == "Course 1 has no doses left to give."
+    assert _stored(body)[0]["detail"] == "Course 1 has no doses left to give."
 
 
 def test_do_not_infuse_twice_on_one_day(patient, facility):
@@ -219,7 +232,7 @@ def test_do_not_infuse_twice_on_one_day(patient, facility):
     body = _do_not_infuse(
         facility.post(INFUSIONS, infusion_body(patient, DAY0, day=2)), ["duplicate_infusion_day"], infusions=1
     )
-    assert body["reasons"][0]["detail"] == "An infusion is already recorded for this day."
+    assert _stored(body)[0]["detail"] == "An infusion is already recorded for this day."
     assert Course.objects.get(patient=patient).doses_given == 1
 
 
@@ -237,7 +250,7 @@ def test_observation_must_last_at_least_120_minutes(patient, facility, minutes, 
     response = facility.post(INFUSIONS, infusion_body(patient, DAY0, observation_minutes=minutes))
     if status == 409:
         body = _do_not_infuse(response, ["observation_too_short"])
-        assert body["reasons"][0]["detail"] == "Post-infusion observation must be at least 120 minutes."
+        assert _stored(body)[0]["detail"] == "Post-infusion observation must be at least 120 minutes."
     else:
         assert response.status_code == 201, response.json()
         assert Infusion.objects.get().observation_minutes == minutes
@@ -249,7 +262,7 @@ def test_do_not_infuse_without_corticosteroid_on_day_3(patient, facility):
     day_3 = DAY0 + dt.timedelta(days=2)
     response = infuse(facility, patient, day_3, day=3, corticosteroid_premedication=False)
     body = _do_not_infuse(response, ["premedication_missing"], infusions=2)
-    assert body["reasons"][0]["detail"] == "Corticosteroid premedication is required on days 1-3."
+    assert _stored(body)[0]["detail"] == "Corticosteroid premedication is required on days 1-3."
 
 
 def test_no_corticosteroid_needed_on_day_4(patient, facility):
@@ -266,7 +279,7 @@ def test_do_not_infuse_without_antiviral_prophylaxis_on_day_1(patient, facility)
     """GATE-3: antiviral prophylaxis starts on day 1."""
     response = facility.post(INFUSIONS, infusion_body(patient, DAY0, antiviral_prophylaxis=False))
     body = _do_not_infuse(response, ["premedication_missing"])
-    assert body["reasons"][0]["detail"] == "Antiviral prophylaxis must start on day 1."
+    assert _stored(body)[0]["detail"] == "Antiviral prophylaxis must start on day 1."
 
 
 def test_do_not_infuse_with_a_contraindication_recorded(patient, facility, prescriber):
@@ -275,7 +288,7 @@ def test_do_not_infuse_with_a_contraindication_recorded(patient, facility, presc
     body = _do_not_infuse(
         facility.post(INFUSIONS, infusion_body(patient, DAY0)), ["contraindication_recorded"]
     )
-    assert body["reasons"][0]["detail"] == "Contraindication recorded: active_infection."
+    assert _stored(body)[0]["detail"] == "Contraindication recorded: active_infection."
 
 
 @pytest.mark.parametrize(
@@ -291,19 +304,23 @@ def test_first_dose_of_course_2_waits_12_months_after_course_1(prescriber, facil
 
     if status == 409:
         body = _do_not_infuse(response, ["course_interval_not_met"], infusions=5)
-        assert body["reasons"][0]["detail"] == "Course 2 may not start before 2027-03-06."
+        assert _stored(body)[0]["detail"] == "Course 2 may not start before 2027-03-06."
     else:
         assert response.status_code == 201, response.json()
         assert (response.json()["course_number"], response.json()["day_in_course"]) == (2, 1)
 
 
 def test_do_not_infuse_with_stale_pre_course_labs(prescriber, facility):
-    """CRS-4, GATE-4: course 2's labs of 2027-03-01 are 35 days old on 2027-04-05."""
+    """CRS-4, GATE-4: course 2's labs of 2027-03-01 are 35 days old on 2027-04-05: the first dose is
+    refused although its doses were dispensed on 2027-03-06, when the labs were fresh (the labs are
+    checked at the dispense authorization and again at the first dose)."""
     patient = _course_2_planned(prescriber, facility)
+    with frozen(dt.date(2027, 3, 6)):
+        assert supply(facility, patient, on=dt.date(2027, 3, 6)) is not None
     body = _do_not_infuse(
         infuse(facility, patient, dt.date(2027, 4, 5)), ["pre_course_labs_stale"], infusions=5
     )
-    assert body["reasons"][0]["detail"] == (
+    assert _stored(body)[0]["detail"] == (
         "Missing or older than 30 days: cbc_differential, serum_creatinine, urinalysis."
     )
 
@@ -326,8 +343,8 @@ def test_a_course_cannot_be_stretched_past_its_dose_window_CRS_2(patient, facili
     assert infuse(facility, patient, DAY0, day=1).status_code == 201
     assert infuse(facility, patient, DAY0 + dt.timedelta(days=6), day=2).status_code == 201
     response = infuse(facility, patient, DAY0 + dt.timedelta(days=7), day=3)
-    _do_not_infuse(response, ["course_interval_not_met"], infusions=2)
-    assert "its doses are given by 2026-03-08" in response.json()["reasons"][0]["detail"]
+    body = _do_not_infuse(response, ["course_dose_window_missed"], infusions=2)
+    assert "its doses are given by 2026-03-08" in _stored(body)[0]["detail"]
 
 
 def test_a_dose_cannot_be_backdated_before_the_previous_dose_CRS_2(patient, facility):
@@ -337,7 +354,7 @@ def test_a_dose_cannot_be_backdated_before_the_previous_dose_CRS_2(patient, faci
             facility.post(INFUSIONS, infusion_body(patient, DAY0 + dt.timedelta(days=1))).status_code == 201
         )
         response = facility.post(INFUSIONS, infusion_body(patient, DAY0, day=2))
-    _do_not_infuse(response, ["course_interval_not_met"], infusions=1)
+    _do_not_infuse(response, ["course_dose_window_missed"], infusions=1)
 
 
 def test_do_not_infuse_lists_every_reason_at_once(patient, facility, prescriber):

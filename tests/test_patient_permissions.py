@@ -186,9 +186,10 @@ ENDPOINTS: dict[str, Endpoint] = {
 MATRIX: dict[str, tuple[int, ...]] = {
     "list": (200, 200, 200, 200, 200, 403, 403, 401),
     "retrieve": (200, 200, 200, 404, 404, 403, 403, 401),
-    # ACT-6: only a certified prescriber enrolls (it becomes the prescriber of record); an admin has no
-    # prescriber to put on record, and another prescriber enrolls its own patient.
-    "create": (403, 201, 403, 201, 403, 403, 403, 401),
+    # ACT-6: only a certified prescriber enrolls (it becomes the prescriber of record); an admin may enroll
+    # for a prescriber it names (issue 9: to confirm a non-duplicate), so without `prescriber_npi` it is a
+    # 400; another prescriber enrolls its own patient.
+    "create": (400, 201, 403, 201, 403, 403, 403, 401),
     "lab_results_post": (201, 201, 201, 404, 404, 403, 403, 401),
     "lab_results_get": (200, 200, 200, 404, 404, 403, 403, 401),
     # The bulk endpoint names patients in its body: a patient the caller cannot see is a bad row (ID-4).
@@ -294,7 +295,11 @@ def test_patient_endpoint_permission_matrix(request, ready_patient, endpoint_nam
     if expected >= 400:
         assert response.json()["code"] == ERROR_CODES[expected]
         assert after == before, "a refused request changed the database"
-        if expected == 400:  # the bulk endpoint: the hidden patient reads like an unknown one
+        if endpoint_name == "create" and expected == 400:  # an admin names the prescriber of record
+            assert response.json()["errors"] == {
+                "prescriber_npi": ["Required when an administrator enrolls a patient."]
+            }
+        elif expected == 400:  # the bulk endpoint: the hidden patient reads like an unknown one
             assert response.json()["errors"] == {"results.0.rems_patient_id": ["Unknown patient."]}
         return
     changed = {key for key in before if before[key] != after[key]}

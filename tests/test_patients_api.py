@@ -5,6 +5,7 @@ removal, and a query-count guard on the patient list (STYLE.md 9)."""
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from typing import Any
 
 import pytest
@@ -76,10 +77,14 @@ def enroll_body(**overrides: Any) -> dict[str, Any]:
     }
 
 
+_names = itertools.count(1)
+
+
 def enroll(persona: Persona, **overrides: Any) -> Patient:
-    """A patient enrolled through the service, so the care-team grants exist (ACT-6)."""
+    """A patient enrolled through the service, so the care-team grants exist (ACT-6). Each is a person of
+    its own ("Alan 1 Turing", ...), not a possible duplicate of the others (issue 9)."""
     data = {
-        "first_name": "Alan",
+        "first_name": f"Alan {next(_names)}",
         "last_name": "Turing",
         "date_of_birth": dt.date(1985, 6, 23),
         "sex": "male",
@@ -169,7 +174,10 @@ def test_certified_prescriber_enrolls_patient_and_becomes_prescriber_of_record_A
 
 
 def test_registry_ids_are_distinct_and_carry_a_check_character_ID_4(prescriber):
-    ids = [prescriber.post("/api/v1/patients", enroll_body()).json()["rems_patient_id"] for _ in range(5)]
+    ids = [
+        prescriber.post("/api/v1/patients", enroll_body(first_name=f"Grace {n}")).json()["rems_patient_id"]
+        for n in range(5)
+    ]
 
     assert len(set(ids)) == 5
     assert all(parse_registry_id(i) == i for i in ids)
@@ -299,13 +307,17 @@ def test_authorize_lists_every_unmet_reason_at_once_in_requirement_order_ACT_7_G
         },
         {"code": "contraindication_recorded", "detail": "Contraindication recorded: hiv."},
     ]
-    decision_id = response.json().get("decision_id")
-    assert response.json() == {
+    body = response.json()
+    decision_id = body.get("decision_id")
+    requirements = body.pop("requirements")
+    assert body == {
         "code": UNMET_BODY_CODE,
         "detail": UNMET_BODY_DETAIL,
         "reasons": reasons,
         "decision_id": decision_id,
     }
+    # GATE-5: the body lists every requirement evaluated, as stored.
+    assert requirements == Decision.objects.get(pk=decision_id).requirements
     assert status_of(patient) == "enrolled"
     decision = Decision.objects.get(patient=patient)
     assert (decision.kind, decision.outcome, decision.actor_id) == (

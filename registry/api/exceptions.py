@@ -13,19 +13,19 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
-from registry.errors import PayloadTooLarge, RegistryError
+from registry.errors import ErrorCode, PayloadTooLarge, RegistryError
 
-_DRF_CODES = {
-    exceptions.NotAuthenticated: "not_authenticated",
-    exceptions.AuthenticationFailed: "authentication_failed",
-    exceptions.PermissionDenied: "permission_denied",
-    exceptions.NotFound: "not_found",
-    exceptions.MethodNotAllowed: "method_not_allowed",
-    exceptions.NotAcceptable: "not_acceptable",
-    exceptions.UnsupportedMediaType: "unsupported_media_type",
-    exceptions.Throttled: "throttled",
-    exceptions.ParseError: "parse_error",
-    exceptions.ValidationError: "validation_error",
+_DRF_CODES: dict[type[exceptions.APIException], ErrorCode] = {
+    exceptions.NotAuthenticated: ErrorCode.NOT_AUTHENTICATED,
+    exceptions.AuthenticationFailed: ErrorCode.AUTHENTICATION_FAILED,
+    exceptions.PermissionDenied: ErrorCode.PERMISSION_DENIED,
+    exceptions.NotFound: ErrorCode.NOT_FOUND,
+    exceptions.MethodNotAllowed: ErrorCode.METHOD_NOT_ALLOWED,
+    exceptions.NotAcceptable: ErrorCode.NOT_ACCEPTABLE,
+    exceptions.UnsupportedMediaType: ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+    exceptions.Throttled: ErrorCode.THROTTLED,
+    exceptions.ParseError: ErrorCode.PARSE_ERROR,
+    exceptions.ValidationError: ErrorCode.VALIDATION_ERROR,
 }
 
 
@@ -72,8 +72,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         headers["WWW-Authenticate"] = exc.auth_header  # type: ignore[attr-defined]
     if getattr(exc, "wait", None):
         headers["Retry-After"] = str(int(exc.wait))  # type: ignore[attr-defined]
-    code = getattr(exc, "error_code", None) or next(
-        (c for cls, c in _DRF_CODES.items() if isinstance(exc, cls)), "error"
+    # A DRF exception may name its own `ErrorCode` (`error_code`, e.g. 401 `key_inactive`, which keeps
+    # DRF's WWW-Authenticate header); otherwise its class decides.
+    code: ErrorCode = getattr(exc, "error_code", None) or next(
+        (c for cls, c in _DRF_CODES.items() if isinstance(exc, cls)), ErrorCode.INVALID_REQUEST
     )
     set_rollback()
     if isinstance(exc, exceptions.ValidationError):
@@ -85,15 +87,17 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
 
 
 def json_not_found(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
-    return JsonResponse(error_body("not_found", "Not found."), status=status.HTTP_404_NOT_FOUND)
+    return JsonResponse(error_body(ErrorCode.NOT_FOUND, "Not found."), status=status.HTTP_404_NOT_FOUND)
 
 
 def json_server_error(request: HttpRequest) -> JsonResponse:
     return JsonResponse(
-        error_body("server_error", "The registry could not complete the request; nothing was changed."),
+        error_body(
+            ErrorCode.SERVER_ERROR, "The registry could not complete the request; nothing was changed."
+        ),
         status=status.HTTP_500_INTERNAL_SERVER_ERROR,
     )
 
 
 def json_bad_request(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
-    return JsonResponse(error_body("bad_request", "Bad request."), status=status.HTTP_400_BAD_REQUEST)
+    return JsonResponse(error_body(ErrorCode.BAD_REQUEST, "Bad request."), status=status.HTTP_400_BAD_REQUEST)

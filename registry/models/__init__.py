@@ -26,6 +26,7 @@ from .patients import (
 )
 from .treatment import (
     OPEN_COURSE_STATUSES,
+    AuthorizationState,
     AuthorizationStatus,
     Course,
     CourseStatus,
@@ -35,6 +36,7 @@ from .treatment import (
     Dispense,
     DispenseAuthorization,
     Infusion,
+    RevokeCategory,
 )
 
 __all__ = [
@@ -43,6 +45,7 @@ __all__ = [
     "AccessLogEntry",
     "ApiKey",
     "AuditEvent",
+    "AuthorizationState",
     "AuthorizationStatus",
     "CertificationStatus",
     "Contraindication",
@@ -68,6 +71,7 @@ __all__ = [
     "PatientUserObjectPermission",
     "Pharmacy",
     "Prescriber",
+    "RevokeCategory",
     "Role",
     "Screening",
     "Sex",

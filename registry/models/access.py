@@ -11,7 +11,7 @@ from django.utils import timezone
 
 class AccessLogEntry(models.Model):
     """One read of one patient's data, through the API or the admin: who, when, which patient, which
-    endpoint. Append-only: the database refuses UPDATE and DELETE (migration 0003), like the audit trail.
+    endpoint. Append-only: the database refuses UPDATE and DELETE (migration 0010), like the audit trail.
     A list read writes one row per patient returned, in one statement."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)

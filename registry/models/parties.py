@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from django.contrib.auth.models import Group
 from django.db import models
 from django.db.models import Q
 
 from registry.identifiers import validate_dea_number, validate_ncpdp_id, validate_npi
+from registry.localtime import validate_time_zone, zone_for_state
 
 from .base import UUIDModel
 
@@ -80,6 +82,13 @@ class Prescriber(Participant):
     dea_number = models.CharField("DEA number", max_length=9, blank=True, validators=[validate_dea_number])
     knowledge_assessment_score = models.PositiveSmallIntegerField(null=True, blank=True)
     knowledge_assessment_passed_on = models.DateField(null=True, blank=True)
+    # Local calendar days (registry/localtime.py): blank = the registry's TIME_ZONE.
+    time_zone = models.CharField(
+        max_length=64,
+        blank=True,
+        validators=[validate_time_zone],
+        help_text="IANA time zone of the prescriber's calendar days; blank: the registry's.",
+    )
     # The care team: a guardian group holding this prescriber's patient permissions (ACT-8 transfer).
     care_team = models.OneToOneField(
         Group, on_delete=models.PROTECT, null=True, blank=True, editable=False, related_name="prescriber"
@@ -112,12 +121,28 @@ class _Site(Participant):
     postal_code = models.CharField(max_length=10, blank=True)
     authorized_rep_name = models.CharField(max_length=200, blank=True)
     authorized_rep_email = models.EmailField(blank=True)
+    # Local calendar days (registry/localtime.py): "today", "future" and backdating for the site's requests
+    # are judged in this zone. Derived from the state when left blank; editable.
+    time_zone = models.CharField(
+        max_length=64,
+        blank=True,
+        validators=[validate_time_zone],
+        help_text="IANA time zone of the site (default: its state's).",
+    )
 
     class Meta(Participant.Meta):
         abstract = True
 
     def __str__(self) -> str:
         return f"{self.name} ({self.npi})"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self.time_zone:
+            self.time_zone = zone_for_state(self.state)
+            update_fields = kwargs.get("update_fields")
+            if update_fields is not None:
+                kwargs["update_fields"] = {*update_fields, "time_zone"}
+        super().save(*args, **kwargs)
 
 
 class Facility(_Site):

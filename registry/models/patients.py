@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db import models
 from django.db.models import Q
 from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
+
+from registry.matching import MATCH_KEY_MAX_LENGTH, patient_match_key
 
 from .base import UUIDModel
 
@@ -28,6 +32,9 @@ class Patient(UUIDModel):
     first_name = models.CharField(max_length=100)
     last_name = models.CharField(max_length=100)
     date_of_birth = models.DateField()
+    # ACT-6: normalized first and last name (registry/matching.py), kept in step with the names on every
+    # save; indexed with the date of birth so the duplicate check at enrollment is one index lookup.
+    match_key = models.CharField(max_length=MATCH_KEY_MAX_LENGTH, editable=False, default="")
     sex = models.CharField(max_length=8, choices=Sex.choices)
     reproductive_potential = models.BooleanField()
     enrollment_signed_on = models.DateField()
@@ -61,10 +68,18 @@ class Patient(UUIDModel):
             models.Index(fields=["last_name", "first_name"]),
             models.Index(fields=["status"]),
             models.Index(fields=["prescriber", "-created_at"]),
+            models.Index(fields=["date_of_birth", "match_key"], name="patient_possible_duplicate"),
         ]
 
     def __str__(self) -> str:
         return f"{self.rems_patient_id} {self.last_name}, {self.first_name}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        self.match_key = patient_match_key(self.first_name, self.last_name)
+        update_fields = kwargs.get("update_fields")
+        if update_fields is not None and {"first_name", "last_name"} & set(update_fields):
+            kwargs["update_fields"] = {*update_fields, "match_key"}
+        super().save(*args, **kwargs)
 
 
 class PatientUserObjectPermission(UserObjectPermissionBase):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
-
 from django.db import models
 from django.db.models import F, Q
 
@@ -93,6 +91,9 @@ class Decision(UUIDModel):
     requirements = models.JSONField(default=list)
     reasons = models.JSONField(default=list)
     program_settings = models.JSONField(default=dict)
+    # Requirements listed, not evaluated: checked later (course planning lists the labs, checked at the
+    # dispense authorization and the first dose; issue 9 item 5).
+    pending = models.JSONField(default=list, blank=True)
     request_id = models.CharField(max_length=64, blank=True)
 
     class Meta:
@@ -111,6 +112,30 @@ class AuthorizationStatus(models.TextChoices):
     USED = "used"
     EXPIRED = "expired"
     REVOKED = "revoked"
+
+
+class AuthorizationState(models.TextChoices):
+    """What an authorization number is at a moment (registry/selectors/authorizations.py decides it). The
+    stored `status` holds the first four; `lapsed` is an active number whose grounds no longer hold (a
+    certification expired, the patient changed): the API reads it as `revoked` (API.md's enum), and a
+    dispense of it is refused with `authorization_revoked`."""
+
+    ACTIVE = "active"
+    USED = "used"
+    EXPIRED = "expired"
+    REVOKED = "revoked"
+    LAPSED = "lapsed"
+
+
+class RevokeCategory(models.TextChoices):
+    """Why a number was revoked, as a category a pharmacy may read (the reason text may name clinical
+    facts and is shown only to administrators)."""
+
+    BY_PHARMACY = "revoked_by_pharmacy", "revoked by the pharmacy"
+    BY_ADMINISTRATOR = "revoked_by_administrator", "revoked by the REMS administrator"
+    PARTICIPANT_NOT_CERTIFIED = "participant_not_certified", "a participant is no longer certified"
+    PATIENT_NO_LONGER_ELIGIBLE = "patient_no_longer_eligible", "patient no longer eligible"
+    COURSE_CLOSED = "course_closed", "the course is closed"
 
 
 class DispenseAuthorization(models.Model):
@@ -138,6 +163,7 @@ class DispenseAuthorization(models.Model):
         "registry.User", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
     revoke_reason = models.TextField(blank=True)
+    revoke_category = models.CharField(max_length=32, choices=RevokeCategory.choices, blank=True)
 
     class Meta:
         ordering = ("-issued_at",)
@@ -154,12 +180,6 @@ class DispenseAuthorization(models.Model):
 
     def __str__(self) -> str:
         return self.number
-
-    def status_at(self, at: dt.datetime) -> str:
-        """The status a reader sees: an active number past its expiry is expired even before the sweep."""
-        if self.status == AuthorizationStatus.ACTIVE and self.expires_at <= at:
-            return AuthorizationStatus.EXPIRED
-        return self.status
 
 
 class Dispense(UUIDModel):
@@ -197,6 +217,11 @@ class Infusion(UUIDModel):
     corticosteroid_premedication = models.BooleanField()
     antiviral_prophylaxis = models.BooleanField()
     observation_minutes = models.PositiveSmallIntegerField()
+    # GATE-3: every infusion is backed by a dispense to its facility, except legacy history an
+    # administrator records (which says so here).
+    legacy_history = models.BooleanField(
+        default=False, help_text="Recorded by an administrator as legacy history, without a dispense."
+    )
     recorded_by = models.ForeignKey("registry.User", on_delete=models.PROTECT, related_name="+")
     decision = models.OneToOneField(Decision, on_delete=models.PROTECT, related_name="infusion")
 
@@ -211,6 +236,11 @@ class Infusion(UUIDModel):
             models.CheckConstraint(condition=Q(dose_mg=12), name="infusion_dose_12mg"),
             models.CheckConstraint(
                 condition=Q(day_in_course__gte=1, day_in_course__lte=5), name="infusion_day_range"
+            ),
+            # GATE-3: a dispense backs every infusion but administrators' legacy history.
+            models.CheckConstraint(
+                condition=Q(dispense__isnull=False) | Q(legacy_history=True),
+                name="infusion_backed_by_dispense",
             ),
         ]
         indexes = [models.Index(fields=["patient", "-administered_on"])]

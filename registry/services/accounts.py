@@ -12,7 +12,7 @@ from django.contrib.auth.models import Group
 from django.db import transaction
 from django.utils import timezone
 
-from registry.errors import Conflict, KeyInactive, NotFound
+from registry.errors import Conflict, ErrorCode, KeyInactive, NotFound
 from registry.models import ApiKey, Facility, Pharmacy, Prescriber, Role, User
 
 from .audit import audit_record
@@ -30,7 +30,9 @@ def api_key_issue(*, user: User, actor: User | None, name: str = "") -> tuple[Ap
     """A new key for `user`. The raw key is returned once and never stored: only its SHA-256 is. A
     deactivated participant gets no new key (ACT-5: 409 `participant_deactivated`)."""
     if participant_standing(participant_of(user), now=timezone.now()) == Standing.DEACTIVATED:
-        raise Conflict("A deactivated participant cannot be given API keys.", code="participant_deactivated")
+        raise Conflict(
+            "A deactivated participant cannot be given API keys.", code=ErrorCode.PARTICIPANT_DEACTIVATED
+        )
     prefix = secrets.token_hex(6)
     raw = f"{KEY_PREFIX}_{prefix}_{secrets.token_urlsafe(32)}"
     with transaction.atomic():
@@ -91,7 +93,9 @@ def admin_user_ensure(*, username: str, actor: User | None = None) -> User:
             user.save(update_fields=["password"])
             audit_record(actor=actor, action="user.create", subject=user, changes={"role": Role.ADMIN})
         elif user.role != Role.ADMIN:
-            raise Conflict(f"User {username!r} exists with role {user.role!r}.", code="user_role_conflict")
+            raise Conflict(
+                f"User {username!r} exists with role {user.role!r}.", code=ErrorCode.USER_ROLE_CONFLICT
+            )
     return user
 
 
@@ -137,7 +141,9 @@ def delegate_add(
     with transaction.atomic():
         prescriber = Prescriber.objects.select_for_update(no_key=True).get(pk=prescriber.pk)
         if participant_standing(prescriber, now=timezone.now()) == Standing.DEACTIVATED:
-            raise Conflict("A deactivated prescriber cannot add delegates.", code="participant_deactivated")
+            raise Conflict(
+                "A deactivated prescriber cannot add delegates.", code=ErrorCode.PARTICIPANT_DEACTIVATED
+            )
         user = User(
             username=f"delegate-{secrets.token_hex(8)}",
             role=Role.DELEGATE,

@@ -17,11 +17,20 @@ import datetime as dt
 from typing import Any, TypeVar
 
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from registry import rules
-from registry.errors import CertificationRequirementsUnmet, Conflict, DuplicateIdentifier, InvalidTransition
+from registry.errors import (
+    CertificationRequirementsUnmet,
+    Conflict,
+    DuplicateIdentifier,
+    ErrorCode,
+    InvalidTransition,
+    ValidationFailed,
+)
 from registry.identifiers import is_valid_ncpdp_id, is_valid_npi
-from registry.models import CertificationStatus, Facility, Pharmacy, Prescriber, User
+from registry.localtime import is_valid_time_zone, local_date, registry_time_zone, zone_for_state
+from registry.models import CertificationStatus, Facility, Pharmacy, Prescriber, RevokeCategory, User
 
 from .audit import audit_record, field_changes
 from .revocation import authorizations_revoke_where
@@ -92,9 +101,48 @@ def _action(participant: Prescriber | Facility | Pharmacy, verb: str) -> str:
     return f"{participant.kind}.{verb}"
 
 
-def participant_register(*, model: type[P], actor: User, data: dict[str, Any]) -> P:
+# ACT-2..4: the dates a participant attests (assessment, training, signatures); none may lie in the future.
+ATTESTED_DATES = (
+    "knowledge_assessment_passed_on",
+    "enrollment_signed_on",
+    "staff_training_completed_on",
+    "infusion_reaction_readiness_attested_on",
+)
+
+
+def participant_dates_refusal(
+    *, model: type[Prescriber | Facility | Pharmacy], values: dict[str, Any], now: dt.datetime
+) -> ValidationFailed | None:
+    """ACT-2..4: an assessment, training or signature date may not lie in the future: judged in the
+    participant's own calendar (its `time_zone`, else its state's, else the registry's;
+    registry/localtime.py), since the date is the day the participant lived. `values` are the
+    participant's fields after the change. Pure: the services and the admin form ask it."""
+    zone = values.get("time_zone") or ""
+    if not (zone and is_valid_time_zone(zone)):
+        zone = zone_for_state(values.get("state")) if model is not Prescriber else registry_time_zone()
+    today = local_date(now, zone)
+    errors = {
+        name: ["Cannot be in the future."]
+        for name in ATTESTED_DATES
+        if isinstance(values.get(name), dt.date) and values[name] > today
+    }
+    return ValidationFailed(errors) if errors else None
+
+
+def _values(participant: Any, data: dict[str, Any]) -> dict[str, Any]:
+    fields = {f.name for f in participant._meta.concrete_fields}
+    return {**{name: getattr(participant, name) for name in fields}, **data}
+
+
+def participant_register(
+    *, model: type[P], actor: User, data: dict[str, Any], now: dt.datetime | None = None
+) -> P:
     """Registers a participant as `pending`. A duplicate NPI (or NCPDP ID) among participants that are not
-    deactivated is refused by the database and answered 409 `duplicate_identifier`."""
+    deactivated is refused by the database and answered 409 `duplicate_identifier`. A site's `time_zone`
+    defaults to its state's (models/parties.py). Attested dates may not lie in the future (400)."""
+    refusal = participant_dates_refusal(model=model, values=data, now=now or timezone.now())
+    if refusal is not None:
+        raise refusal
     try:
         with transaction.atomic():
             participant = model.objects.create(**data)
@@ -124,7 +172,7 @@ def participant_update_refusal(
         return Conflict(
             "The identifiers of a certified or suspended participant cannot change; deactivate it and "
             "register the new identity.",
-            code="identifier_locked",
+            code=ErrorCode.IDENTIFIER_LOCKED,
         )
     edited = copy.copy(participant)
     for name, value in data.items():
@@ -137,7 +185,9 @@ def participant_update_refusal(
     return None
 
 
-def participant_update(*, participant: P, actor: User, data: dict[str, Any]) -> P:
+def participant_update(
+    *, participant: P, actor: User, data: dict[str, Any], now: dt.datetime | None = None
+) -> P:
     """Edits registration details; `status` never changes here. A certified or suspended participant keeps
     its identifiers (NPI, NCPDP ID: 409 `identifier_locked`; deactivate and re-enroll instead), and an
     edit may not undo a certification requirement it was certified on (409
@@ -150,6 +200,11 @@ def participant_update(*, participant: P, actor: User, data: dict[str, Any]) -> 
             refusal = participant_update_refusal(participant=locked, data=data)
             if refusal is not None:
                 raise refusal
+            dates = participant_dates_refusal(
+                model=type(locked), values=_values(locked, data), now=now or timezone.now()
+            )
+            if dates is not None:
+                raise dates
             for name, value in data.items():
                 setattr(locked, name, value)
             locked.save()
@@ -205,6 +260,7 @@ def _transition(
                 actor=actor,
                 now=now,
                 reason=f"{locked.kind.capitalize()} {to}: {reason}",
+                category=RevokeCategory.PARTICIPANT_NOT_CERTIFIED,
                 **{locked.kind: locked},
             )
         keys_stopped = participant_keys_stop(participant=locked, now=now) if to == S.DEACTIVATED else 0

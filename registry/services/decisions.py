@@ -1,43 +1,28 @@
-"""The one decision engine for patient authorization, course planning, dispense authorization and
-infusion (ACT-7, CRS-2..4, GATE-1..5).
+"""The requirements of every gate and the gates themselves (ACT-7, CRS-2..4, GATE-1..5).
 
-A requirement is a pure function of `Facts` returning a `Check`; a decision kind is a list of them.
-Adding a requirement (say, the monitoring or pregnancy blocks of GATE-4) is one function here and one
-entry in a list below: no view or service changes. Every requirement is evaluated, so a denial lists
+A requirement is a pure function of `Facts` returning a `Check`; a decision kind is a `Gate` listing them
+(registry/services/gate.py runs it). Adding a requirement (say, a GATE-4 block) is one function here and
+one entry in a list below: no view or service changes. Every requirement is evaluated, so a denial lists
 *every* unmet one, and the decision is stored with all of them and the settings in force (GATE-5).
+
+`detail` texts are for the prescriber of record and administrators and may name clinical facts;
+pharmacies and facilities are answered with the reason codes and neutral texts (registry/api/refusals.py).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, replace
-from typing import Any
+from dataclasses import replace
 
 from dateutil.relativedelta import relativedelta
-from django.db import transaction
 
 from registry import rules
-from registry.middleware import current_request_id
-from registry.models import Decision, DecisionKind, DecisionOutcome, LabTest, PatientStatus, User
+from registry.errors import ReasonCode as R
+from registry.models import DecisionKind, LabTest, PatientStatus
+from registry.selectors.facts import GATE_LAB_TESTS, Facts
 
-from .audit import _jsonable, audit_record
-from .facts import GATE_LAB_TESTS, Facts
-
-
-@dataclass(frozen=True)
-class Check:
-    requirement: str
-    met: bool
-    code: str | None = None  # the reason code (API.md) when unmet
-    detail: str = ""
-    evaluated: bool = True
-
-    def as_reason(self) -> dict[str, str]:
-        return {"code": self.code or self.requirement, "detail": self.detail}
-
-
-Requirement = Callable[[Facts], Check]
+from .gate import Check, Gate, Requirement, about_patient, requirement_code
 
 BASELINE_LABS = GATE_LAB_TESTS  # ACT-7: all seven
 PRE_COURSE_LABS = (LabTest.CBC_DIFFERENTIAL, LabTest.SERUM_CREATININE, LabTest.URINALYSIS)
@@ -63,7 +48,8 @@ def _not_evaluated(name: str, code: str) -> Check:
 
 def needs_patient(code: str) -> Callable[[Requirement], Requirement]:
     """A requirement about the patient cannot be evaluated without one; it is recorded as not evaluated
-    and left out of the reasons (only `patient_not_found` is given, ID-4)."""
+    and left out of the reasons (only `patient_not_found` is given, ID-4). It is also never evaluated for
+    a pharmacy or facility that is not itself certified (gate.about_patient)."""
 
     def wrap(fn: Requirement) -> Requirement:
         def checked(f: Facts) -> Check:
@@ -73,6 +59,8 @@ def needs_patient(code: str) -> Callable[[Requirement], Requirement]:
 
         checked.__name__ = fn.__name__
         checked.__doc__ = fn.__doc__
+        checked.reason_code = code  # type: ignore[attr-defined]
+        checked.about_patient = True  # type: ignore[attr-defined]
         return checked
 
     return wrap
@@ -102,7 +90,7 @@ def pharmacy_certified(f: Facts) -> Check:
     """GATE-1: the dispensing pharmacy is certified (not suspended, deactivated or expired)."""
     if f.pharmacy is not None and f.pharmacy.is_certified_at(f.now):
         return _ok("pharmacy_certified")
-    return _fail("pharmacy_certified", "pharmacy_not_certified", "The pharmacy is not certified.")
+    return _fail("pharmacy_certified", R.PHARMACY_NOT_CERTIFIED, "The pharmacy is not certified.")
 
 
 def facility_certified(f: Facts) -> Check:
@@ -112,7 +100,7 @@ def facility_certified(f: Facts) -> Check:
     detail = (
         "No registered facility has this NPI." if f.facility is None else "The facility is not certified."
     )
-    return _fail("facility_certified", "facility_not_certified", detail)
+    return _fail("facility_certified", R.FACILITY_NOT_CERTIFIED, detail)
 
 
 def prescriber_certified(f: Facts) -> Check:
@@ -124,10 +112,10 @@ def prescriber_certified(f: Facts) -> Check:
         if f.prescriber is None
         else "The prescriber is not certified."
     )
-    return _fail("prescriber_certified", "prescriber_not_certified", detail)
+    return _fail("prescriber_certified", R.PRESCRIBER_NOT_CERTIFIED, detail)
 
 
-@needs_patient("prescriber_not_of_record")
+@needs_patient(R.PRESCRIBER_NOT_OF_RECORD)
 def prescriber_of_record(f: Facts) -> Check:
     """GATE-1: the prescriber on the prescription is the patient's prescriber of record."""
     assert f.patient is not None
@@ -135,12 +123,12 @@ def prescriber_of_record(f: Facts) -> Check:
         return _ok("prescriber_of_record")
     return _fail(
         "prescriber_of_record",
-        "prescriber_not_of_record",
+        R.PRESCRIBER_NOT_OF_RECORD,
         "The prescriber is not the patient's prescriber of record.",
     )
 
 
-@needs_patient("prescriber_not_certified")
+@needs_patient(R.PRESCRIBER_NOT_CERTIFIED)
 def record_prescriber_certified(f: Facts) -> Check:
     """ACT-1, ACT-6: the patient's prescriber of record is certified."""
     assert f.patient is not None
@@ -148,7 +136,7 @@ def record_prescriber_certified(f: Facts) -> Check:
         return _ok("prescriber_of_record_certified")
     return _fail(
         "prescriber_of_record_certified",
-        "prescriber_not_certified",
+        R.PRESCRIBER_NOT_CERTIFIED,
         "The patient's prescriber of record is not certified.",
     )
 
@@ -161,30 +149,50 @@ def patient_found(f: Facts) -> Check:
     if f.patient is not None:
         return _ok("patient_found")
     return _fail(
-        "patient_found", "patient_not_found", "No patient matches this registry ID and date of birth."
+        "patient_found", R.PATIENT_NOT_FOUND, "No patient matches this registry ID and date of birth."
     )
 
 
-@needs_patient("patient_not_authorized")
+@needs_patient(R.PATIENT_NOT_AUTHORIZED)
 def patient_authorized(f: Facts) -> Check:
     """ACT-7, ACT-8: only an authorized patient may receive the drug."""
     assert f.patient is not None
     if f.patient.status == PatientStatus.AUTHORIZED:
         return _ok("patient_authorized")
     return _fail(
-        "patient_authorized", "patient_not_authorized", f"The patient is {f.patient.status}, not authorized."
+        "patient_authorized", R.PATIENT_NOT_AUTHORIZED, f"The patient is {f.patient.status}, not authorized."
     )
 
 
-@needs_patient("contraindication_recorded")
+@needs_patient(R.CONTRAINDICATION_RECORDED)
 def no_contraindication(f: Facts) -> Check:
     """ACT-9, GATE-4: a recorded contraindication blocks treatment."""
     if not f.contraindication_kinds:
         return _ok("no_contraindication")
     return _fail(
         "no_contraindication",
-        "contraindication_recorded",
+        R.CONTRAINDICATION_RECORDED,
         "Contraindication recorded: " + ", ".join(f.contraindication_kinds) + ".",
+    )
+
+
+@needs_patient(R.ATTESTATION_WITHDRAWN)
+def attestations_hold(f: Facts) -> Check:
+    """ACT-7, ACT-9, GATE-4: the newest screening still attests HIV negative and no active infection. A
+    later screening that withdraws either holds course planning, dispense authorization and infusion
+    (and revoked the outstanding numbers when it was recorded, like a contraindication)."""
+    s = f.screening
+    withdrawn = []
+    if s is not None and not s.hiv_negative:
+        withdrawn.append("HIV negative")
+    if s is not None and not s.no_active_infection:
+        withdrawn.append("no active infection")
+    if not withdrawn:
+        return _ok("attestations_hold")
+    return _fail(
+        "attestations_hold",
+        R.ATTESTATION_WITHDRAWN,
+        "The newest screening withdraws: " + ", ".join(withdrawn) + ".",
     )
 
 
@@ -198,7 +206,7 @@ def _missing_or_stale(f: Facts, tests: Sequence[str], ref: dt.date, max_age_days
     return out
 
 
-@needs_patient("baseline_incomplete")
+@needs_patient(R.BASELINE_INCOMPLETE)
 def baseline_labs_complete(f: Facts) -> Check:
     """ACT-7: CBC with differential, creatinine, urinalysis, urine protein/creatinine ratio, thyroid, liver
     tests and skin exam, each collected no more than 30 days (*setting*) before the reference day."""
@@ -207,12 +215,12 @@ def baseline_labs_complete(f: Facts) -> Check:
         return _ok("baseline_labs_complete")
     return _fail(
         "baseline_labs_complete",
-        "baseline_incomplete",
+        R.BASELINE_INCOMPLETE,
         f"Missing or older than {f.program.baseline_lab_max_age_days} days: {', '.join(missing)}.",
     )
 
 
-@needs_patient("screening_incomplete")
+@needs_patient(R.SCREENING_INCOMPLETE)
 def screening_complete(f: Facts) -> Check:
     """ACT-7: HIV negative, no active infection, TB screened, vaccinations completed at least 6 weeks
     before the reference day."""
@@ -234,10 +242,10 @@ def screening_complete(f: Facts) -> Check:
             problems.append(f"vaccinations completed less than {rules.VACCINATION_LEAD_WEEKS} weeks before")
     if not problems:
         return _ok("screening_complete")
-    return _fail("screening_complete", "screening_incomplete", _sentence(problems))
+    return _fail("screening_complete", R.SCREENING_INCOMPLETE, _sentence(problems))
 
 
-@needs_patient("pregnancy_test_required")
+@needs_patient(R.PREGNANCY_TEST_REQUIRED)
 def pregnancy_test_negative(f: Facts) -> Check:
     """ACT-7: a patient of reproductive potential needs a negative pregnancy test within 7 days
     (*setting*), and no positive test since."""
@@ -251,7 +259,7 @@ def pregnancy_test_negative(f: Facts) -> Check:
         return _ok("pregnancy_test_negative")
     return _fail(
         "pregnancy_test_negative",
-        "pregnancy_test_required",
+        R.PREGNANCY_TEST_REQUIRED,
         f"A negative pregnancy test within {f.program.pregnancy_test_max_age_days} days is required.",
     )
 
@@ -267,26 +275,37 @@ def earliest_next_course_on(f: Facts) -> dt.date | None:
     return last + relativedelta(months=f.program.course_interval_months)
 
 
-@needs_patient("course_interval_not_met")
+def is_dispense_authorization(f: Facts) -> bool:
+    return bool(f.request.get("doses_requested"))
+
+
+@needs_patient(R.COURSE_INTERVAL_NOT_MET)
 def course_interval_met(f: Facts) -> Check:
     """CRS-2: course 2 and later start no earlier than 12 months after the last infusion of a prior
-    course. Checked for the first dose of a course only."""
+    course. Checked for the first dose of a course only: at planning against the planned start, at the
+    infusion against the infusion day. A pharmacy may be authorized up to `authorization_lead_days`
+    (*setting*, default 7) before that earliest day, so the drug can ship ahead (the infusion still
+    waits for the day)."""
     if not first_dose_pending(f):
         return _ok("course_interval_met")
     earliest = earliest_next_course_on(f)
-    if earliest is None or reference_date(f) >= earliest:
+    if earliest is None:
         return _ok("course_interval_met")
-    return _fail(
-        "course_interval_met",
-        "course_interval_not_met",
-        f"Course {upcoming_course_number(f)} may not start before {earliest.isoformat()}.",
-    )
+    lead = f.program.authorization_lead_days if is_dispense_authorization(f) else 0
+    if reference_date(f) >= earliest - dt.timedelta(days=lead):
+        return _ok("course_interval_met")
+    detail = f"Course {upcoming_course_number(f)} may not start before {earliest.isoformat()}."
+    if lead:
+        opens = earliest - dt.timedelta(days=lead)
+        detail += f" A dispense may be authorized from {opens.isoformat()}."
+    return _fail("course_interval_met", R.COURSE_INTERVAL_NOT_MET, detail)
 
 
-@needs_patient("course_interval_not_met")
+@needs_patient(R.COURSE_DOSE_WINDOW_MISSED)
 def dose_within_course_window(f: Facts) -> Check:
     """CRS-2: the doses of a course are given on consecutive days: each after the one before, and all
-    within planned doses - 1 + an allowance (*setting*) of days from the first. A course cannot be
+    within planned doses - 1 + `course_dose_allowance_days` (*setting*) from the first; a missed day
+    beyond that is `course_dose_window_missed`. A course cannot be
     stretched (or back-dated) around the 12-month interval or the pre-course labs."""
     course = f.open_course
     if course is None or course.doses_given == 0 or course.first_infusion_on is None:
@@ -297,7 +316,7 @@ def dose_within_course_window(f: Facts) -> Check:
     if administered_on is not None and course.last_infusion_on is not None and ref < course.last_infusion_on:
         return _fail(
             "dose_within_course_window",
-            "course_interval_not_met",
+            R.COURSE_DOSE_WINDOW_MISSED,
             f"Dose {course.doses_given + 1} of course {course.number} must come after the dose of "
             f"{course.last_infusion_on.isoformat()}.",
         )
@@ -307,14 +326,14 @@ def dose_within_course_window(f: Facts) -> Check:
     if ref > last_day:
         return _fail(
             "dose_within_course_window",
-            "course_interval_not_met",
+            R.COURSE_DOSE_WINDOW_MISSED,
             f"Course {course.number} began {course.first_infusion_on.isoformat()}; its doses are given by "
             f"{last_day.isoformat()}. Cancel it and plan a new course.",
         )
     return _ok("dose_within_course_window")
 
 
-@needs_patient("pre_course_labs_stale")
+@needs_patient(R.PRE_COURSE_LABS_STALE)
 def pre_course_labs_fresh(f: Facts) -> Check:
     """CRS-4: before the first dose of any course, CBC with differential, creatinine and urinalysis no
     older than 30 days (*setting*). Checked for the first dose of a course only."""
@@ -325,7 +344,7 @@ def pre_course_labs_fresh(f: Facts) -> Check:
         return _ok("pre_course_labs_fresh")
     return _fail(
         "pre_course_labs_fresh",
-        "pre_course_labs_stale",
+        R.PRE_COURSE_LABS_STALE,
         f"Missing or older than {f.program.pre_course_lab_max_age_days} days: {', '.join(missing)}.",
     )
 
@@ -340,6 +359,10 @@ def _course_1_first_dose(check: Requirement, name: str) -> Requirement:
 
     wrapped.__name__ = name
     wrapped.__doc__ = check.__doc__
+    wrapped.reason_code = requirement_code(check)  # type: ignore[attr-defined]
+    wrapped.about_patient = about_patient(check)  # type: ignore[attr-defined]
+    # Listed as pending at course planning only when the course planned is course 1.
+    wrapped.applies_to = lambda f: upcoming_course_number(f) == 1  # type: ignore[attr-defined]
     return wrapped
 
 
@@ -348,24 +371,24 @@ course_1_screening = _course_1_first_dose(screening_complete, "course_1_screenin
 course_1_pregnancy_test = _course_1_first_dose(pregnancy_test_negative, "course_1_pregnancy_test")
 
 
-@needs_patient("open_course_exists")
+@needs_patient(R.OPEN_COURSE_EXISTS)
 def no_open_course(f: Facts) -> Check:
     """CRS-3: at most one open course per patient."""
     course = f.open_course
     if course is None:
         return _ok("no_open_course")
-    return _fail("no_open_course", "open_course_exists", f"Course {course.number} is still {course.status}.")
+    return _fail("no_open_course", R.OPEN_COURSE_EXISTS, f"Course {course.number} is still {course.status}.")
 
 
-@needs_patient("no_open_course")
+@needs_patient(R.NO_OPEN_COURSE)
 def has_open_course(f: Facts) -> Check:
     """GATE-1, GATE-3: a dose belongs to the patient's open course."""
     if f.open_course is not None:
         return _ok("open_course")
-    return _fail("open_course", "no_open_course", "The patient has no planned or in-progress course.")
+    return _fail("open_course", R.NO_OPEN_COURSE, "The patient has no planned or in-progress course.")
 
 
-@needs_patient("course_doses_exhausted")
+@needs_patient(R.COURSE_DOSES_EXHAUSTED)
 def course_doses_remaining(f: Facts) -> Check:
     """GATE-1, GATE-3: the open course still has a dose to give (GATE-1 also counts doses already
     committed to active authorizations and dispenses)."""
@@ -379,12 +402,12 @@ def course_doses_remaining(f: Facts) -> Check:
         return _ok("course_doses_remaining")
     return _fail(
         "course_doses_remaining",
-        "course_doses_exhausted",
+        R.COURSE_DOSES_EXHAUSTED,
         f"Course {course.number} has no doses left to {'authorize' if f.request.get('doses_requested') else 'give'}.",
     )
 
 
-@needs_patient("doses_exceed_remaining")
+@needs_patient(R.DOSES_EXCEED_REMAINING)
 def doses_within_remaining(f: Facts) -> Check:
     """GATE-1: the doses requested fit in what the open course has left."""
     course = f.open_course
@@ -393,7 +416,7 @@ def doses_within_remaining(f: Facts) -> Check:
         return _ok("doses_within_remaining")
     return _fail(
         "doses_within_remaining",
-        "doses_exceed_remaining",
+        R.DOSES_EXCEED_REMAINING,
         f"{requested} doses requested; course {course.number} has {course.available_doses} left to authorize.",
     )
 
@@ -405,17 +428,60 @@ def dose_is_standard(f: Facts) -> Check:
     """CRS-1: every dose is 12 mg."""
     if f.request.get("dose_mg") == rules.DOSE_MG:
         return _ok("dose_is_standard")
-    return _fail("dose_is_standard", "invalid_dose", f"Each dose is {rules.DOSE_MG} mg IV.")
+    return _fail("dose_is_standard", R.INVALID_DOSE, f"Each dose is {rules.DOSE_MG} mg IV.")
 
 
-@needs_patient("duplicate_infusion_day")
+@needs_patient(R.DUPLICATE_INFUSION_DAY)
 def one_infusion_per_day(f: Facts) -> Check:
     """CRS-1: at most one infusion per calendar day."""
     if not f.infused_on_date:
         return _ok("one_infusion_per_day")
     return _fail(
-        "one_infusion_per_day", "duplicate_infusion_day", "An infusion is already recorded for this day."
+        "one_infusion_per_day", R.DUPLICATE_INFUSION_DAY, "An infusion is already recorded for this day."
     )
+
+
+@needs_patient(R.NO_DISPENSE_FOR_FACILITY)
+def dispense_backs_infusion(f: Facts) -> Check:
+    """GATE-2, GATE-3: every infusion is backed by a dispense: one to this facility, of this patient, for
+    the open course, with a vial left (one dispense backs at most `vials` infusions). The infusion names it
+    (`dispense_id`), or it is found when exactly one such dispense exists. Only an administrator recording
+    legacy history is exempt (the infusion record says so)."""
+    if f.request.get("legacy_history"):
+        return _ok("dispense_backs_infusion")
+    course, patient = f.open_course, f.patient
+    assert patient is not None
+    if course is None:
+        return _ok("dispense_backs_infusion")  # reported by has_open_course
+    d = f.dispense
+    if not f.request.get("dispense_id"):
+        if d is not None:
+            return _ok("dispense_backs_infusion")
+        detail = (
+            f"More than one dispense to this facility for course {course.number} has vials left; name one"
+            " with dispense_id."
+            if f.dispense_candidates > 1
+            else f"No dispense to this facility for course {course.number} has a vial left."
+        )
+        return _fail("dispense_backs_infusion", R.NO_DISPENSE_FOR_FACILITY, detail)
+    if (
+        d is None
+        or d.patient_id != patient.pk
+        or (f.facility is not None and d.facility_id != f.facility.pk)
+        or d.course_id != course.id
+    ):
+        return _fail(
+            "dispense_backs_infusion",
+            R.NO_DISPENSE_FOR_FACILITY,
+            "No dispense of this patient to this facility for the open course has this id.",
+        )
+    if d.vials_infused >= d.vials:
+        return _fail(
+            "dispense_backs_infusion",
+            R.NO_DISPENSE_FOR_FACILITY,
+            f"All {d.vials} vial(s) of this dispense are infused.",
+        )
+    return _ok("dispense_backs_infusion")
 
 
 def next_day_in_course(f: Facts) -> int:
@@ -435,7 +501,7 @@ def premedication_given(f: Facts) -> Check:
         missing.append("antiviral prophylaxis must start on day 1")
     if not missing:
         return _ok("premedication_given")
-    return _fail("premedication_given", "premedication_missing", _sentence(missing))
+    return _fail("premedication_given", R.PREMEDICATION_MISSING, _sentence(missing))
 
 
 def observation_long_enough(f: Facts) -> Check:
@@ -445,7 +511,7 @@ def observation_long_enough(f: Facts) -> Check:
         return _ok("observation_long_enough")
     return _fail(
         "observation_long_enough",
-        "observation_too_short",
+        R.OBSERVATION_TOO_SHORT,
         f"Post-infusion observation must be at least {rules.MIN_OBSERVATION_MINUTES} minutes.",
     )
 
@@ -463,8 +529,15 @@ COURSE_REQUIREMENTS: tuple[Requirement, ...] = (
     record_prescriber_certified,
     patient_authorized,
     no_contraindication,
+    attestations_hold,
     no_open_course,
     course_interval_met,
+)
+# Issue 9 item 5: what depends on the day of the first dose (the labs' age, the pregnancy test's, the
+# vaccinations' lead) cannot be known when a course is planned up to a year ahead. Planning lists these as
+# pending; they are checked at the dispense authorization (against its day) and at the first dose (against
+# the infusion day), where they are in DISPENSE_REQUIREMENTS and INFUSION_REQUIREMENTS.
+COURSE_PENDING: tuple[Requirement, ...] = (
     pre_course_labs_fresh,
     course_1_baseline_labs,
     course_1_screening,
@@ -478,6 +551,7 @@ DISPENSE_REQUIREMENTS: tuple[Requirement, ...] = (
     prescriber_of_record,
     patient_authorized,
     no_contraindication,
+    attestations_hold,
     has_open_course,
     course_doses_remaining,
     doses_within_remaining,
@@ -494,6 +568,7 @@ INFUSION_REQUIREMENTS: tuple[Requirement, ...] = (
     record_prescriber_certified,
     patient_authorized,
     no_contraindication,
+    attestations_hold,
     has_open_course,
     course_doses_remaining,
     course_interval_met,
@@ -503,93 +578,30 @@ INFUSION_REQUIREMENTS: tuple[Requirement, ...] = (
     course_1_screening,
     course_1_pregnancy_test,
     one_infusion_per_day,
+    dispense_backs_infusion,
     dose_is_standard,
     premedication_given,
     observation_long_enough,
 )
 
 
-@dataclass(frozen=True)
-class Evaluation:
-    checks: tuple[Check, ...]
+patient_found.reason_code = R.PATIENT_NOT_FOUND  # type: ignore[attr-defined]
+patient_found.about_patient = True  # type: ignore[attr-defined]
 
-    @property
-    def approved(self) -> bool:
-        return all(c.met for c in self.checks)
-
-    @property
-    def reasons(self) -> list[dict[str, str]]:
-        """Every unmet requirement, once per reason code, in requirement order."""
-        seen: set[str] = set()
-        out = []
-        for c in self.checks:
-            if not c.met and c.evaluated and (c.code or c.requirement) not in seen:
-                seen.add(c.code or c.requirement)
-                out.append(c.as_reason())
-        return out
-
-    def requirements(self) -> list[dict[str, Any]]:
-        return [
-            {
-                "requirement": c.requirement,
-                "met": c.met,
-                **({"code": c.code} if not c.met else {}),
-                **({"detail": c.detail} if c.detail else {}),
-                **({} if c.evaluated else {"evaluated": False}),
-            }
-            for c in self.checks
-        ]
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What a gated service returns: the stored decision, its evaluation, and what it created when approved.
-    Gated services return refusals instead of raising them, so that no enclosing transaction (an
-    Idempotency-Key claim, say) can roll the stored decision back (GATE-5)."""
-
-    decision: Decision | None
-    evaluation: Evaluation
-    created: Any = None
-
-    @property
-    def approved(self) -> bool:
-        return self.evaluation.approved
-
-
-def evaluate(requirements: Sequence[Requirement], facts: Facts) -> Evaluation:
-    """Runs every requirement: pure, no database access."""
-    return Evaluation(tuple(req(facts) for req in requirements))
-
-
-def decision_record(
-    *,
-    kind: DecisionKind,
-    evaluation: Evaluation,
-    facts: Facts,
-    actor: User,
-    inputs: dict[str, Any],
-    audit: bool = True,
-) -> Decision:
-    """GATE-5: stores the decision with every requirement, the settings in force, inputs and actor, and
-    audits it (unless the caller writes one audit event for the whole request). Runs inside the caller's
-    transaction (or its own)."""
-    with transaction.atomic(savepoint=False):
-        decision = Decision.objects.create(
-            kind=kind,
-            outcome=DecisionOutcome.APPROVED if evaluation.approved else DecisionOutcome.DENIED,
-            patient=facts.patient,
-            actor=actor,
-            inputs=_jsonable(inputs),
-            requirements=evaluation.requirements(),
-            reasons=evaluation.reasons,
-            program_settings=asdict(facts.program),
-            request_id=current_request_id(),
-        )
-        if audit:
-            audit_record(
-                actor=actor,
-                action=f"decision.{kind}",
-                subject=decision,
-                changes={"outcome": decision.outcome, "reasons": [r["code"] for r in evaluation.reasons]},
-            )
-    return decision
+# The gates (GATE-1..5). The infusion and its check share one requirement list.
+PATIENT_AUTHORIZATION_GATE = Gate(DecisionKind.PATIENT_AUTHORIZATION, list(AUTHORIZATION_REQUIREMENTS))
+COURSE_PLAN_GATE = Gate(DecisionKind.COURSE_PLAN, list(COURSE_REQUIREMENTS), pending=list(COURSE_PENDING))
+DISPENSE_GATE = Gate(
+    DecisionKind.DISPENSE_AUTHORIZATION,
+    list(DISPENSE_REQUIREMENTS),
+    caller="pharmacy_certified",
+    audit_approval=False,
+)
+INFUSION_GATE = Gate(DecisionKind.INFUSION, list(INFUSION_REQUIREMENTS), caller="facility_certified")
+INFUSION_CHECK_GATE = Gate(
+    DecisionKind.INFUSION_CHECK,
+    INFUSION_GATE.requirements,
+    caller="facility_certified",
+    extensions=INFUSION_GATE.extensions,
+)
+GATES = (PATIENT_AUTHORIZATION_GATE, COURSE_PLAN_GATE, DISPENSE_GATE, INFUSION_GATE, INFUSION_CHECK_GATE)

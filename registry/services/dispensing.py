@@ -3,182 +3,153 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
-from django.utils import timezone
 
-from registry.errors import Conflict, InvalidTransition, NotFound
-from registry.identifiers import new_authorization_number, parse_authorization_number
+from registry.errors import Conflict, ErrorCode, InvalidTransition, NotFound
+from registry.identifiers import new_authorization_number
+from registry.localtime import local_today
 from registry.models import (
-    OPEN_COURSE_STATUSES,
-    AuditEvent,
+    AuthorizationState,
     AuthorizationStatus,
-    Decision,
-    DecisionKind,
     Dispense,
     DispenseAuthorization,
-    Facility,
     Patient,
-    PatientStatus,
     Pharmacy,
-    Prescriber,
+    RevokeCategory,
     Role,
     User,
 )
+from registry.selectors import (
+    authorization_public_state,
+    authorization_revoke_category,
+    authorization_state,
+    authorization_visible,
+)
+from registry.selectors.authorizations import lapsed_category, lapsed_q
+from registry.selectors.facts import Facts, facts_load, participants_for_authorization
 
-from .audit import audit_record
-from .decisions import DISPENSE_REQUIREMENTS, Evaluation, decision_record, evaluate
-from .facts import Facts, facts_load, participants_for_authorization, patient_by_registry_id
-
-
-@dataclass(frozen=True)
-class AuthorizationOutcome:
-    decision: Decision
-    evaluation: Evaluation
-    authorization: DispenseAuthorization | None
-    facts: Facts
+from .audit import audit_record, audit_record_many
+from .decisions import DISPENSE_GATE
+from .dob_guard import patient_lookup_guarded
+from .gate import Outcome, gate_run
 
 
 def authorization_request(
     *, actor: User, pharmacy: Pharmacy | None, data: dict[str, Any], now: dt.datetime
-) -> AuthorizationOutcome:
+) -> Outcome[DispenseAuthorization]:
     """GATE-1: every requirement is evaluated at the moment of the check; a denial lists every unmet one.
     GATE-2: an approval issues a single-use authorization number valid 7 days (*setting*), bound to
     pharmacy, facility, patient, course and dose count. GATE-5: the decision is stored either way.
 
     The patient row is locked for the check, so two pharmacies asking at once cannot both be granted the
-    course's last doses."""
-    with transaction.atomic():
-        patient = patient_by_registry_id(
+    course's last doses; the three parties are share-locked with it (selectors.facts).
+
+    The labs are judged against the authorization day, the pharmacy's own calendar day
+    (registry/localtime.py); the course interval lets a pharmacy be authorized up to
+    `authorization_lead_days` (*setting*) before the course's earliest day. Before a number is issued, the
+    course's lapsed numbers are stored as revoked (`authorizations_lapse`), so a number whose doses were
+    freed cannot come back to life when, say, its pharmacy renews its certification."""
+    today = local_today(actor, now)
+    parties: list[Any] = [None, None, None]
+
+    def load() -> Facts:
+        patient = patient_lookup_guarded(  # ID-4: date-of-birth guessing lock
             data["rems_patient_id"],
             data["date_of_birth"],
             now=now,
-            labs_as_of=timezone.localdate(now),
+            labs_as_of=today,
             lock=True,
-            caller=actor,  # ID-4: date-of-birth guessing lock
+            caller=actor,
         )
-        pharmacy, facility, prescriber = participants_for_authorization(
+        parties[:] = participants_for_authorization(
             pharmacy_id=pharmacy.pk if pharmacy else None,
             facility_npi=data["facility_npi"],
             prescriber_npi=data["prescriber_npi"],
         )
-        facts = facts_load(
+        return facts_load(
             patient=patient,
             annotated=True,
             now=now,
-            as_of=timezone.localdate(now),
-            pharmacy=pharmacy,
-            facility=facility,
-            prescriber=prescriber,
+            as_of=today,
+            pharmacy=parties[0],
+            facility=parties[1],
+            prescriber=parties[2],
             request={"doses_requested": data["doses_requested"]},
         )
-        evaluation = evaluate(DISPENSE_REQUIREMENTS, facts)
-        inputs = {**data, "pharmacy": pharmacy.pk if pharmacy else None}
-        decision = decision_record(
-            kind=DecisionKind.DISPENSE_AUTHORIZATION,
-            evaluation=evaluation,
-            facts=facts,
-            actor=actor,
-            inputs=inputs,
-            audit=not evaluation.approved,  # an approval is audited once, as the issue below
+
+    def approve(facts: Facts, decision_id: Any) -> DispenseAuthorization:
+        patient, course, parties = (
+            facts.patient,
+            facts.open_course,
+            (facts.pharmacy, facts.facility, facts.prescriber),
         )
-        authorization = None
-        if evaluation.approved:
-            assert patient
-            assert facility
-            assert prescriber
-            assert pharmacy
-            assert facts.open_course
-            authorization = _issue(
-                decision=decision,
-                pharmacy=pharmacy,
-                facility=facility,
-                prescriber=prescriber,
-                patient_id=patient.pk,
-                course_id=facts.open_course.id,
-                doses=data["doses_requested"],
-                now=now,
-                validity_days=facts.program.authorization_validity_days,
-            )
-            audit_record(
-                actor=actor,
-                action="authorization.issue",
-                subject=authorization,
-                changes={
-                    "decision": decision.pk,
-                    "outcome": decision.outcome,
-                    "number": authorization.number,
-                    "doses": authorization.doses_authorized,
-                    "expires_at": authorization.expires_at,
-                    "course": facts.open_course.id,
-                },
-            )
-    return AuthorizationOutcome(
-        decision=decision, evaluation=evaluation, authorization=authorization, facts=facts
+        pharmacy_, facility, prescriber = parties
+        assert patient is not None
+        assert course is not None
+        assert pharmacy_ is not None
+        assert facility is not None
+        assert prescriber is not None
+        if course.lapsed_doses:  # freed doses are re-authorized: their old numbers must not revive
+            authorizations_lapse(now=now, course_id=course.id)
+        authorization = DispenseAuthorization.objects.create(
+            # GATE-2: 60 random bits make a collision of live numbers negligible; the unique index still
+            # refuses one (the request then fails whole and the client retries under its Idempotency-Key).
+            id=decision_id,
+            decision_id=decision_id,
+            number=new_authorization_number(),
+            pharmacy_id=pharmacy_.pk,
+            facility_id=facility.pk,
+            prescriber_id=prescriber.pk,
+            patient_id=patient.pk,
+            course_id=course.id,
+            doses_authorized=data["doses_requested"],
+            issued_at=now,
+            expires_at=now + dt.timedelta(days=facts.program.authorization_validity_days),
+        )
+        audit_record(
+            actor=actor,
+            action="authorization.issue",
+            subject=authorization,
+            changes={
+                "decision": decision_id,
+                "outcome": "approved",
+                "number": authorization.number,
+                "doses": authorization.doses_authorized,
+                "expires_at": authorization.expires_at,
+                "course": course.id,
+            },
+        )
+        return authorization
+
+    return gate_run(
+        DISPENSE_GATE,
+        actor=actor,
+        load=load,
+        inputs={**data, "pharmacy": pharmacy.pk if pharmacy else None},
+        approve=approve,
     )
-
-
-def _issue(
-    *,
-    decision: Decision,
-    pharmacy: Pharmacy,
-    facility: Facility,
-    prescriber: Prescriber,
-    patient_id: Any,
-    course_id: Any,
-    doses: int,
-    now: dt.datetime,
-    validity_days: int,
-) -> DispenseAuthorization:
-    """GATE-2: 60 random bits make a collision of live numbers negligible; the unique index still refuses
-    one (the request then fails whole and the client retries it under its Idempotency-Key)."""
-    return DispenseAuthorization.objects.create(
-        id=decision.pk,
-        decision=decision,
-        number=new_authorization_number(),
-        pharmacy=pharmacy,
-        facility=facility,
-        prescriber=prescriber,
-        patient_id=patient_id,
-        course_id=course_id,
-        doses_authorized=doses,
-        issued_at=now,
-        expires_at=now + dt.timedelta(days=validity_days),
-    )
-
-
-def authorization_for(*, user: User, number: str, lock: bool = False) -> DispenseAuthorization | None:
-    """The authorization with this number as the caller may see it: the issuing pharmacy or an admin."""
-    canonical = parse_authorization_number(number)
-    if canonical is None:
-        return None
-    qs = DispenseAuthorization.objects.filter(number=canonical).select_related(
-        "pharmacy", "facility", "prescriber", "patient", "course"
-    )
-    if user.role == Role.PHARMACY:
-        qs = qs.filter(pharmacy_id=user.pharmacy_id)  # type: ignore[misc]
-    elif user.role != Role.ADMIN:
-        return None
-    if lock:
-        qs = qs.select_for_update(of=("self",))
-    return qs.first()
 
 
 def authorization_revoke(*, actor: User, number: str, reason: str, now: dt.datetime) -> DispenseAuthorization:
     """GATE-2: an active number can be revoked by the issuing pharmacy or an admin; used, expired or
     already revoked ones cannot."""
     with transaction.atomic():
-        authorization = authorization_for(user=actor, number=number, lock=True)
+        authorization = authorization_visible(actor, number, lock=True)
         if authorization is None:
             raise NotFound("No authorization with this number.")
-        state = authorization.status_at(now)
-        if state != AuthorizationStatus.ACTIVE:
+        state = authorization_state(authorization, now)
+        if state not in (AuthorizationState.ACTIVE, AuthorizationState.LAPSED):
             raise InvalidTransition(f"The authorization is {state}.", status=state)
         authorization.status, authorization.revoked_at = AuthorizationStatus.REVOKED, now
         authorization.revoked_by, authorization.revoke_reason = actor, reason
-        authorization.save(update_fields=["status", "revoked_at", "revoked_by", "revoke_reason"])
+        authorization.revoke_category = (
+            RevokeCategory.BY_PHARMACY if actor.role == Role.PHARMACY else RevokeCategory.BY_ADMINISTRATOR
+        )
+        authorization.save(
+            update_fields=["status", "revoked_at", "revoked_by", "revoke_reason", "revoke_category"]
+        )
         audit_record(
             actor=actor,
             action="authorization.revoke",
@@ -188,10 +159,19 @@ def authorization_revoke(*, actor: User, number: str, reason: str, now: dt.datet
     return authorization
 
 
-_REFUSALS: dict[str, tuple[str, str]] = {
-    AuthorizationStatus.USED: ("authorization_used", "This authorization number has already been dispensed."),
-    AuthorizationStatus.EXPIRED: ("authorization_expired", "This authorization number has expired."),
-    AuthorizationStatus.REVOKED: ("authorization_revoked", "This authorization number was revoked."),
+# GATE-2: the answer to a dispense of a number that is not active; a lapsed number is refused as the GET
+# shows it (`revoked`).
+_REFUSALS: dict[str, tuple[ErrorCode, str]] = {
+    AuthorizationState.USED: (
+        ErrorCode.AUTHORIZATION_USED,
+        "This authorization number has already been dispensed.",
+    ),
+    AuthorizationState.EXPIRED: (ErrorCode.AUTHORIZATION_EXPIRED, "This authorization number has expired."),
+    AuthorizationState.REVOKED: (ErrorCode.AUTHORIZATION_REVOKED, "This authorization number was revoked."),
+    AuthorizationState.LAPSED: (
+        ErrorCode.AUTHORIZATION_REVOKED,
+        "This authorization number no longer holds.",
+    ),
 }
 
 
@@ -203,10 +183,11 @@ def dispense_record(*, actor: User, data: dict[str, Any], now: dt.datetime) -> D
     an event (a certification's expiry) is re-checked here, so a number never outlives the facts it was
     granted on. Lock order: patient, then authorization, as everywhere else."""
     with transaction.atomic():
-        found = authorization_for(user=actor, number=data["authorization_number"])
+        found = authorization_visible(actor, data["authorization_number"])
         if found is None:
             raise Conflict(
-                "No authorization issued to this pharmacy has this number.", code="authorization_not_found"
+                "No authorization issued to this pharmacy has this number.",
+                code=ErrorCode.AUTHORIZATION_NOT_FOUND,
             )
         list(Patient.objects.select_for_update().filter(pk=found.patient_id).values_list("pk"))
         if connection.vendor == "postgresql":
@@ -221,19 +202,22 @@ def dispense_record(*, actor: User, data: dict[str, Any], now: dt.datetime) -> D
             .select_related("pharmacy", "facility", "prescriber", "patient", "course")
             .get(pk=found.pk)
         )
-        state = authorization.status_at(now)
+        state = authorization_state(authorization, now)
         if state in _REFUSALS:
             code, detail = _REFUSALS[state]
-            raise Conflict(detail, code=code)
-        lapsed = _lapsed(authorization, now)
-        if lapsed:
+            category = authorization_revoke_category(authorization, now)
+            if state == AuthorizationState.LAPSED:
+                detail = f"This authorization number no longer holds: {RevokeCategory(category).label}."
             raise Conflict(
-                f"This authorization number no longer holds: {lapsed}.", code="authorization_revoked"
+                detail,
+                code=code,
+                status=authorization_public_state(state),
+                **({"revocation": category} if category else {}),
             )
         if data["vials"] > authorization.doses_authorized:
             raise Conflict(
                 f"At most {authorization.doses_authorized} vials may be dispensed on this authorization.",
-                code="vials_exceed_authorization",
+                code=ErrorCode.VIALS_EXCEED_AUTHORIZATION,
             )
         try:
             with transaction.atomic():
@@ -247,7 +231,7 @@ def dispense_record(*, actor: User, data: dict[str, Any], now: dt.datetime) -> D
                     dispensed_by=actor,
                 )
         except IntegrityError as exc:
-            raise Conflict(_REFUSALS[AuthorizationStatus.USED][1], code="authorization_used") from exc
+            raise Conflict(_REFUSALS[AuthorizationState.USED][1], code=ErrorCode.AUTHORIZATION_USED) from exc
         authorization.status, authorization.used_at = AuthorizationStatus.USED, now
         authorization.save(update_fields=["status", "used_at"])
         audit_record(
@@ -264,31 +248,53 @@ def dispense_record(*, actor: User, data: dict[str, Any], now: dt.datetime) -> D
     return dispense
 
 
-def authorization_state(authorization: DispenseAuthorization, now: dt.datetime) -> str:
-    """The status a reader sees (GATE-2): past its expiry an active number is expired; an active number
-    whose grounds no longer hold (a certification lapsed without an event) reads as revoked, as a dispense
-    of it would be refused."""
-    state = authorization.status_at(now)
-    if state == AuthorizationStatus.ACTIVE and _lapsed(authorization, now):
-        return AuthorizationStatus.REVOKED
-    return state
+def authorizations_lapse(*, now: dt.datetime, **filters: Any) -> int:
+    """GATE-2, ACT-5, ACT-8 (issue 9 item 4): stores active, unexpired numbers whose grounds no longer hold
+    (a party's certification expired, the prescriber no longer of record, the patient no longer authorized,
+    the course closed) as `revoked` with their category, so the API, the admin and the database read the
+    same state; the gate stopped counting their doses the moment they lapsed (selectors/facts.py).
 
-
-def _lapsed(authorization: DispenseAuthorization, now: dt.datetime) -> str:
-    """What no longer holds of the facts an authorization was granted on (GATE-1), or ''."""
-    if not authorization.pharmacy.is_certified_at(now):
-        return "the pharmacy is not certified"
-    if not authorization.facility.is_certified_at(now):
-        return "the facility is not certified"
-    if not authorization.prescriber.is_certified_at(now):
-        return "the prescriber is not certified"
-    if authorization.patient.prescriber_id != authorization.prescriber_id:
-        return "the prescriber is no longer the patient's prescriber of record"
-    if authorization.patient.status != PatientStatus.AUTHORIZED:
-        return f"the patient is {authorization.patient.status}"
-    if authorization.course.status not in OPEN_COURSE_STATUSES:
-        return f"the course is {authorization.course.status}"
-    return ""
+    Set-based (STYLE.md 6): one locking read that classifies every lapsed number (`lapsed_category`),
+    one UPDATE per category, one multi-row audit insert. Idempotent; rows another transaction holds are
+    skipped and picked up next run. The daily sweep (MON-5) calls it; so does the expiry task, and the
+    dispense authorization for its course (`filters`) before it issues a number."""
+    with transaction.atomic(savepoint=False):
+        rows = list(
+            DispenseAuthorization.objects.select_for_update(skip_locked=True, of=("self",))
+            .filter(status=AuthorizationStatus.ACTIVE, expires_at__gt=now, **filters)
+            .filter(lapsed_q(now))
+            .annotate(category=lapsed_category(now))
+            .values_list("pk", "category")
+        )
+        if not rows:
+            return 0
+        by_category: dict[str, list[Any]] = {}
+        for pk, category in rows:
+            by_category.setdefault(category, []).append(pk)
+        changes_by_id: dict[Any, dict[str, Any]] = {}
+        for category, ids in by_category.items():
+            reason = f"Lapsed: {RevokeCategory(category).label}"
+            DispenseAuthorization.objects.filter(pk__in=ids).update(
+                status=AuthorizationStatus.REVOKED,
+                revoked_at=now,
+                revoked_by=None,
+                revoke_reason=reason,
+                revoke_category=category,
+            )
+            change = {
+                "status": [AuthorizationStatus.ACTIVE, AuthorizationStatus.REVOKED],
+                "reason": reason,
+                "category": category,
+            }
+            changes_by_id.update({pk: change for pk in ids})
+        audit_record_many(
+            actor=None,
+            action="authorization.lapse",
+            subject_type="dispenseauthorization",
+            changes_by_id=changes_by_id,
+            at=now,
+        )
+    return len(rows)
 
 
 def authorizations_expire(*, now: dt.datetime) -> int:
@@ -304,15 +310,12 @@ def authorizations_expire(*, now: dt.datetime) -> int:
         if not ids:
             return 0
         DispenseAuthorization.objects.filter(pk__in=ids).update(status=AuthorizationStatus.EXPIRED)
-        AuditEvent.objects.bulk_create(
-            AuditEvent(
-                actor=None,
-                actor_role="system",
-                action="authorization.expire",
-                subject_type="dispenseauthorization",
-                subject_id=pk,
-                changes={"status": [AuthorizationStatus.ACTIVE, AuthorizationStatus.EXPIRED]},
-            )
-            for pk in ids
+        audit_record_many(
+            actor=None,
+            action="authorization.expire",
+            subject_type="dispenseauthorization",
+            changes_by_id={
+                pk: {"status": [AuthorizationStatus.ACTIVE, AuthorizationStatus.EXPIRED]} for pk in ids
+            },
         )
     return len(ids)

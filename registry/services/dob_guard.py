@@ -13,15 +13,14 @@ Runs inside the gate's transaction: the gate commits its denial, and the mismatc
 from __future__ import annotations
 
 import datetime as dt
-import functools
-from collections.abc import Callable
 from typing import Any
 
 from django.db import IntegrityError, transaction
 
-from registry.errors import Conflict
+from registry.errors import Conflict, ErrorCode
 from registry.identifiers import parse_registry_id
-from registry.models import DobLookupGuard, User
+from registry.models import DobLookupGuard, Patient, User
+from registry.selectors.facts import patient_by_registry_id
 
 from .audit import audit_record
 
@@ -31,22 +30,9 @@ DOB_MISMATCH_WINDOW = dt.timedelta(hours=24)
 DOB_LOCK_DURATION = dt.timedelta(hours=24)
 
 
-def dob_lookup_locked(*, caller: User | None, rems_patient_id: str, now: dt.datetime) -> bool:
-    """Whether `caller` is locked out of `rems_patient_id` (canonical form) at `now`. One indexed read."""
-    if caller is None:
-        return False
-    return DobLookupGuard.objects.filter(
-        user=caller, rems_patient_id=rems_patient_id, locked_until__gt=now
-    ).exists()
-
-
-def dob_mismatch_record(
-    *, caller: User | None, rems_patient_id: str, now: dt.datetime
-) -> DobLookupGuard | None:
+def dob_mismatch_record(*, caller: User, rems_patient_id: str, now: dt.datetime) -> DobLookupGuard:
     """Counts one mismatch; locks the pair (audited) on the `DOB_MISMATCH_LIMIT`-th within the window.
     The guard row is locked for the update, so concurrent mismatches from one caller all count."""
-    if caller is None:
-        return None
     with transaction.atomic():
         try:
             with transaction.atomic():
@@ -54,6 +40,8 @@ def dob_mismatch_record(
         except IntegrityError:
             pass  # a concurrent first mismatch created it
         guard = DobLookupGuard.objects.select_for_update().get(user=caller, rems_patient_id=rems_patient_id)
+        if guard.locked_until is not None and guard.locked_until > now:
+            return guard  # locked: asking again while locked neither counts nor extends the lock
         since = now - DOB_MISMATCH_WINDOW  # a lock and its lifting clear the list: those are spent
         recent = [t for t in guard.failures if dt.datetime.fromisoformat(t) > since]
         recent = [*recent, now.isoformat()][-DOB_MISMATCH_LIMIT:]
@@ -85,7 +73,9 @@ def dob_lock_lift(*, guard: DobLookupGuard, actor: User, reason: str, now: dt.da
     with transaction.atomic():
         locked = DobLookupGuard.objects.select_for_update().get(pk=guard.pk)
         if locked.locked_until is None or locked.locked_until <= now:
-            raise Conflict("This registry ID is not locked for this caller.", code="dob_lock_not_active")
+            raise Conflict(
+                "This registry ID is not locked for this caller.", code=ErrorCode.DOB_LOCK_NOT_ACTIVE
+            )
         before = locked.locked_until
         locked.locked_until = None
         locked.lifted_at = now
@@ -102,23 +92,17 @@ def dob_lock_lift(*, guard: DobLookupGuard, actor: User, reason: str, now: dt.da
     return locked
 
 
-def dob_guarded(lookup: Callable[..., Any]) -> Callable[..., Any]:
-    """Wraps the registry ID + date-of-birth lookup (registry/services/facts.py `patient_by_registry_id`)
-    with the ID-4 guard. The wrapped function takes one more keyword, `caller` (the user asking; None for
-    internal reads, which are not guarded): a locked caller gets None without the lookup running, and a
-    miss on a well-formed ID counts as a mismatch. None in all three cases."""
-
-    @functools.wraps(lookup)
-    def guarded(rems_patient_id: str, *args: Any, caller: User | None = None, **kwargs: Any) -> Any:
-        canonical = parse_registry_id(rems_patient_id)
-        if caller is None or canonical is None:
-            return lookup(rems_patient_id, *args, **kwargs)
-        now: dt.datetime = kwargs["now"]
-        if dob_lookup_locked(caller=caller, rems_patient_id=canonical, now=now):
-            return None
-        found = lookup(rems_patient_id, *args, **kwargs)
-        if found is None:
-            dob_mismatch_record(caller=caller, rems_patient_id=canonical, now=now)
-        return found
-
-    return guarded
+def patient_lookup_guarded(
+    rems_patient_id: str, date_of_birth: dt.date, *, caller: User, now: dt.datetime, **lookup: Any
+) -> Patient | None:
+    """The registry ID + date-of-birth lookup (`selectors.facts.patient_by_registry_id`, whose keywords
+    `lookup` passes on) behind the ID-4 guard: a locked caller finds nothing (a condition on the lookup's
+    own statement, no extra query), and a miss on a well-formed ID counts as a mismatch. None in all
+    three cases, so the answers are equal."""
+    found = patient_by_registry_id(
+        rems_patient_id, date_of_birth, now=now, locked_out_for=caller.pk, **lookup
+    )
+    canonical = parse_registry_id(rems_patient_id)
+    if found is None and canonical is not None:  # a malformed ID cannot exist: nothing to count
+        dob_mismatch_record(caller=caller, rems_patient_id=canonical, now=now)
+    return found

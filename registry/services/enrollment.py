@@ -4,23 +4,29 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from typing import Any
 
 from dateutil.relativedelta import relativedelta
 from django.contrib.auth.models import Permission
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import QuerySet
-from django.utils import timezone
 
 from registry import rules
-from registry.errors import Conflict, InvalidTransition, NotFound, ValidationFailed
+from registry.errors import (
+    Conflict,
+    ErrorCode,
+    InvalidTransition,
+    PermissionDenied,
+    PrescriberNotCertified,
+    ValidationFailed,
+)
 from registry.identifiers import new_registry_id, parse_registry_id
-from registry.middleware import current_request_id
+from registry.localtime import local_today
+from registry.matching import patient_match_key
 from registry.models import (
-    AuditEvent,
     CertificationStatus,
     Contraindication,
-    DecisionKind,
     LabOutcome,
     LabResult,
     LabTest,
@@ -28,27 +34,21 @@ from registry.models import (
     PatientGroupObjectPermission,
     PatientStatus,
     Prescriber,
+    RevokeCategory,
     Role,
     Screening,
     User,
 )
 from registry.selectors import CARE_TEAM_PERMISSIONS, patients_visible_to
+from registry.selectors.facts import Facts, facts_load
 
 from .accounts import care_team_ensure
-from .audit import audit_record
-from .decisions import AUTHORIZATION_REQUIREMENTS, Evaluation, Outcome, decision_record, evaluate
-from .facts import facts_load
+from .audit import audit_record, audit_record_many
+from .decisions import PATIENT_AUTHORIZATION_GATE
+from .gate import AlreadyDone, Outcome, gate_run
 from .revocation import authorizations_revoke_where
 
 PS = PatientStatus
-
-
-AUTHORIZATION_REQUIREMENTS_UNMET = "authorization_requirements_unmet"  # ACT-7; `reasons` lists every one
-
-
-class PrescriberNotCertified(Conflict):
-    code = "prescriber_not_certified"
-    default_detail = "Only a certified prescriber may do this."
 
 
 def _age_on(born: dt.date, on: dt.date) -> int:
@@ -60,26 +60,78 @@ def _not_future(errors: dict[str, list[str]], field: str, value: dt.date | None,
         errors.setdefault(field, []).append("Cannot be in the future.")
 
 
-def patient_enroll(*, actor: User, data: dict[str, Any], now: dt.datetime) -> Patient:
+def _duplicate_lock(match_key: str, date_of_birth: dt.date) -> None:
+    """Serializes enrollments of one normalized name and date of birth (PostgreSQL advisory lock held to
+    the end of the transaction), so two concurrent enrollments of one person cannot both miss each other.
+    SQLite serializes writers by itself."""
+    if connection.vendor != "postgresql":
+        return
+    digest = hashlib.blake2b(f"{match_key}|{date_of_birth.isoformat()}".encode(), digest_size=8).digest()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [int.from_bytes(digest, "big", signed=True)])
+
+
+def possible_duplicates(*, first_name: str, last_name: str, date_of_birth: dt.date) -> list[Any]:
+    """ACT-6: ids of existing patients (any prescriber, any status) with this normalized first name, last
+    name and date of birth: one lookup on the (date_of_birth, match_key) index."""
+    return list(
+        Patient.objects.filter(
+            date_of_birth=date_of_birth, match_key=patient_match_key(first_name, last_name)
+        ).values_list("pk", flat=True)
+    )
+
+
+def patient_enroll(
+    *,
+    actor: User,
+    data: dict[str, Any],
+    now: dt.datetime,
+    prescriber_npi: str | None = None,
+    confirm_not_duplicate: bool = False,
+) -> Patient:
     """ACT-6: a certified prescriber enrolls a patient with a signed enrollment form and becomes the
-    prescriber of record. ACT-9: under 17 at enrollment is refused. ID-4: the registry ID is
-    random with a check character; a collision (vanishingly rare) is retried."""
-    today = timezone.localdate(now)
+    prescriber of record (an administrator may enroll for a named certified prescriber). ACT-9: age under
+    17 on the enrollment date (the signed form's) is refused; that date may neither precede the date of
+    birth nor lie in the future (judged in the enrolling party's zone, registry/localtime.py). ID-4: the
+    registry ID is random with a check character; a collision (vanishingly rare) is retried.
+
+    One person, one record (ACT-6, CRS-2): a patient whose normalized first name, last name and date of
+    birth match an existing patient of any prescriber and any status is refused 409
+    `possible_duplicate_patient`, naming nothing about the other patient (the prescriber asks for a
+    transfer of care instead). Only an administrator may confirm a genuine non-duplicate
+    (`confirm_not_duplicate`), which is audited with the records it was matched to."""
+    if confirm_not_duplicate and actor.role != Role.ADMIN:
+        raise PermissionDenied("Only the REMS administrator can confirm that a patient is not a duplicate.")
+    today = local_today(actor, now)
+    born, signed = data["date_of_birth"], data["enrollment_signed_on"]
     errors: dict[str, list[str]] = {}
-    _not_future(errors, "date_of_birth", data["date_of_birth"], today)
-    _not_future(errors, "enrollment_signed_on", data["enrollment_signed_on"], today)
-    if not errors and _age_on(data["date_of_birth"], today) < rules.MINIMUM_ENROLLMENT_AGE_YEARS:
+    _not_future(errors, "date_of_birth", born, today)
+    _not_future(errors, "enrollment_signed_on", signed, today)
+    if signed < born and "date_of_birth" not in errors:
+        errors.setdefault("enrollment_signed_on", []).append("Cannot precede the date of birth.")
+    if errors:
+        raise ValidationFailed(errors)
+    if _age_on(born, signed) < rules.MINIMUM_ENROLLMENT_AGE_YEARS:
         raise ValidationFailed(
             {"date_of_birth": [f"Patients under {rules.MINIMUM_ENROLLMENT_AGE_YEARS} cannot be enrolled."]},
             "The patient is below the minimum enrollment age (ACT-9).",
-            code="patient_under_minimum_age",
+            code=ErrorCode.PATIENT_UNDER_MINIMUM_AGE,
         )
-    if errors:
-        raise ValidationFailed(errors)
     with transaction.atomic():
-        prescriber = Prescriber.objects.select_for_update(no_key=True).get(pk=actor.prescriber_id)  # type: ignore[misc]
+        prescriber = _enrolling_prescriber(actor=actor, prescriber_npi=prescriber_npi)
         if not prescriber.is_certified_at(now):
             raise PrescriberNotCertified("Only a certified prescriber may enroll patients (ACT-6).")
+        match_key = patient_match_key(data["first_name"], data["last_name"])
+        _duplicate_lock(match_key, born)
+        duplicates = possible_duplicates(
+            first_name=data["first_name"], last_name=data["last_name"], date_of_birth=born
+        )
+        if duplicates and not confirm_not_duplicate:
+            raise Conflict(
+                "A patient with this name and date of birth is already enrolled. If this is the same "
+                "person, ask for a transfer of care; the REMS administrator can confirm a different person.",
+                code=ErrorCode.POSSIBLE_DUPLICATE_PATIENT,
+            )
         team = care_team_ensure(prescriber=prescriber)
         for attempt in range(5):
             try:
@@ -103,9 +155,41 @@ def patient_enroll(*, actor: User, data: dict[str, Any], now: dt.datetime) -> Pa
             actor=actor,
             action="patient.enroll",
             subject=patient,
-            changes={**data, "prescriber": prescriber.pk, "rems_patient_id": patient.rems_patient_id},
+            changes={
+                **data,
+                "prescriber": prescriber.pk,
+                "rems_patient_id": patient.rems_patient_id,
+                **(
+                    {"confirmed_not_duplicate": True, "possible_duplicates": duplicates}
+                    if confirm_not_duplicate and duplicates
+                    else {}
+                ),
+            },
         )
     return patient
+
+
+def _enrolling_prescriber(*, actor: User, prescriber_npi: str | None) -> Prescriber:
+    """The prescriber of record: the calling prescriber, or the one an administrator names (locked
+    no-key, so a suspension waits for the enrollment)."""
+    if actor.role == Role.ADMIN:
+        if not prescriber_npi:
+            raise ValidationFailed({"prescriber_npi": ["Required when an administrator enrolls a patient."]})
+        found = (
+            Prescriber.objects.select_for_update(no_key=True)
+            .filter(npi=prescriber_npi)
+            .exclude(status=CertificationStatus.DEACTIVATED)
+            .first()
+        )
+        if found is None:
+            raise PrescriberNotCertified("No certified prescriber has this NPI.")
+        return found
+    own = Prescriber.objects.select_for_update(no_key=True).get(pk=actor.prescriber_id)  # type: ignore[misc]
+    if prescriber_npi and prescriber_npi != own.npi:
+        raise ValidationFailed(
+            {"prescriber_npi": ["A prescriber enrolls its own patients; only administrators name another."]}
+        )
+    return own
 
 
 def _care_team_permissions() -> QuerySet[Permission]:
@@ -114,20 +198,49 @@ def _care_team_permissions() -> QuerySet[Permission]:
     )
 
 
+def screening_withdrawn(data: dict[str, Any]) -> list[str]:
+    """ACT-7, ACT-9: the attestations a screening withdraws (HIV negative, no active infection)."""
+    withdrawn = []
+    if data.get("hiv_negative") is False:
+        withdrawn.append("HIV negative")
+    if data.get("no_active_infection") is False:
+        withdrawn.append("no active infection")
+    return withdrawn
+
+
 def screening_record(*, patient: Patient, actor: User, data: dict[str, Any], now: dt.datetime) -> Screening:
-    """ACT-7 attestations; the newest submission counts."""
+    """ACT-7 attestations; the newest submission counts. A submission that withdraws an attestation (HIV
+    no longer negative, an active infection) holds every gate from then on (decisions.py
+    `attestations_hold`) and, like a contraindication (ACT-9), revokes the patient's outstanding
+    authorization numbers in the same transaction. Holds the patient lock, so no gate decides
+    concurrently on the older screening."""
     errors: dict[str, list[str]] = {}
     for name in ("tb_screened_on", "vaccinations_completed_on"):
-        _not_future(errors, name, data.get(name), timezone.localdate(now))
+        _not_future(errors, name, data.get(name), local_today(actor, now))
     if errors:
         raise ValidationFailed(errors)
+    withdrawn = screening_withdrawn(data)
     with transaction.atomic():
-        screening = Screening.objects.create(patient=patient, recorded_by=actor, **data)
+        locked = _lock(patient)
+        screening = Screening.objects.create(patient=locked, recorded_by=actor, **data)
+        revoked = 0
+        if withdrawn:
+            revoked = authorizations_revoke_where(
+                actor=actor,
+                now=now,
+                reason="Screening attestation withdrawn: " + ", ".join(withdrawn),
+                category=RevokeCategory.PATIENT_NO_LONGER_ELIGIBLE,
+                patient=locked,
+            )
         audit_record(
             actor=actor,
             action="screening.record",
-            subject=patient,
-            changes={"screening": screening.pk, **data},
+            subject=locked,
+            changes={
+                "screening": screening.pk,
+                **data,
+                **({"authorizations_revoked": revoked} if withdrawn else {}),
+            },
         )
     return screening
 
@@ -151,7 +264,7 @@ def _lab_errors(row: dict[str, Any], today: dt.date) -> dict[str, list[str]]:
 def lab_result_record(*, patient: Patient, actor: User, data: dict[str, Any], now: dt.datetime) -> LabResult:
     """MON-1..2 lab kinds. A result cannot be dated in the future; pregnancy tests are negative/positive,
     other tests normal/abnormal."""
-    errors = _lab_errors(data, timezone.localdate(now))
+    errors = _lab_errors(data, local_today(actor, now))
     if errors:
         raise ValidationFailed(errors)
     with transaction.atomic():
@@ -176,7 +289,7 @@ def lab_results_bulk_record(
     transaction, set-based (one query resolves every patient, one multi-row insert for the results and one
     for the audit events, one event per patient). `rows` holds None where the caller's format validation
     already failed (`format_errors`). A patient the caller may not see reads exactly like an unknown one."""
-    today = timezone.localdate(now)
+    today = local_today(actor, now)
     errors: dict[str, list[str]] = dict(format_errors or {})
     canonical = [parse_registry_id(str(r["rems_patient_id"])) if r else None for r in rows]
     wanted = {c for c in canonical if c}
@@ -206,20 +319,13 @@ def lab_results_bulk_record(
     by_patient: dict[Any, int] = {}
     for lab in labs:
         by_patient[lab.patient_id] = by_patient.get(lab.patient_id, 0) + 1
-    request_id = current_request_id()
     with transaction.atomic():
         LabResult.objects.bulk_create(labs, batch_size=1000)
-        AuditEvent.objects.bulk_create(
-            AuditEvent(
-                actor=actor,
-                actor_role=actor.role,
-                action="lab_result.bulk_record",
-                subject_type="patient",
-                subject_id=patient_id,
-                changes={"count": count},
-                request_id=request_id,
-            )
-            for patient_id, count in by_patient.items()
+        audit_record_many(
+            actor=actor,
+            action="lab_result.bulk_record",
+            subject_type="patient",
+            changes_by_id={patient_id: {"count": count} for patient_id, count in by_patient.items()},
         )
     return len(labs)
 
@@ -230,14 +336,18 @@ def contraindication_record(
     """ACT-9: recorded at any time; blocks every gate from then on, outstanding authorization numbers
     included (revoked here). Holds the patient lock, so no gate decides concurrently on older facts."""
     errors: dict[str, list[str]] = {}
-    _not_future(errors, "noted_on", data.get("noted_on"), timezone.localdate(now))
+    _not_future(errors, "noted_on", data.get("noted_on"), local_today(actor, now))
     if errors:
         raise ValidationFailed(errors)
     with transaction.atomic():
         locked = _lock(patient)
         item = Contraindication.objects.create(patient=locked, recorded_by=actor, **data)
         revoked = authorizations_revoke_where(
-            actor=actor, now=now, reason=f"Contraindication recorded: {data['kind']}", patient=locked
+            actor=actor,
+            now=now,
+            reason=f"Contraindication recorded: {data['kind']}",
+            category=RevokeCategory.PATIENT_NO_LONGER_ELIGIBLE,
+            patient=locked,
         )
         audit_record(
             actor=actor,
@@ -254,41 +364,40 @@ def _lock(patient: Patient) -> Patient:
     return Patient.objects.select_for_update(of=("self",)).select_related("prescriber").get(pk=patient.pk)
 
 
-def patient_authorize(*, patient: Patient, actor: User, now: dt.datetime) -> Outcome:
+def patient_authorize(*, patient: Patient, actor: User, now: dt.datetime) -> Outcome[Patient]:
     """ACT-7: `enrolled -> authorized` when every requirement holds. A refusal (answered 409
     `authorization_requirements_unmet` with every unmet reason) is returned, not raised; either way the
     decision is stored (GATE-5). Authorizing an authorized patient changes nothing and stores nothing."""
-    with transaction.atomic():
+
+    def load() -> Facts:
         locked = _lock(patient)
         if locked.status == PS.AUTHORIZED:
-            return Outcome(None, Evaluation(()), locked)
+            raise AlreadyDone(locked)
         if locked.status != PS.ENROLLED:
             raise InvalidTransition(
                 f"A patient who is {locked.status} cannot be authorized.", status=locked.status
             )
-        facts = facts_load(patient=locked, now=now, as_of=timezone.localdate(now))
-        evaluation = evaluate(AUTHORIZATION_REQUIREMENTS, facts)
-        decision = decision_record(
-            kind=DecisionKind.PATIENT_AUTHORIZATION,
-            evaluation=evaluation,
-            facts=facts,
-            actor=actor,
-            inputs={"patient": locked.pk},
+        return facts_load(patient=locked, now=now, as_of=local_today(actor, now))
+
+    def approve(facts: Facts, decision_id: Any) -> Patient:
+        locked = facts.patient
+        assert locked is not None
+        locked.status, locked.authorized_at, locked.status_changed_at = PS.AUTHORIZED, now, now
+        locked.status_reason = ""
+        locked.save(
+            update_fields=["status", "authorized_at", "status_changed_at", "status_reason", "updated_at"]
         )
-        if evaluation.approved:
-            locked.status, locked.authorized_at, locked.status_changed_at = PS.AUTHORIZED, now, now
-            locked.status_reason = ""
-            locked.save(
-                update_fields=["status", "authorized_at", "status_changed_at", "status_reason", "updated_at"]
-            )
-            audit_record(
-                actor=actor,
-                action="patient.authorize",
-                subject=locked,
-                changes={"status": [PS.ENROLLED, PS.AUTHORIZED]},
-            )
-            return Outcome(decision, evaluation, locked)
-    return Outcome(decision, evaluation)
+        audit_record(
+            actor=actor,
+            action="patient.authorize",
+            subject=locked,
+            changes={"status": [PS.ENROLLED, PS.AUTHORIZED], "decision": decision_id},
+        )
+        return locked
+
+    return gate_run(
+        PATIENT_AUTHORIZATION_GATE, actor=actor, load=load, inputs={"patient": patient.pk}, approve=approve
+    )
 
 
 def patient_transfer(*, patient: Patient, actor: User, prescriber_npi: str, now: dt.datetime) -> Patient:
@@ -305,7 +414,8 @@ def patient_transfer(*, patient: Patient, actor: User, prescriber_npi: str, now:
             raise PrescriberNotCertified("No certified prescriber has this NPI.")
         if target.pk == locked.prescriber_id:
             raise Conflict(
-                "The patient is already under this prescriber's care.", code="already_prescriber_of_record"
+                "The patient is already under this prescriber's care.",
+                code=ErrorCode.ALREADY_PRESCRIBER_OF_RECORD,
             )
         team = care_team_ensure(prescriber=target)
         before = locked.prescriber_id
@@ -313,7 +423,13 @@ def patient_transfer(*, patient: Patient, actor: User, prescriber_npi: str, now:
         locked.save(update_fields=["prescriber", "updated_at"])
         PatientGroupObjectPermission.objects.filter(content_object=locked).update(group=team)
         # GATE-1: numbers granted on the old prescriber of record no longer hold.
-        authorizations_revoke_where(actor=actor, now=now, reason="Transfer of care", patient=locked)
+        authorizations_revoke_where(
+            actor=actor,
+            now=now,
+            reason="Transfer of care",
+            category=RevokeCategory.PATIENT_NO_LONGER_ELIGIBLE,
+            patient=locked,
+        )
         audit_record(
             actor=actor,
             action="patient.transfer",
@@ -339,11 +455,8 @@ def patient_status_change(
 ) -> Patient:
     """ACT-8: `suspend` (REMS administrator, with reason), `reinstate` (administrator: back to the status
     held before the suspension), `discontinue` (treatment stopped; monitoring continues) and
-    `record_death`. Refused with 409 `invalid_status_transition` from any other status."""
-    if verb in ("suspend", "reinstate") and actor.role != Role.ADMIN:
-        from registry.errors import PermissionDenied
-
-        raise PermissionDenied("Only a REMS administrator may suspend or reinstate a patient (ACT-8).")
+    `record_death`. Refused with 409 `invalid_status_transition` from any other status. Who may call
+    which verb is the API's role map (registry/api/views/patients.py) and the admin's own permission."""
     with transaction.atomic():
         locked = _lock(patient)
         before = locked.status
@@ -370,7 +483,11 @@ def patient_status_change(
         )
         if to in (PS.SUSPENDED, PS.DISCONTINUED, PS.DECEASED):  # ACT-8: no further dispensing
             authorizations_revoke_where(
-                actor=actor, now=now, reason=f"Patient {to}: {reason}", patient=locked
+                actor=actor,
+                now=now,
+                reason=f"Patient {to}: {reason}",
+                category=RevokeCategory.PATIENT_NO_LONGER_ELIGIBLE,
+                patient=locked,
             )
         audit_record(
             actor=actor,
@@ -379,10 +496,3 @@ def patient_status_change(
             changes={"status": [before, to], "reason": reason},
         )
     return locked
-
-
-def patient_get_visible(*, user: User, patient_id: Any) -> Patient:
-    patient = patients_visible_to(user).filter(pk=patient_id).first()
-    if patient is None:
-        raise NotFound()
-    return patient

@@ -8,12 +8,16 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from registry.middleware import current_request_id
-from registry.models import AuditEvent, AuthorizationStatus, DispenseAuthorization, User
+from registry.models import AuthorizationStatus, DispenseAuthorization, RevokeCategory, User
+
+from .audit import audit_record_many
 
 
-def authorizations_revoke_where(*, actor: User | None, now: dt.datetime, reason: str, **filters: Any) -> int:
-    """Revokes the active authorizations matching `filters`. Must run inside the caller's transaction."""
+def authorizations_revoke_where(
+    *, actor: User | None, now: dt.datetime, reason: str, category: RevokeCategory, **filters: Any
+) -> int:
+    """Revokes the active authorizations matching `filters`. Must run inside the caller's transaction.
+    `reason` (which may name clinical facts) is kept for administrators; pharmacies read `category`."""
     ids = list(
         DispenseAuthorization.objects.select_for_update()
         .filter(status=AuthorizationStatus.ACTIVE, **filters)
@@ -22,20 +26,22 @@ def authorizations_revoke_where(*, actor: User | None, now: dt.datetime, reason:
     if not ids:
         return 0
     DispenseAuthorization.objects.filter(pk__in=ids).update(
-        status=AuthorizationStatus.REVOKED, revoked_at=now, revoked_by=actor, revoke_reason=reason
+        status=AuthorizationStatus.REVOKED,
+        revoked_at=now,
+        revoked_by=actor,
+        revoke_reason=reason,
+        revoke_category=category,
     )
-    request_id = current_request_id()
-    AuditEvent.objects.bulk_create(
-        AuditEvent(
-            actor=actor,
-            actor_role=actor.role if actor else "system",
-            action="authorization.revoke",
-            subject_type="dispenseauthorization",
-            subject_id=pk,
-            request_id=request_id,
-            created_at=now,
-            changes={"status": [AuthorizationStatus.ACTIVE, AuthorizationStatus.REVOKED], "reason": reason},
-        )
-        for pk in ids
+    changes = {
+        "status": [AuthorizationStatus.ACTIVE, AuthorizationStatus.REVOKED],
+        "reason": reason,
+        "category": category,
+    }
+    audit_record_many(
+        actor=actor,
+        action="authorization.revoke",
+        subject_type="dispenseauthorization",
+        changes_by_id={pk: changes for pk in ids},
+        at=now,
     )
     return len(ids)

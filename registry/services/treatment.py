@@ -3,58 +3,58 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
 from typing import Any
 
 from dateutil.relativedelta import relativedelta
 from django.db import IntegrityError, transaction
-from django.utils import timezone
 
 from registry import rules
-from registry.errors import Conflict, InvalidTransition, ValidationFailed
+from registry.errors import InvalidTransition, ReasonCode, ValidationFailed
+from registry.localtime import local_today
 from registry.models import (
     OPEN_COURSE_STATUSES,
     Course,
     CourseStatus,
-    Decision,
-    DecisionKind,
-    Dispense,
     Facility,
     Infusion,
     Patient,
+    RevokeCategory,
     Role,
     User,
 )
+from registry.selectors import participant_by_npi
+from registry.selectors.facts import (
+    Facts,
+    dispense_backing,
+    dispense_facts,
+    facts_load,
+)
 
 from .audit import audit_record
-from .decisions import (
-    COURSE_REQUIREMENTS,
-    INFUSION_REQUIREMENTS,
-    Evaluation,
-    Outcome,
-    decision_record,
-    evaluate,
-    upcoming_course_number,
-)
-from .facts import Facts, certified_participant, facts_load, patient_by_registry_id
+from .decisions import COURSE_PLAN_GATE, INFUSION_CHECK_GATE, INFUSION_GATE, upcoming_course_number
+from .dob_guard import patient_lookup_guarded
+from .gate import Check, Outcome, Refused, gate_run
 from .revocation import authorizations_revoke_where
 
-COURSE_NOT_ALLOWED = "course_not_allowed"
 # No LEMTRADA course predates the drug's approval; older dates are typing errors, even in legacy imports.
 LEGACY_HISTORY_STARTS = dt.date(2010, 1, 1)
 
 
-class DoNotInfuse(Conflict):
-    code = "do_not_infuse"
-    default_detail = "Do not infuse: the infusion check failed."
-
-
-def course_plan(*, patient: Patient, actor: User, planned_start_on: dt.date, now: dt.datetime) -> Outcome:
+def course_plan(
+    *, patient: Patient, actor: User, planned_start_on: dt.date, now: dt.datetime
+) -> Outcome[Course]:
     """CRS-2..4: the prescriber of record plans the next course. Its number and planned doses follow from
     history (course 1: 5 doses; later: 3). A refusal (answered 409 `course_not_allowed` with every reason)
     is returned, not raised; the decision is stored either way (GATE-5). One open course per patient is
-    also a database constraint."""
-    today = timezone.localdate(now)
+    also a database constraint.
+
+    Planning checks what can be known when it is made (the interval against the planned start,
+    contraindications, withdrawn attestations, the open course, blocks) and lists the requirements that
+    depend on the day of the first dose (pre-course labs; for course 1 the baseline, screening and
+    pregnancy test) as pending in the decision: they are checked at the dispense authorization (against its
+    day) and at the first dose (against the infusion day), so a course can be planned up to a year ahead.
+    "Today" is the prescriber's (registry/localtime.py)."""
+    today = local_today(actor, now)
     if actor.role != Role.ADMIN and planned_start_on < today:
         raise ValidationFailed({"planned_start_on": ["Cannot be in the past."]})
     if planned_start_on > today + dt.timedelta(days=366):
@@ -63,46 +63,50 @@ def course_plan(*, patient: Patient, actor: User, planned_start_on: dt.date, now
         raise ValidationFailed(
             {"planned_start_on": [f"Cannot be before {LEGACY_HISTORY_STARTS.isoformat()}."]}
         )
-    with transaction.atomic():
+
+    def load() -> Facts:
         locked = (
             Patient.objects.select_for_update(of=("self",)).select_related("prescriber").get(pk=patient.pk)
         )
-        facts = facts_load(
-            patient=locked,
-            now=now,
-            as_of=timezone.localdate(now),
-            request={"planned_start_on": planned_start_on},
+        return facts_load(
+            patient=locked, now=now, as_of=today, request={"planned_start_on": planned_start_on}
         )
-        evaluation = evaluate(COURSE_REQUIREMENTS, facts)
-        decision = decision_record(
-            kind=DecisionKind.COURSE_PLAN,
-            evaluation=evaluation,
-            facts=facts,
-            actor=actor,
-            inputs={"patient": locked.pk, "planned_start_on": planned_start_on},
-        )
-        if evaluation.approved:
-            number = upcoming_course_number(facts)
+
+    def approve(facts: Facts, decision_id: Any) -> Course:
+        number = upcoming_course_number(facts)
+        try:
             course = Course.objects.create(
-                patient=locked,
+                patient_id=patient.pk,
                 number=number,
                 planned_start_on=planned_start_on,
                 planned_by=actor,
                 planned_doses=rules.COURSE_1_DOSES if number == 1 else rules.LATER_COURSE_DOSES,
             )
-            audit_record(
-                actor=actor,
-                action="course.plan",
-                subject=course,
-                changes={
-                    "patient": locked.pk,
-                    "number": number,
-                    "planned_doses": course.planned_doses,
-                    "planned_start_on": planned_start_on,
-                },
-            )
-            return Outcome(decision, evaluation, course)
-    return Outcome(decision, evaluation)
+        except IntegrityError as exc:  # CRS-3's unique index: cannot happen under the patient lock
+            raise Refused(
+                Check("no_open_course", False, ReasonCode.OPEN_COURSE_EXISTS, "Another course is open.")
+            ) from exc
+        audit_record(
+            actor=actor,
+            action="course.plan",
+            subject=course,
+            changes={
+                "patient": patient.pk,
+                "number": number,
+                "planned_doses": course.planned_doses,
+                "planned_start_on": planned_start_on,
+                "decision": decision_id,
+            },
+        )
+        return course
+
+    return gate_run(
+        COURSE_PLAN_GATE,
+        actor=actor,
+        load=load,
+        inputs={"patient": patient.pk, "planned_start_on": planned_start_on},
+        approve=approve,
+    )
 
 
 def course_cancel(*, course: Course, actor: User, reason: str, now: dt.datetime) -> Course:
@@ -119,7 +123,11 @@ def course_cancel(*, course: Course, actor: User, reason: str, now: dt.datetime)
         locked.status, locked.cancelled_reason, locked.cancelled_at = CourseStatus.CANCELLED, reason, now
         locked.save(update_fields=["status", "cancelled_reason", "cancelled_at", "updated_at"])
         revoked = authorizations_revoke_where(
-            actor=actor, now=now, reason=f"Course cancelled: {reason}", course=locked
+            actor=actor,
+            now=now,
+            reason=f"Course cancelled: {reason}",
+            category=RevokeCategory.COURSE_CLOSED,
+            course=locked,
         )
         audit_record(
             actor=actor,
@@ -134,23 +142,12 @@ def course_cancel(*, course: Course, actor: User, reason: str, now: dt.datetime)
     return locked
 
 
-@dataclass(frozen=True)
-class InfusionOutcome:
-    decision: Decision
-    evaluation: Evaluation
-    infusion: Infusion | None
-    facts: Facts
-
-    @property
-    def approved(self) -> bool:
-        return self.evaluation.approved
-
-
 def _infusion_input_errors(*, actor: User, data: dict[str, Any], now: dt.datetime) -> dict[str, list[str]]:
     """API.md: nobody records a future infusion; facilities backdate up to 3 days (*setting*); admins
-    may record any past date (legacy history) and must name the facility."""
+    may record any past date (legacy history) and must name the facility. "Today" is the recording
+    party's: a facility's in its own time zone, an administrator's in the registry's."""
     errors: dict[str, list[str]] = {}
-    today = timezone.localdate(now)
+    today = local_today(actor, now)  # a facility's own calendar day (registry/localtime.py)
     on = data["administered_on"]
     if on > today:
         errors["administered_on"] = ["Cannot be in the future."]
@@ -167,13 +164,18 @@ def _infusion_input_errors(*, actor: User, data: dict[str, Any], now: dt.datetim
 
 def infusion_record(
     *, actor: User, data: dict[str, Any], now: dt.datetime, record: bool = True
-) -> InfusionOutcome:
+) -> Outcome[Infusion]:
     """GATE-3: before each infusion the facility's check runs every requirement; the decision is stored
     either way (GATE-5). With `record`, an approved check records the infusion, advances the course (day in
     course, completion on the last planned dose, CRS-3) and moves the monitoring end to 48 months
     (*setting*) after the latest infusion. A denied `record` is answered 409 `do_not_infuse` by the view.
 
-    Lock order: patient, then course (the same order as course planning and cancelling)."""
+    Every facility infusion is backed by a dispense to that facility for the open course with a vial left:
+    the one named by `dispense_id`, or the only one there is (`no_dispense_for_facility` otherwise). An
+    administrator who names no dispense records legacy history: exempt, and the infusion says so
+    (`legacy_history`, audited).
+
+    Lock order (with `record`): patient, then dispense, then course, as everywhere else."""
     errors = _infusion_input_errors(actor=actor, data=data, now=now)
     if errors:
         raise ValidationFailed(errors)
@@ -181,7 +183,7 @@ def infusion_record(
     if actor.role == Role.FACILITY:
         facility = actor.facility
     else:
-        facility = certified_participant(Facility, data.get("facility_npi", ""))
+        facility = participant_by_npi(Facility, data.get("facility_npi", ""))
     on = data["administered_on"]
     request = {
         k: data.get(k)
@@ -191,132 +193,91 @@ def infusion_record(
             "corticosteroid_premedication",
             "antiviral_prophylaxis",
             "observation_minutes",
+            "dispense_id",
         )
     }
-    inputs = {**{k: v for k, v in data.items()}, "facility": facility.pk if facility else None}
-    with transaction.atomic():
-        # With `record`, the patient row is locked as it is read: two infusions for one patient serialize.
-        patient = patient_by_registry_id(
+    legacy = actor.role == Role.ADMIN and not data.get("dispense_id")
+    if legacy:
+        request["legacy_history"] = True
+    today = local_today(actor, now)
+
+    def load() -> Facts:
+        patient = patient_lookup_guarded(  # ID-4: date-of-birth guessing lock
             data["rems_patient_id"],
             data["date_of_birth"],
             now=now,
             labs_as_of=on,
             on_date=on,
             lock=record,
-            caller=actor,  # ID-4: date-of-birth guessing lock
+            caller=actor,
         )
-        facts = facts_load(
+        dispense, candidates = None, 0
+        if patient is not None and data.get("dispense_id"):
+            dispense = dispense_facts(data["dispense_id"], lock=record)
+        elif patient is not None and not legacy:
+            dispense, candidates = dispense_backing(
+                patient_id=patient.pk, facility_id=facility.pk if facility else None, lock=record
+            )
+        return facts_load(
             patient=patient,
             annotated=True,
             now=now,
-            as_of=timezone.localdate(now),
+            as_of=today,
             facility=facility,
             request=request,
             on_date=on,
+            dispense=dispense,
+            dispense_candidates=candidates,
         )
-        evaluation = evaluate(INFUSION_REQUIREMENTS, facts)
-        dispense = (
-            _dispense_for(
-                data.get("dispense_id"),
-                patient,
-                facility,
-                facts.open_course.id if facts.open_course else None,
-            )
-            if evaluation.approved
-            else None
+
+    def approve(facts: Facts, decision_id: Any) -> Infusion:
+        return _infusion_create(
+            facts=facts, facility=facility, decision_id=decision_id, data=data, actor=actor
         )
-        kind = DecisionKind.INFUSION if record else DecisionKind.INFUSION_CHECK
-        decision = decision_record(kind=kind, evaluation=evaluation, facts=facts, actor=actor, inputs=inputs)
-        infusion = None
-        if record and evaluation.approved:
-            assert patient is not None
-            assert facility is not None
-            assert facts.open_course is not None
-            infusion = _infusion_create(
-                patient=patient,
-                course_id=facts.open_course.id,
-                facility=facility,
-                dispense=dispense,
-                decision=decision,
-                data=data,
-                facts=facts,
-                actor=actor,
-            )
-    return InfusionOutcome(decision=decision, evaluation=evaluation, infusion=infusion, facts=facts)
 
-
-def _dispense_for(
-    dispense_id: Any, patient: Patient | None, facility: Facility | None, course_id: Any
-) -> Dispense | None:
-    """The dispense an infusion draws its vial from: this patient's, to this facility, for the open course,
-    with a vial left (GATE-2: a dispense backs at most `vials` infusions). Locked, so two infusions cannot
-    both take its last vial."""
-    if not dispense_id:
-        return None
-    dispense = (
-        Dispense.objects.select_for_update(of=("self",))
-        .select_related("authorization")
-        .filter(pk=dispense_id)
-        .first()
+    return gate_run(
+        INFUSION_GATE if record else INFUSION_CHECK_GATE,
+        actor=actor,
+        load=load,
+        inputs={**data, "facility": facility.pk if facility else None},
+        approve=approve if record else None,
     )
-    if (
-        dispense is None
-        or patient is None
-        or dispense.patient_id != patient.pk
-        or (facility is not None and dispense.authorization.facility_id != facility.pk)
-        or dispense.authorization.course_id != course_id
-    ):
-        raise ValidationFailed(
-            {"dispense_id": ["No dispense of this patient to this facility for the open course has this id."]}
-        )
-    if Infusion.objects.filter(dispense=dispense).count() >= dispense.vials:
-        raise ValidationFailed(
-            {"dispense_id": [f"All {dispense.vials} vial(s) of this dispense are infused."]}
-        )
-    return dispense
 
 
 def _infusion_create(
-    *,
-    patient: Patient,
-    course_id: Any,
-    facility: Facility,
-    dispense: Dispense | None,
-    decision: Decision,
-    data: dict[str, Any],
-    facts: Facts,
-    actor: User,
+    *, facts: Facts, facility: Facility | None, decision_id: Any, data: dict[str, Any], actor: User
 ) -> Infusion:
+    patient, open_course = facts.patient, facts.open_course
+    assert patient is not None
+    assert facility is not None
+    assert open_course is not None
     on = data["administered_on"]
-    course = Course.objects.select_for_update().get(pk=course_id)
-    if (
-        course.status not in OPEN_COURSE_STATUSES
-    ):  # cannot happen under the patient lock; never infuse into one
-        raise DoNotInfuse(
-            reasons=[{"code": "no_open_course", "detail": f"Course {course.number} is {course.status}."}]
-        )
+    course = Course.objects.select_for_update().get(pk=open_course.id)
     day = course.doses_given + 1
-    try:
-        with transaction.atomic():
-            infusion = Infusion.objects.create(
-                patient=patient,
-                course=course,
-                facility=facility,
-                dispense=dispense,
-                administered_on=on,
-                day_in_course=day,
-                dose_mg=data["dose_mg"],
-                decision=decision,
-                recorded_by=actor,
-                corticosteroid_premedication=data["corticosteroid_premedication"],
-                antiviral_prophylaxis=data["antiviral_prophylaxis"],
-                observation_minutes=data["observation_minutes"],
-            )
+    try:  # gate_run holds a savepoint around the approval
+        infusion = Infusion.objects.create(
+            patient=patient,
+            course=course,
+            facility=facility,
+            dispense_id=facts.dispense.id if facts.dispense else None,
+            administered_on=on,
+            day_in_course=day,
+            dose_mg=data["dose_mg"],
+            decision_id=decision_id,
+            recorded_by=actor,
+            corticosteroid_premedication=data["corticosteroid_premedication"],
+            antiviral_prophylaxis=data["antiviral_prophylaxis"],
+            observation_minutes=data["observation_minutes"],
+            legacy_history=bool(facts.request.get("legacy_history")) and facts.dispense is None,
+        )
     except IntegrityError as exc:  # a concurrent infusion for the same day slipped in: CRS-1 still holds
-        raise DoNotInfuse(
-            reasons=[
-                {"code": "duplicate_infusion_day", "detail": "An infusion is already recorded for this day."}
-            ]
+        raise Refused(
+            Check(
+                "one_infusion_per_day",
+                False,
+                ReasonCode.DUPLICATE_INFUSION_DAY,
+                "An infusion is already recorded for this day.",
+            )
         ) from exc
     before = course.status
     course.doses_given += 1
@@ -349,6 +310,8 @@ def _infusion_create(
             "day_in_course": day,
             "administered_on": on,
             "facility": facility.pk,
+            "dispense": infusion.dispense_id,
+            "legacy_history": infusion.legacy_history,
             "course_status": [before, course.status],
             "monitoring_ends_on": monitoring_ends,
         },

@@ -47,6 +47,7 @@ class PrescriberSerializer(_ParticipantSerializer):
             "credentials",
             "phone",
             "dea_number",
+            "time_zone",
             "knowledge_assessment_score",
             "knowledge_assessment_passed_on",
             "enrollment_signed_on",
@@ -66,6 +67,7 @@ _SITE_FIELDS = (
     "authorized_rep_name",
     "authorized_rep_email",
     "enrollment_signed_on",
+    "time_zone",
 )
 
 

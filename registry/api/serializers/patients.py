@@ -4,6 +4,7 @@ from typing import Any
 
 from rest_framework import serializers
 
+from registry.matching import name_normalize
 from registry.models import Contraindication, LabOutcome, LabResult, LabTest, Patient, Screening
 
 from .common import ReasonSerializer
@@ -56,7 +57,34 @@ class PatientEnrollSerializer(serializers.Serializer):
     date_of_birth = serializers.DateField()
     sex = serializers.ChoiceField(choices=["female", "male"])
     reproductive_potential = serializers.BooleanField()
-    enrollment_signed_on = serializers.DateField()
+    enrollment_signed_on = serializers.DateField(
+        help_text="The signed enrollment form's date; age (ACT-9) is judged on it."
+    )
+    prescriber_npi = serializers.CharField(
+        max_length=10,
+        required=False,
+        help_text="Administrators only: the certified prescriber of record they enroll for.",
+    )
+    confirm_not_duplicate = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text=(
+            "Administrators only: enroll although a patient with the same normalized name and date of "
+            "birth exists (409 `possible_duplicate_patient` otherwise). Audited."
+        ),
+    )
+
+    def validate_first_name(self, value: str) -> str:
+        return _has_letters(value)
+
+    def validate_last_name(self, value: str) -> str:
+        return _has_letters(value)
+
+
+def _has_letters(value: str) -> str:
+    if not name_normalize(value):
+        raise serializers.ValidationError("Must contain a letter or digit.")
+    return value
 
 
 class ScreeningSerializer(serializers.ModelSerializer):

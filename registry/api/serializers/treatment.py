@@ -4,7 +4,8 @@ from typing import Any
 
 from rest_framework import serializers
 
-from registry.models import Course, Dispense, DispenseAuthorization, Infusion
+from registry.models import Course, Dispense, DispenseAuthorization, Infusion, Role
+from registry.selectors import authorization_public_state, authorization_revoke_category, authorization_state
 
 from .common import ReasonSerializer, RequirementSerializer
 
@@ -35,6 +36,24 @@ class CoursePlanSerializer(serializers.Serializer):
     planned_start_on = serializers.DateField()
 
 
+class PendingRequirementSerializer(serializers.Serializer):
+    requirement = serializers.CharField()
+    code = serializers.CharField(help_text="The reason code it answers when checked and unmet.")
+    detail = serializers.CharField()
+
+
+class CoursePlannedSerializer(CourseSerializer):
+    """The 201 of course planning: the course, the stored decision, and the requirements left pending
+    (checked at the dispense authorization and at the first dose; issue 9 item 5)."""
+
+    decision_id = serializers.UUIDField(read_only=True)
+    pending = PendingRequirementSerializer(many=True, read_only=True)
+
+    class Meta(CourseSerializer.Meta):
+        fields = (*CourseSerializer.Meta.fields, "decision_id", "pending")  # type: ignore[assignment]
+        read_only_fields = fields  # type: ignore[assignment]
+
+
 class InfusionInputSerializer(serializers.Serializer):
     rems_patient_id = serializers.CharField(max_length=32)
     date_of_birth = serializers.DateField()
@@ -43,7 +62,14 @@ class InfusionInputSerializer(serializers.Serializer):
     corticosteroid_premedication = serializers.BooleanField()
     antiviral_prophylaxis = serializers.BooleanField()
     observation_minutes = serializers.IntegerField(min_value=0, max_value=1440)
-    dispense_id = serializers.UUIDField(required=False, allow_null=True)
+    dispense_id = serializers.UUIDField(
+        required=False,
+        allow_null=True,
+        help_text=(
+            "The dispense backing this infusion; may be left out when exactly one dispense to the facility "
+            "for the open course has a vial left. Administrators leaving it out record legacy history."
+        ),
+    )
     facility_npi = serializers.CharField(
         max_length=10, required=False, help_text="Admins recording legacy infusions name the facility."
     )
@@ -55,6 +81,9 @@ class InfusionSerializer(serializers.ModelSerializer):
     course_number = serializers.IntegerField(source="course.number", read_only=True)
     facility = serializers.UUIDField(source="facility_id", read_only=True)
     dispense_id = serializers.UUIDField(read_only=True, allow_null=True)
+    legacy_history = serializers.BooleanField(
+        read_only=True, help_text="Recorded by an administrator as legacy history, without a dispense."
+    )
     decision_id = serializers.UUIDField(read_only=True)
     monitoring_ends_on = serializers.DateField(source="patient.monitoring_ends_on", read_only=True)
 
@@ -73,6 +102,7 @@ class InfusionSerializer(serializers.ModelSerializer):
             "observation_minutes",
             "facility",
             "dispense_id",
+            "legacy_history",
             "decision_id",
             "monitoring_ends_on",
             "created_at",
@@ -111,6 +141,12 @@ class AuthorizationDecisionSerializer(serializers.Serializer):
 class AuthorizationSerializer(serializers.ModelSerializer):
     authorization_number = serializers.CharField(source="number")
     status = serializers.SerializerMethodField()
+    revocation = serializers.SerializerMethodField(
+        help_text="Why a revoked number no longer holds, as a category (e.g. `patient_no_longer_eligible`)."
+    )
+    revoke_reason = serializers.CharField(
+        read_only=True, required=False, help_text="The reason text; administrators only."
+    )
     course_number = serializers.IntegerField(source="course.number")
     rems_patient_id = serializers.CharField(source="patient.rems_patient_id")
     pharmacy = serializers.UUIDField(source="pharmacy_id")
@@ -127,6 +163,7 @@ class AuthorizationSerializer(serializers.ModelSerializer):
             "expires_at",
             "used_at",
             "revoked_at",
+            "revocation",
             "revoke_reason",
             "doses_authorized",
             "course_number",
@@ -138,9 +175,18 @@ class AuthorizationSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
     def get_status(self, obj: DispenseAuthorization) -> str:
-        from registry.services.dispensing import authorization_state
+        return authorization_public_state(authorization_state(obj, self.context["now"]))
 
-        return authorization_state(obj, self.context["now"])
+    def get_revocation(self, obj: DispenseAuthorization) -> str:
+        """A pharmacy reads the category; only administrators read the reason text."""
+        return authorization_revoke_category(obj, self.context["now"])
+
+    def to_representation(self, instance: DispenseAuthorization) -> dict[str, Any]:
+        data = super().to_representation(instance)
+        viewer = self.context.get("viewer")
+        if viewer is None or viewer.role != Role.ADMIN:
+            data.pop("revoke_reason", None)
+        return data
 
 
 class RevokeSerializer(serializers.Serializer):
@@ -167,21 +213,3 @@ class DispenseSerializer(serializers.ModelSerializer):
         model = Dispense
         fields = ("id", "authorization_number", "vials", "ndc", "lot_number", "patient", "dispensed_at")
         read_only_fields = fields
-
-
-def decision_body(outcome: Any) -> dict[str, Any]:
-    """The AuthorizationDecision body for a dispense authorization outcome."""
-    authorization = outcome.authorization
-    course = outcome.facts.open_course
-    when = serializers.DateTimeField().to_representation
-    return {
-        "id": outcome.decision.pk,
-        "decision": outcome.decision.outcome,
-        "authorization_number": authorization.number if authorization else None,
-        "effective_at": when(authorization.issued_at) if authorization else None,
-        "expires_at": when(authorization.expires_at) if authorization else None,
-        "course_number": course.number if authorization and course else None,
-        "doses_authorized": authorization.doses_authorized if authorization else None,
-        "reasons": outcome.evaluation.reasons,
-        "requirements": outcome.evaluation.requirements(),
-    }

@@ -5,9 +5,7 @@ from typing import Any
 
 from django.utils import timezone
 from rest_framework import exceptions, viewsets
-from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
-from rest_framework.response import Response
 
 from registry.api.throttling import ApiKeyRateThrottle
 from registry.models import User
@@ -60,20 +58,3 @@ class RegistryViewSet(ThrottleFailuresMixin, viewsets.GenericViewSet):
         serializer = serializer_class(data=self.request.data if data is None else data, **kwargs)
         serializer.is_valid(raise_exception=True)
         return serializer.validated_data
-
-    def check_json_object(self) -> None:
-        if not isinstance(self.request.data, dict):
-            raise ValidationError({"non_field_errors": ["Expected a JSON object."]})
-
-
-def refusal(code: str, detail: str, outcome: Any) -> Response:
-    """409 for a gated service's refusal: every reason, and the stored decision's id (GATE-5)."""
-    from registry.api.exceptions import error_body
-
-    body = error_body(
-        code,
-        detail,
-        reasons=outcome.evaluation.reasons,
-        decision_id=str(outcome.decision.pk) if outcome.decision else None,
-    )
-    return Response(body, status=409)

@@ -23,9 +23,9 @@ from registry.api.serializers.participants import (
     PrescriberSerializer,
 )
 from registry.errors import PermissionDenied
-from registry.models import Facility, Pharmacy, Prescriber, Role, User
+from registry.models import Facility, Pharmacy, Prescriber, Role
 from registry.permissions import ADMIN, ALL_ROLES, PRESCRIBING
-from registry.selectors import participants_visible_to
+from registry.selectors import delegates_of, participants_visible_to
 from registry.services import certification
 from registry.services.accounts import (
     api_key_issue,
@@ -64,7 +64,7 @@ class _ParticipantViewSet(
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         participant = certification.participant_register(
-            model=self.model, actor=self.actor, data=dict(serializer.validated_data)
+            model=self.model, actor=self.actor, data=dict(serializer.validated_data), now=self.now()
         )
         return Response(self.get_serializer(participant).data, status=status.HTTP_201_CREATED)
 
@@ -73,7 +73,7 @@ class _ParticipantViewSet(
         serializer = self.get_serializer(participant, data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
         participant = certification.participant_update(
-            participant=participant, actor=self.actor, data=dict(serializer.validated_data)
+            participant=participant, actor=self.actor, data=dict(serializer.validated_data), now=self.now()
         )
         return Response(self.get_serializer(participant).data)
 
@@ -154,10 +154,7 @@ class PrescriberViewSet(_ParticipantViewSet):
     @delegates.mapping.get
     def delegates_list(self, request: Request, pk: str) -> Response:
         prescriber = self._own_prescriber()
-        users = User.objects.filter(role=Role.DELEGATE, prescriber=prescriber, is_active=True).order_by(
-            "email"
-        )
-        return Response(DelegateSerializer(users, many=True).data)
+        return Response(DelegateSerializer(delegates_of(prescriber), many=True).data)
 
 
 class FacilityViewSet(_ParticipantViewSet):

@@ -4,14 +4,17 @@ through `patients_visible_to`: a patient the caller cannot see is 404."""
 from __future__ import annotations
 
 from django.db.models import QuerySet
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins, status
 from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from registry.api.access_logging import AccessLoggedMixin
 from registry.api.idempotency import idempotent
+from registry.api.refusals import refusal_response
+from registry.api.schema import ErrorSerializer
 from registry.api.serializers.common import ReasonBodySerializer
 from registry.api.serializers.patients import (
     BulkLabResponseSerializer,
@@ -24,15 +27,17 @@ from registry.api.serializers.patients import (
     TransferSerializer,
     bulk_row_errors,
 )
-from registry.api.serializers.treatment import CoursePlanSerializer, CourseSerializer
-from registry.models import LabTest, Patient, Role
+from registry.api.serializers.treatment import (
+    CoursePlannedSerializer,
+    CoursePlanSerializer,
+    CourseSerializer,
+)
+from registry.models import LabTest, Patient
 from registry.permissions import ADMIN, CARE_TEAM, PRESCRIBING
-from registry.selectors import patients_visible_to
+from registry.selectors import patient_courses, patient_lab_results, patients_visible_to
 from registry.services import enrollment, treatment
 
-from .base import RegistryViewSet, refusal
-
-PRESCRIBER_ONLY = frozenset({Role.PRESCRIBER})
+from .base import RegistryViewSet
 
 
 class PatientViewSet(AccessLoggedMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, RegistryViewSet):
@@ -42,7 +47,7 @@ class PatientViewSet(AccessLoggedMixin, mixins.ListModelMixin, mixins.RetrieveMo
     roles = {
         "list": CARE_TEAM,
         "retrieve": CARE_TEAM,
-        "create": PRESCRIBER_ONLY,
+        "create": PRESCRIBING,  # ACT-6: prescribers; administrators enroll for a named prescriber
         "lab_results": CARE_TEAM,
         "lab_results_list": CARE_TEAM,
         "screening": CARE_TEAM,
@@ -62,12 +67,32 @@ class PatientViewSet(AccessLoggedMixin, mixins.ListModelMixin, mixins.RetrieveMo
     def get_queryset(self) -> QuerySet[Patient]:
         return patients_visible_to(self.actor).order_by("-created_at", "id")
 
-    @extend_schema(request=PatientEnrollSerializer, responses={201: PatientSerializer})
+    @extend_schema(
+        request=PatientEnrollSerializer,
+        responses={
+            201: PatientSerializer,
+            409: OpenApiResponse(
+                ErrorSerializer,
+                "`possible_duplicate_patient` (ACT-6: same normalized name and date of birth as an existing "
+                "patient; nothing about that patient is named) or `prescriber_not_certified`.",
+            ),
+        },
+    )
     @idempotent
     def create(self, request: Request) -> Response:
-        """ACT-6: a certified prescriber enrolls a patient and becomes its prescriber of record."""
+        """ACT-6: a certified prescriber enrolls a patient and becomes its prescriber of record; an
+        administrator enrolls for a named prescriber (`prescriber_npi`) and alone may confirm a genuine
+        non-duplicate (`confirm_not_duplicate`)."""
         data = self.validated(PatientEnrollSerializer)
-        patient = enrollment.patient_enroll(actor=self.actor, data=data, now=self.now())
+        prescriber_npi = data.pop("prescriber_npi", None)
+        confirm = data.pop("confirm_not_duplicate", False)
+        patient = enrollment.patient_enroll(
+            actor=self.actor,
+            data=data,
+            now=self.now(),
+            prescriber_npi=prescriber_npi,
+            confirm_not_duplicate=confirm,
+        )
         return Response(PatientSerializer(patient).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=LabResultSerializer, responses={201: LabResultSerializer})
@@ -87,15 +112,10 @@ class PatientViewSet(AccessLoggedMixin, mixins.ListModelMixin, mixins.RetrieveMo
     def lab_results_list(self, request: Request, pk: str) -> Response:
         """Newest first; `?test=` filters by test."""
         patient = self.get_object()
-        labs = patient.lab_results.order_by("-collected_on", "-created_at", "id")
         test = request.query_params.get("test")
-        if test is not None:
-            if test not in LabTest.values:
-                from rest_framework.exceptions import ValidationError
-
-                raise ValidationError({"test": [f"Unknown test {test!r}."]})
-            labs = labs.filter(test=test)
-        page = self.paginate_queryset(labs)
+        if test is not None and test not in LabTest.values:
+            raise ValidationError({"test": [f"Unknown test {test!r}."]})
+        page = self.paginate_queryset(patient_lab_results(patient, test=test))
         return self.get_paginated_response(LabResultSerializer(page, many=True).data)
 
     @extend_schema(request=ScreeningSerializer, responses={201: ScreeningSerializer})
@@ -124,11 +144,7 @@ class PatientViewSet(AccessLoggedMixin, mixins.ListModelMixin, mixins.RetrieveMo
         """ACT-7: 409 `authorization_requirements_unmet` with every unmet reason."""
         outcome = enrollment.patient_authorize(patient=self.get_object(), actor=self.actor, now=self.now())
         if not outcome.approved:
-            return refusal(
-                enrollment.AUTHORIZATION_REQUIREMENTS_UNMET,
-                "The patient does not meet the authorization requirements.",
-                outcome,
-            )
+            return refusal_response(outcome, self.actor)
         return Response(PatientSerializer(outcome.created).data)
 
     @extend_schema(request=TransferSerializer, responses={200: PatientSerializer})
@@ -174,7 +190,7 @@ class PatientViewSet(AccessLoggedMixin, mixins.ListModelMixin, mixins.RetrieveMo
         """ACT-8: records the patient's death."""
         return self._status("record_death")
 
-    @extend_schema(request=CoursePlanSerializer, responses={201: CourseSerializer})
+    @extend_schema(request=CoursePlanSerializer, responses={201: CoursePlannedSerializer})
     @action(detail=True, methods=["post"], pagination_class=None)
     @idempotent
     def courses(self, request: Request, pk: str) -> Response:
@@ -185,16 +201,19 @@ class PatientViewSet(AccessLoggedMixin, mixins.ListModelMixin, mixins.RetrieveMo
             patient=patient, actor=self.actor, planned_start_on=start, now=self.now()
         )
         if not outcome.approved:
-            return refusal(
-                treatment.COURSE_NOT_ALLOWED, "A course cannot be planned for this patient now.", outcome
-            )
-        return Response(CourseSerializer(outcome.created).data, status=status.HTTP_201_CREATED)
+            return refusal_response(outcome, self.actor)
+        body = {
+            **CourseSerializer(outcome.created).data,
+            "decision_id": str(outcome.decision.pk) if outcome.decision else None,
+            "pending": list(outcome.evaluation.pending),
+        }
+        return Response(body, status=status.HTTP_201_CREATED)
 
     @extend_schema(responses={200: CourseSerializer(many=True)})
     @courses.mapping.get
     def courses_list(self, request: Request, pk: str) -> Response:
         patient = self.get_object()
-        return Response(CourseSerializer(patient.courses.order_by("number", "created_at"), many=True).data)
+        return Response(CourseSerializer(patient_courses(patient), many=True).data)
 
 
 class LabResultBulkViewSet(RegistryViewSet):

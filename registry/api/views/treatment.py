@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
@@ -13,8 +11,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from registry.api.access_logging import AccessLoggedMixin
-from registry.api.exceptions import error_body
 from registry.api.idempotency import idempotent
+from registry.api.refusals import authorization_decision_body, decision_parts, refusal_response
 from registry.api.schema import ErrorSerializer
 from registry.api.serializers.common import ReasonBodySerializer
 from registry.api.serializers.treatment import (
@@ -28,20 +26,15 @@ from registry.api.serializers.treatment import (
     InfusionInputSerializer,
     InfusionSerializer,
     RevokeSerializer,
-    decision_body,
 )
 from registry.errors import NotFound
-from registry.models import Course, Role
-from registry.permissions import PRESCRIBING
-from registry.selectors import patients_visible_to
+from registry.models import Course, DispenseAuthorization, Role
+from registry.permissions import FACILITY_OR_ADMIN, PHARMACY, PHARMACY_OR_ADMIN, PRESCRIBING
+from registry.selectors import authorization_visible, courses_visible_to
 from registry.services import dispensing, treatment
 from registry.services.decisions import next_day_in_course
 
 from .base import RegistryViewSet
-
-PHARMACY = frozenset({Role.PHARMACY})
-PHARMACY_OR_ADMIN = frozenset({Role.PHARMACY, Role.ADMIN})
-FACILITY_OR_ADMIN = frozenset({Role.FACILITY, Role.ADMIN})
 
 
 class CourseViewSet(AccessLoggedMixin, RegistryViewSet):
@@ -50,7 +43,7 @@ class CourseViewSet(AccessLoggedMixin, RegistryViewSet):
     queryset = Course.objects.none()
 
     def get_queryset(self) -> QuerySet[Course]:
-        return Course.objects.filter(patient__in=patients_visible_to(self.actor))
+        return courses_visible_to(self.actor)
 
     def retrieve(self, request: Request, pk: str) -> Response:
         return Response(CourseSerializer(self.get_object()).data)
@@ -82,16 +75,9 @@ class InfusionViewSet(RegistryViewSet):
         reason. The decision is stored either way."""
         data = self.validated(InfusionInputSerializer)
         outcome = treatment.infusion_record(actor=self.actor, data=data, now=self.now(), record=True)
-        if outcome.infusion is None:
-            body = error_body(  # GATE-3: the refusal is returned, so the stored decision stays
-                "do_not_infuse",
-                "Do not infuse: the infusion check failed.",
-                reasons=outcome.evaluation.reasons,
-                requirements=outcome.evaluation.requirements(),
-                decision_id=str(outcome.decision.pk),
-            )
-            return Response(body, status=status.HTTP_409_CONFLICT)
-        return Response(InfusionSerializer(outcome.infusion).data, status=status.HTTP_201_CREATED)
+        if outcome.created is None:
+            return refusal_response(outcome, self.actor)  # GATE-3: returned, so the decision stays
+        return Response(InfusionSerializer(outcome.created).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=InfusionInputSerializer, responses={200: InfusionCheckSerializer})
     @action(detail=False, methods=["post"])
@@ -99,13 +85,12 @@ class InfusionViewSet(RegistryViewSet):
         """GATE-3: the same check, nothing recorded but the decision itself."""
         data = self.validated(InfusionInputSerializer)
         outcome = treatment.infusion_record(actor=self.actor, data=data, now=self.now(), record=False)
+        facts = outcome.facts
         return Response(
             {
                 "decision": "infuse" if outcome.approved else "do_not_infuse",
-                "decision_id": outcome.decision.pk,
-                "day_in_course": next_day_in_course(outcome.facts) if outcome.facts.patient else None,
-                "reasons": outcome.evaluation.reasons,
-                "requirements": outcome.evaluation.requirements(),
+                "day_in_course": next_day_in_course(facts) if facts and outcome.approved else None,
+                **decision_parts(outcome, self.actor),
             }
         )
 
@@ -116,8 +101,8 @@ class DispenseAuthorizationViewSet(RegistryViewSet):
     lookup_field = "number"
     lookup_value_regex = "[0-9A-Za-z-]{1,32}"
 
-    def _get(self, number: str) -> Any:
-        authorization = dispensing.authorization_for(user=self.actor, number=number)
+    def _get(self, number: str) -> DispenseAuthorization:
+        authorization = authorization_visible(self.actor, number)
         if authorization is None:
             raise NotFound("No authorization with this number.")
         return authorization
@@ -132,13 +117,15 @@ class DispenseAuthorizationViewSet(RegistryViewSet):
         outcome = dispensing.authorization_request(
             actor=self.actor, pharmacy=pharmacy, data=data, now=self.now()
         )
-        return Response(decision_body(outcome), status=status.HTTP_201_CREATED)
+        return Response(authorization_decision_body(outcome, self.actor), status=status.HTTP_201_CREATED)
 
     @extend_schema(responses={200: AuthorizationSerializer})
     def retrieve(self, request: Request, number: str) -> Response:
         """`status`: `active`, `used`, `expired` or `revoked`."""
         authorization = self._get(number)
-        return Response(AuthorizationSerializer(authorization, context={"now": self.now()}).data)
+        return Response(
+            AuthorizationSerializer(authorization, context={"now": self.now(), "viewer": self.actor}).data
+        )
 
     @extend_schema(request=RevokeSerializer, responses={200: AuthorizationSerializer})
     @action(detail=True, methods=["post"])
@@ -147,7 +134,9 @@ class DispenseAuthorizationViewSet(RegistryViewSet):
         authorization = dispensing.authorization_revoke(
             actor=self.actor, number=number, reason=reason, now=self.now()
         )
-        return Response(AuthorizationSerializer(authorization, context={"now": self.now()}).data)
+        return Response(
+            AuthorizationSerializer(authorization, context={"now": self.now(), "viewer": self.actor}).data
+        )
 
 
 class DispenseViewSet(RegistryViewSet):

@@ -10,21 +10,23 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import connection
+from django.db.models import Count, F
 
 from registry import rules
 from registry.identifiers import parse_registry_id
 from registry.models import (
     AuthorizationStatus,
+    CertificationStatus,
+    Dispense,
     Facility,
     LabOutcome,
     LabTest,
     Patient,
+    PatientStatus,
     Pharmacy,
     Prescriber,
 )
 from registry.models.treatment import OPEN_COURSE_STATUSES
-
-from .dob_guard import dob_guarded
 
 SCREENING_FIELDS = ("hiv_negative", "no_active_infection", "tb_screened_on", "vaccinations_completed_on")
 
@@ -46,7 +48,8 @@ class CourseFacts:
     doses_given: int
     first_infusion_on: dt.date | None
     last_infusion_on: dt.date | None
-    committed_doses: int  # doses under active authorizations plus vials dispensed (GATE-2)
+    committed_doses: int  # doses under holding (active, unexpired, not lapsed) numbers plus vials dispensed
+    lapsed_doses: int = 0  # doses under active, unexpired numbers that lapsed (not yet stored as revoked)
 
     @property
     def is_open(self) -> bool:
@@ -61,6 +64,18 @@ class CourseFacts:
         """Doses that a new authorization may still cover: planned minus what is given or already
         committed to an active authorization or a dispense, whichever is larger."""
         return max(0, self.planned_doses - max(self.doses_given, self.committed_doses))
+
+
+@dataclass(frozen=True)
+class DispenseFacts:
+    """The dispense an infusion names (GATE-2: one dispense backs at most `vials` infusions)."""
+
+    id: Any
+    patient_id: Any
+    facility_id: Any
+    course_id: Any
+    vials: int
+    vials_infused: int
 
 
 @dataclass(frozen=True)
@@ -81,6 +96,10 @@ class Facts:
     pharmacy: Pharmacy | None = None
     facility: Facility | None = None
     prescriber: Prescriber | None = None
+    dispense: DispenseFacts | None = None
+    # GATE-3 (issue 9): when the infusion names no dispense, how many dispenses to the facility for the
+    # open course have a vial left (`dispense` is that one when there is exactly one).
+    dispense_candidates: int = 0
     request: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -120,6 +139,39 @@ _PATIENT_SELECT = ", ".join(f"p.{f.column}" for f in _PATIENT_FIELDS)  # explici
 _LAB_PARAMS = len(GATE_LAB_TESTS) + 2  # each lab subquery takes the reference day
 
 
+def _certified_sql(alias: str) -> str:
+    return (
+        f"{alias}.status = '{CertificationStatus.CERTIFIED}'"
+        f" AND ({alias}.certification_expires_at IS NULL OR {alias}.certification_expires_at > %s)"
+    )
+
+
+# GATE-2, issue 9 item 4: the doses a course's numbers hold are those of numbers that are active, unexpired
+# and not lapsed: its pharmacy, facility and prescriber still certified (ACT-5), the prescriber still the
+# patient's prescriber of record and the patient still authorized (ACT-8). A lapsed number stops holding
+# doses at once, before the daily sweep stores it as revoked (services/dispensing.py
+# `authorizations_lapse`); selectors/authorizations.py `authorization_lapse` and `lapsed_q` state the same
+# conditions for one number and for the sweep. `{patient}` is the alias of the course's patient row; the
+# course is `c` and is open wherever these doses matter.
+_HOLDING_DOSES_SQL = (
+    "SELECT SUM(a.doses_authorized) FROM registry_dispenseauthorization a"
+    " JOIN registry_pharmacy ph ON ph.id = a.pharmacy_id"
+    " JOIN registry_facility fa ON fa.id = a.facility_id"
+    " JOIN registry_prescriber pr ON pr.id = a.prescriber_id"
+    f" WHERE a.course_id = c.id AND a.status = '{AuthorizationStatus.ACTIVE}' AND a.expires_at > %s"
+    f" AND {_certified_sql('ph')} AND {_certified_sql('fa')} AND {_certified_sql('pr')}"
+    f" AND {{patient}}.prescriber_id = a.prescriber_id AND {{patient}}.status = '{PatientStatus.AUTHORIZED}'"
+)
+# Every active, unexpired number's doses: more than the holding ones means some lapsed (the dispense
+# authorization then stores them as revoked before it issues a number).
+_ACTIVE_DOSES_SQL = (
+    "SELECT SUM(a.doses_authorized) FROM registry_dispenseauthorization a"
+    f" WHERE a.course_id = c.id AND a.status = '{AuthorizationStatus.ACTIVE}' AND a.expires_at > %s"
+)
+# `now` for the holding numbers' expiry and each of their three certifications, then the active numbers'.
+_HOLDING_NOW_PARAMS = 5
+
+
 def _facts_sql(*, on_date: bool, postgres: bool) -> str:
     labs = ", ".join(
         f"(SELECT MAX(l.collected_on) FROM registry_labresult l WHERE l.patient_id = p.id AND l.test = '{test}'"
@@ -144,10 +196,10 @@ def _facts_sql(*, on_date: bool, postgres: bool) -> str:
         courses = (
             "(SELECT json_agg(json_build_array(c.id, c.number, c.status, c.planned_doses, c.doses_given,"
             " c.first_infusion_on, c.last_infusion_on,"
-            " COALESCE((SELECT SUM(a.doses_authorized) FROM registry_dispenseauthorization a"
-            f" WHERE a.course_id = c.id AND a.status = '{AuthorizationStatus.ACTIVE}' AND a.expires_at > %s), 0),"
+            f" COALESCE(({_HOLDING_DOSES_SQL.format(patient='p')}), 0),"
             " COALESCE((SELECT SUM(d.vials) FROM registry_dispense d JOIN registry_dispenseauthorization a"
-            " ON a.id = d.authorization_id WHERE a.course_id = c.id), 0)) ORDER BY c.number, c.created_at)"
+            " ON a.id = d.authorization_id WHERE a.course_id = c.id), 0),"
+            f" COALESCE(({_ACTIVE_DOSES_SQL}), 0)) ORDER BY c.number, c.created_at)"
             " FROM registry_course c WHERE c.patient_id = p.id) AS courses_json, "
         )
     if postgres:  # one LATERAL row instead of one subquery per field
@@ -201,7 +253,7 @@ def _patient_with_facts(
     sql = _FACTS_SQL[(on_date is not None, postgres)] + where
     db_date = connection.ops.adapt_datefield_value
     all_params = (
-        ([connection.ops.adapt_datetimefield_value(now)] if postgres else [])
+        ([connection.ops.adapt_datetimefield_value(now)] * _HOLDING_NOW_PARAMS if postgres else [])
         + [db_date(labs_as_of)] * _LAB_PARAMS
         + ([db_date(on_date)] if on_date is not None else [])
         + params
@@ -304,6 +356,7 @@ def _course_facts(row: Any) -> CourseFacts:
         first_infusion_on=_as_date(row[5]),
         last_infusion_on=_as_date(row[6]),
         committed_doses=int(row[7]) + int(row[8]),
+        lapsed_doses=int(row[9]) - int(row[7]),
     )
 
 
@@ -315,13 +368,14 @@ def _courses(patient: Patient, now: dt.datetime) -> tuple[CourseFacts, ...]:
         return tuple(_course_facts(row) for row in loaded)
     sql = (
         "SELECT c.id, c.number, c.status, c.planned_doses, c.doses_given, c.first_infusion_on, c.last_infusion_on,"
-        " COALESCE((SELECT SUM(a.doses_authorized) FROM registry_dispenseauthorization a WHERE a.course_id = c.id"
-        f" AND a.status = '{AuthorizationStatus.ACTIVE}' AND a.expires_at > %s), 0),"
+        f" COALESCE(({_HOLDING_DOSES_SQL.format(patient='pa')}), 0),"
         " COALESCE((SELECT SUM(d.vials) FROM registry_dispense d JOIN registry_dispenseauthorization a"
-        " ON a.id = d.authorization_id WHERE a.course_id = c.id), 0)"
-        " FROM registry_course c WHERE c.patient_id = %s ORDER BY c.number, c.created_at"
+        " ON a.id = d.authorization_id WHERE a.course_id = c.id), 0),"
+        f" COALESCE(({_ACTIVE_DOSES_SQL}), 0)"
+        " FROM registry_course c JOIN registry_patient pa ON pa.id = c.patient_id"
+        " WHERE c.patient_id = %s ORDER BY c.number, c.created_at"
     )
-    params = [connection.ops.adapt_datetimefield_value(now), _db_pk(patient.pk)]
+    params = [connection.ops.adapt_datetimefield_value(now)] * _HOLDING_NOW_PARAMS + [_db_pk(patient.pk)]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
@@ -356,7 +410,14 @@ def _patient_facts(p: Patient) -> dict[str, Any]:
     }
 
 
-@dob_guarded  # ID-4: date-of-birth guessing locks (services/dob_guard.py); adds the `caller` keyword
+# ID-4: a caller locked out of a registry ID (services/dob_guard.py) finds no patient by it: one condition on
+# the lookup's own statement, so the guessing lock costs no extra round trip.
+_NOT_LOCKED_OUT = (
+    " AND NOT EXISTS (SELECT 1 FROM registry_doblookupguard g WHERE g.user_id = %s"
+    " AND g.rems_patient_id = {table}.rems_patient_id AND g.locked_until > %s)"
+)
+
+
 def patient_by_registry_id(
     rems_patient_id: str,
     date_of_birth: dt.date,
@@ -365,16 +426,25 @@ def patient_by_registry_id(
     labs_as_of: dt.date,
     on_date: dt.date | None = None,
     lock: bool = False,
+    locked_out_for: Any = None,
 ) -> Patient | None:
     """ID-4: a pharmacy or facility names a patient by registry ID and date of birth. An unknown ID, a
-    malformed one and a date-of-birth mismatch are indistinguishable to the caller."""
+    malformed one and a date-of-birth mismatch are indistinguishable to the caller; so is a lock: with
+    `locked_out_for` (a user id), a caller whose date-of-birth lock on this ID is in force finds nothing.
+    Services answering a caller go through `services.dob_guard.patient_lookup_guarded`, which counts the
+    mismatches and sets the lock."""
     canonical = parse_registry_id(rems_patient_id)
     if canonical is None:
         return None
+    params: list[Any] = [canonical, connection.ops.adapt_datefield_value(date_of_birth)]
+    guard = ""
+    if locked_out_for is not None:
+        params += [locked_out_for, connection.ops.adapt_datetimefield_value(now)]
+        guard = _NOT_LOCKED_OUT.format(table="p" if not lock else "registry_patient")
     if not lock:
         return _patient_with_facts(
-            "p.rems_patient_id = %s AND p.date_of_birth = %s",
-            [canonical, connection.ops.adapt_datefield_value(date_of_birth)],
+            "p.rems_patient_id = %s AND p.date_of_birth = %s" + guard,
+            params,
             now=now,
             labs_as_of=labs_as_of,
             on_date=on_date,
@@ -384,11 +454,11 @@ def patient_by_registry_id(
     # so locking and reading in one statement would decide on facts from before the lock holder's commit.
     # Every writer that changes a gate's facts (course planning and cancelling, infusions, authorizations,
     # status changes, contraindications) holds this lock.
-    lock_sql = "SELECT id FROM registry_patient WHERE rems_patient_id = %s AND date_of_birth = %s"
+    lock_sql = "SELECT id FROM registry_patient WHERE rems_patient_id = %s AND date_of_birth = %s" + guard
     if connection.features.has_select_for_update:
         lock_sql += " FOR UPDATE"
     with connection.cursor() as cursor:
-        cursor.execute(lock_sql, [canonical, connection.ops.adapt_datefield_value(date_of_birth)])
+        cursor.execute(lock_sql, params)
         row = cursor.fetchone()
     if row is None:
         return None
@@ -406,6 +476,8 @@ def facts_load(
     prescriber: Prescriber | None = None,
     request: dict[str, Any] | None = None,
     on_date: dt.date | None = None,
+    dispense: DispenseFacts | None = None,
+    dispense_candidates: int = 0,
 ) -> Facts:
     """Facts for a decision. `patient` may already carry the annotations (`annotated=True`), saving the
     reload; otherwise it is reloaded with them in one query."""
@@ -433,14 +505,65 @@ def facts_load(
         pharmacy=pharmacy,
         facility=facility,
         prescriber=prescriber,
+        dispense=dispense,
+        dispense_candidates=dispense_candidates,
         request=request or {},
         **values,
     )
 
 
-def certified_participant(model: type[Any], npi: str) -> Any:
-    """The registered, not-deactivated participant with this NPI (certified or not), or None."""
-    return model.objects.filter(npi=npi).exclude(status="deactivated").first() if npi else None
+_DISPENSE_COLUMNS = (
+    "id",
+    "patient_id",
+    "authorization__facility_id",
+    "authorization__course_id",
+    "vials",
+    "infused",
+)
 
 
-__all__ = ["Facts", "certified_participant", "facts_load", "patient_by_registry_id"]
+def dispense_facts(dispense_id: Any, *, lock: bool) -> DispenseFacts | None:
+    """The dispense with this id and how many of its vials are infused, in one statement; with `lock`, the
+    dispense row is locked (after the patient's: the registry's lock order), so two infusions cannot both
+    take its last vial."""
+    if not dispense_id:
+        return None
+    qs = Dispense.objects.filter(pk=dispense_id)
+    if lock:  # its own statement: PostgreSQL does not lock a grouped row
+        list(qs.select_for_update(of=("self",)).values_list("pk"))
+    row = qs.annotate(infused=Count("infusions")).values_list(*_DISPENSE_COLUMNS).first()
+    return DispenseFacts(*row) if row is not None else None
+
+
+def dispense_backing(*, patient_id: Any, facility_id: Any, lock: bool) -> tuple[DispenseFacts | None, int]:
+    """GATE-3 (issue 9): for an infusion that names no dispense, the dispenses to this facility for the
+    patient's open course with a vial left, in one statement: (the dispense when exactly one, how many).
+    The caller holds the patient lock, so the count cannot change under it; with `lock` the one found is
+    locked too (lock order: patient, dispense)."""
+    if patient_id is None or facility_id is None:
+        return None, 0
+    rows = list(
+        Dispense.objects.filter(
+            patient_id=patient_id,
+            authorization__facility_id=facility_id,
+            authorization__course__status__in=OPEN_COURSE_STATUSES,
+        )
+        .annotate(infused=Count("infusions"))
+        .filter(infused__lt=F("vials"))
+        .values_list(*_DISPENSE_COLUMNS)[:2]
+    )
+    if len(rows) != 1:
+        return None, len(rows)
+    if lock:
+        list(Dispense.objects.filter(pk=rows[0][0]).select_for_update(of=("self",)).values_list("pk"))
+    return DispenseFacts(*rows[0]), 1
+
+
+__all__ = [
+    "DispenseFacts",
+    "Facts",
+    "dispense_backing",
+    "dispense_facts",
+    "facts_load",
+    "patient_by_registry_id",
+]

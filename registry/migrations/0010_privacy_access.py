@@ -38,7 +38,7 @@ def append_only_drop(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('registry', '0004_auditevent_created_at_at_transition'),
+        ('registry', '0006_gate_correctness'),
     ]
 
     operations = [

@@ -1,0 +1,44 @@
+"""Reads scoped to a user (STYLE.md 3), and the gate's decision inputs. Every queryset an endpoint touches
+starts in one of these modules: what a caller may not see does not exist for it (404). Views and services
+read through here; they do not query models for what a caller may see."""
+
+from .authorizations import (
+    authorization_lapse,
+    authorization_public_state,
+    authorization_revoke_category,
+    authorization_state,
+    authorization_visible,
+    authorizations_visible_to,
+)
+from .participants import delegates_of, identifier_in_use, participant_by_npi, participants_visible_to
+from .patients import (
+    CARE_TEAM_PERMISSIONS,
+    PATIENT_ACT_PERMISSION,
+    PATIENT_VIEW_PERMISSION,
+    courses_visible_to,
+    patient_courses,
+    patient_lab_results,
+    patient_visible,
+    patients_visible_to,
+)
+
+__all__ = [
+    "CARE_TEAM_PERMISSIONS",
+    "PATIENT_ACT_PERMISSION",
+    "PATIENT_VIEW_PERMISSION",
+    "authorization_lapse",
+    "authorization_public_state",
+    "authorization_revoke_category",
+    "authorization_state",
+    "authorization_visible",
+    "authorizations_visible_to",
+    "courses_visible_to",
+    "delegates_of",
+    "identifier_in_use",
+    "participant_by_npi",
+    "participants_visible_to",
+    "patient_courses",
+    "patient_lab_results",
+    "patient_visible",
+    "patients_visible_to",
+]
