@@ -12,7 +12,7 @@ TEST_ENV := DATABASE_URL=$(TEST_DATABASE_URL) SECRET_KEY=test-only-secret-key-no
 # The quick start: the embedded default (SQLite file in var/, eager Celery), whatever the shell exports.
 RUN_ENV := env -u DATABASE_URL -u CELERY_BROKER_URL DEBUG=true
 
-.PHONY: install run test test-sqlite lint typecheck schema migrations-check deploy-check services bench clean
+.PHONY: install run test test-sqlite lint typecheck schema migrations-check deploy-check services bench bench-http clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -70,6 +70,11 @@ deploy-check: install
 bench: install services
 	$(TEST_ENV) $(PY) bench/bulk_labs.py
 	$(TEST_ENV) $(PY) bench/authorization.py
+
+# The gate over HTTP: gunicorn with production settings, wrk, small and 100,000-patient registries (issue 13).
+bench-http: install services
+	@command -v wrk >/dev/null || apt-get install -y wrk
+	$(TEST_ENV) $(PY) bench/wire.py
 
 clean:
 	rm -rf $(VENV) var staticfiles .pytest_cache .mypy_cache .ruff_cache

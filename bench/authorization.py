@@ -59,13 +59,17 @@ def certified(model, admin, now, data):
     return participant_certify(participant=participant, actor=admin, now=now)
 
 
-def seed_patient(user, facility, now, *, history: bool):
+def seed_patient(
+    user, facility, now, *, history: bool, first_name: str | None = None, authorize: bool = True
+):
+    """An enrolled patient with baseline labs and screening; authorized with a planned course unless
+    `authorize` is false (a patient the gate denies)."""
     today = timezone.localdate(now)
     patient = patient_enroll(
         actor=user,
         now=now,
         data={
-            "first_name": "Large" if history else "Small",
+            "first_name": first_name or ("Large" if history else "Small"),
             "last_name": "History",
             "date_of_birth": dt.date(1980, 1, 1),
             "sex": "male",
@@ -135,6 +139,8 @@ def seed_patient(user, facility, now, *, history: bool):
             "vaccinations_completed_on": today - dt.timedelta(days=90),
         },
     )
+    if not authorize:
+        return patient
     if not history:
         assert patient_authorize(patient=patient, actor=user, now=now).approved
     else:
@@ -145,10 +151,9 @@ def seed_patient(user, facility, now, *, history: bool):
     return patient
 
 
-def run() -> None:
-    now = timezone.now()
+def participants_seed(admin, now):
+    """One certified prescriber, facility and pharmacy (the NPIs the request bodies name)."""
     today = timezone.localdate(now)
-    admin = admin_user_ensure(username="bench")
     signed = {"enrollment_signed_on": today - dt.timedelta(days=30)}
     prescriber = certified(
         Prescriber,
@@ -191,6 +196,13 @@ def run() -> None:
             **signed,
         },
     )
+    return prescriber, facility, pharmacy
+
+
+def run() -> None:
+    now = timezone.now()
+    admin = admin_user_ensure(username="bench")
+    prescriber, facility, pharmacy = participants_seed(admin, now)
     user = participant_user_ensure(participant=prescriber, actor=admin)
     _, key = api_key_issue(user=participant_user_ensure(participant=pharmacy, actor=admin), actor=admin)
     patients = {
