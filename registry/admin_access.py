@@ -16,7 +16,17 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
 from registry.admin import AuditedAdmin, PatientAdmin, ReadOnlyAdmin
-from registry.models import AccessLogEntry, DobLookupGuard, Patient, User
+from registry.models import (
+    AccessLogEntry,
+    Course,
+    Decision,
+    Dispense,
+    DispenseAuthorization,
+    DobLookupGuard,
+    Infusion,
+    Patient,
+    User,
+)
 from registry.services.access_log import access_log_record
 from registry.services.dob_guard import dob_lock_lift
 
@@ -134,9 +144,44 @@ def access_history_html(patient: Patient | None, limit: int = 100) -> str:
     )
 
 
-class AccessLoggedPatientAdmin(PatientAdmin):
-    """The patient admin, logging its own reads (issue 8 item 6): a change page logs its patient, a list
-    page logs every patient shown on it, in one insert. Shows the patient's access history."""
+def _patient_id_of(obj: Any) -> Any:
+    return obj.pk if isinstance(obj, Patient) else getattr(obj, "patient_id", None)
+
+
+class AccessLoggedAdminMixin:
+    """Logs the admin's own reads of patient data (issue 8 item 6): a change page logs its record's
+    patient, a list page every patient on the page shown, in one insert. For the patient admin and every
+    admin whose records name a patient (courses, decisions, authorizations, dispenses, infusions)."""
+
+    model: Any
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
+    ) -> HttpResponse:
+        response = super().change_view(request, object_id, form_url, extra_context)  # type: ignore[misc]
+        if request.method == "GET" and response.status_code == 200:
+            shown = (getattr(response, "context_data", None) or {}).get("original")
+            access_log_record(
+                user=request.user,  # type: ignore[arg-type]
+                patient_ids=[_patient_id_of(shown)] if shown is not None else [],
+                endpoint=f"ADMIN {self.model._meta.model_name} change page",
+            )
+        return response
+
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
+        response = super().changelist_view(request, extra_context)  # type: ignore[misc]
+        shown = (getattr(response, "context_data", None) or {}).get("cl")
+        if request.method == "GET" and response.status_code == 200 and shown is not None:
+            access_log_record(
+                user=request.user,  # type: ignore[arg-type]
+                patient_ids=[_patient_id_of(o) for o in shown.result_list],
+                endpoint=f"ADMIN {self.model._meta.model_name} list",
+            )
+        return response
+
+
+class AccessLoggedPatientAdmin(AccessLoggedAdminMixin, PatientAdmin):
+    """The patient admin, logging its reads and showing the patient's access history."""
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         return (*super().get_readonly_fields(request, obj), "access_history")
@@ -145,30 +190,15 @@ class AccessLoggedPatientAdmin(PatientAdmin):
     def access_history(self, obj: Patient) -> str:
         return access_history_html(obj)
 
-    def change_view(
-        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
-    ) -> HttpResponse:
-        response = super().change_view(request, object_id, form_url, extra_context)
-        if request.method == "GET" and response.status_code == 200:
-            access_log_record(
-                user=request.user,  # type: ignore[arg-type]
-                patient_ids=[object_id],
-                endpoint="ADMIN patient change page",
-            )
-        return response
-
-    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
-        response = super().changelist_view(request, extra_context)
-        changelist = getattr(response, "context_data", {}) or {}
-        shown = changelist.get("cl")
-        if request.method == "GET" and response.status_code == 200 and shown is not None:
-            access_log_record(
-                user=request.user,  # type: ignore[arg-type]
-                patient_ids=[p.pk for p in shown.result_list],
-                endpoint="ADMIN patient list",
-            )
-        return response
-
 
 admin.site.unregister(Patient)
 admin.site.register(Patient, AccessLoggedPatientAdmin)
+
+# Every other admin whose records name a patient logs its reads too: the registered admin class, with the
+# logging mixed in first.
+for _model in (Course, Decision, DispenseAuthorization, Dispense, Infusion):
+    _registered = type(admin.site.get_model_admin(_model))
+    admin.site.unregister(_model)
+    admin.site.register(
+        _model, type(f"AccessLogged{_registered.__name__}", (AccessLoggedAdminMixin, _registered), {})
+    )

@@ -13,7 +13,18 @@ from django.test.utils import CaptureQueriesContext
 
 from registry.models import AccessLogEntry
 
-from .gate_helpers import DAY0, DOB, enroll_patient, frozen, moment
+from .console import console_client
+from .gate_helpers import (
+    DAY0,
+    DOB,
+    approved_number,
+    authorized_patient,
+    enroll_patient,
+    frozen,
+    moment,
+    plan_course,
+    request_authorization,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -123,9 +134,7 @@ def console(admin, settings) -> Client:
         **settings.STORAGES,
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
     }
-    client = Client()
-    client.force_login(admin.user)
-    return client
+    return console_client(admin.user)
 
 
 def test_admin_reads_are_logged_and_shown_per_patient_and_exported_as_csv(
@@ -161,3 +170,45 @@ def test_admin_reads_are_logged_and_shown_per_patient_and_exported_as_csv(
     assert lines[0] == "when,user,role,patient,rems_patient_id,endpoint,request_id"
     assert len(lines) == 1 + len(ids)
     assert all(f",{patient.pk},{patient.rems_patient_id}," in line for line in lines[1:])
+
+
+def test_a_pharmacy_reading_its_authorization_is_logged_for_the_patient(
+    clock, prescriber, facility, pharmacy
+):
+    """The authorization names the patient (registry ID): the issuing pharmacy's read is logged."""
+    patient = authorized_patient(prescriber)
+    plan_course(prescriber, patient, start=DAY0)
+    number = approved_number(request_authorization(pharmacy, patient, prescriber, facility, doses=5))
+
+    assert pharmacy.get(f"/api/v1/dispense-authorizations/{number}").status_code == 200
+
+    assert _entries() == [
+        (pharmacy.user.pk, "pharmacy", patient.pk, "GET /api/v1/dispense-authorizations/{number}", NOW)
+    ]
+
+
+def test_admin_pages_of_records_naming_a_patient_are_logged(
+    clock, prescriber, facility, pharmacy, admin, console
+):
+    """Courses, decisions, authorizations: a list logs each patient shown, a record page its patient."""
+    patient = authorized_patient(prescriber)
+    course = plan_course(prescriber, patient, start=DAY0)
+    request_authorization(pharmacy, patient, prescriber, facility, doses=5)
+
+    pages = [
+        "/admin/registry/course/",
+        f"/admin/registry/course/{course.pk}/change/",
+        "/admin/registry/decision/",
+        "/admin/registry/dispenseauthorization/",
+    ]
+    assert [console.get(page).status_code for page in pages] == [200] * 4
+
+    logged = AccessLogEntry.objects.filter(user=admin.user).values_list("endpoint", "patient_id")
+    assert sorted(logged) == sorted(
+        [
+            ("ADMIN course list", patient.pk),
+            ("ADMIN course change page", patient.pk),
+            ("ADMIN decision list", patient.pk),  # one per patient, however many decisions it has
+            ("ADMIN dispenseauthorization list", patient.pk),
+        ]
+    )

@@ -43,6 +43,7 @@ from registry.models import (
 )
 from registry.services.accounts import admin_user_ensure
 
+from .console import console_client
 from .factories import FacilityFactory, PharmacyFactory, PrescriberFactory, make_npi
 from .gate_helpers import (
     BASELINE_LABS,
@@ -128,9 +129,7 @@ def operator(db: None) -> User:
 
 @pytest.fixture
 def console(operator: User) -> Client:
-    client = Client()
-    client.force_login(operator)
-    return client
+    return console_client(operator)
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from registry.models import AuditEvent, DobLookupGuard
 from registry.services.dob_guard import dob_lock_lift
 
 from .conftest import participant_persona
+from .console import console_client
 from .factories import PharmacyFactory
 from .gate_helpers import (
     DAY0,
@@ -52,9 +53,7 @@ def admin_console(admin, settings) -> Client:
         **settings.STORAGES,
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
     }
-    client = Client()
-    client.force_login(admin.user)
-    return client
+    return console_client(admin.user)
 
 
 @pytest.fixture

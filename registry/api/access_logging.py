@@ -1,8 +1,8 @@
 """The API side of the access log (registry/services/access_log.py): a viewset mixin that logs the
 patients a successful read returned. A view opts in by listing the mixin first among its bases; it then
-logs, for GET and HEAD answers in 2xx, the patient of every object `get_object()` returned and of every
-object on a list page (`paginate_queryset` in the `list` action). Objects are patients, or carry a
-`patient_id` (courses)."""
+logs, for GET and HEAD answers in 2xx, the patient of every object `get_object()` (or `accessed()`)
+returned and of every object on a list page (`paginate_queryset` in the `list` action), in one insert.
+Objects are patients, or carry a `patient_id` (courses, authorizations)."""
 
 from __future__ import annotations
 
@@ -36,7 +36,11 @@ class AccessLoggedMixin:
         super().initial(request, *args, **kwargs)  # type: ignore[misc]
 
     def get_object(self) -> Any:
-        obj = super().get_object()  # type: ignore[misc]
+        return self.accessed(super().get_object())  # type: ignore[misc]
+
+    def accessed(self, obj: Any) -> Any:
+        """Notes that the answer shows `obj`'s patient (for a view that finds its record without
+        `get_object`); returns `obj`."""
         self.__dict__.setdefault("_accessed_patient_ids", []).append(_patient_id(obj))
         return obj
 

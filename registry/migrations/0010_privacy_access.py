@@ -58,8 +58,8 @@ class Migration(migrations.Migration):
                 ('user_role', models.CharField(max_length=16)),
                 ('endpoint', models.CharField(help_text="The route read, e.g. 'GET /api/v1/patients/{id}'.", max_length=200)),
                 ('request_id', models.CharField(blank=True, max_length=64)),
-                ('patient', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='registry.patient')),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL)),
+                ('patient', models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='registry.patient')),
+                ('user', models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL)),
             ],
             options={
                 'verbose_name': 'access log entry',

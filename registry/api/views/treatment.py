@@ -95,7 +95,7 @@ class InfusionViewSet(RegistryViewSet):
         )
 
 
-class DispenseAuthorizationViewSet(RegistryViewSet):
+class DispenseAuthorizationViewSet(AccessLoggedMixin, RegistryViewSet):
     roles = {"create": PHARMACY, "retrieve": PHARMACY_OR_ADMIN, "revoke": PHARMACY_OR_ADMIN}
     serializer_class = AuthorizationSerializer
     lookup_field = "number"
@@ -121,8 +121,9 @@ class DispenseAuthorizationViewSet(RegistryViewSet):
 
     @extend_schema(responses={200: AuthorizationSerializer})
     def retrieve(self, request: Request, number: str) -> Response:
-        """`status`: `active`, `used`, `expired` or `revoked`."""
-        authorization = self._get(number)
+        """`status`: `active`, `used`, `expired` or `revoked`. The answer names the patient (registry ID):
+        the read is access-logged."""
+        authorization = self.accessed(self._get(number))
         return Response(
             AuthorizationSerializer(authorization, context={"now": self.now(), "viewer": self.actor}).data
         )
