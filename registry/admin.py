@@ -644,9 +644,7 @@ class InfusionAdmin(ReadOnlyAdmin):
     date_hierarchy = "administered_on"
 
 
-admin.site.site_header = "LEMTRADA REMS registry"
-admin.site.site_title = "REMS registry admin"
-admin.site.index_title = "REMS administration"
+# Site titles and the second factor: registry/admin_site.py (the default `admin.site`).
 
 # Issue 8: access log, date-of-birth locks, access-logged patient pages (kept in their own module).
 from registry import admin_access  # noqa: E402, F401

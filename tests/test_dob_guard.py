@@ -136,6 +136,21 @@ def test_id4_the_lock_lasts_24_hours(patient, prescriber, facility, pharmacy, cl
     assert _ask(pharmacy, patient, prescriber, facility).json()["decision"] == "approved"
 
 
+def test_id4_asking_while_locked_neither_counts_nor_extends_the_lock(
+    patient, prescriber, facility, pharmacy, clock
+):
+    """ID-4: the lock runs 24 hours from the fifth mismatch, however often the caller asks meanwhile (with
+    the right date or a wrong one); one lock, audited once."""
+    _mismatch(5, pharmacy, patient, prescriber, facility)
+    clock.move_to(NOW + dt.timedelta(hours=12))
+    _mismatch(5, pharmacy, patient, prescriber, facility)
+    assert _ask(pharmacy, patient, prescriber, facility).json()["decision"] == "denied"
+
+    clock.move_to(NOW + dt.timedelta(hours=24))
+    assert _ask(pharmacy, patient, prescriber, facility).json()["decision"] == "approved"
+    assert AuditEvent.objects.filter(action="dob_lookup.lock").count() == 1
+
+
 def test_id4_lock_is_audited(patient, prescriber, facility, pharmacy):
     _mismatch(5, pharmacy, patient, prescriber, facility)
 
