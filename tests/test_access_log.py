@@ -88,6 +88,22 @@ def test_a_list_read_logs_each_patient_returned_in_one_insert(patients, prescrib
     )
 
 
+def test_a_page_of_150_patients_is_still_one_insert(clock, prescriber):
+    """More rows than SQLite's 999 parameters allow in one bulk insert (7 per row): still one statement,
+    on both databases, and every row readable as usual."""
+    many = [enroll_patient(prescriber, date_of_birth=DOB - dt.timedelta(days=i)) for i in range(150)]
+
+    with CaptureQueriesContext(connection) as queries:
+        response = prescriber.get("/api/v1/patients?limit=500")
+
+    assert len(response.json()["results"]) == 150
+    inserts = [q for q in queries if q["sql"].startswith('INSERT INTO "registry_accesslogentry"')]
+    assert len(inserts) == 1
+    assert _entries() == sorted(
+        (prescriber.user.pk, "prescriber", p.pk, "GET /api/v1/patients", NOW) for p in many
+    )
+
+
 def test_lab_and_course_reads_are_logged_for_their_patient(patients, prescriber):
     patient = patients[0]
     assert prescriber.get(f"/api/v1/patients/{patient.pk}/lab-results").status_code == 200

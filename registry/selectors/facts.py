@@ -25,6 +25,7 @@ from registry.models import (
     PatientStatus,
     Pharmacy,
     Prescriber,
+    User,
 )
 from registry.models.treatment import OPEN_COURSE_STATUSES
 
@@ -439,7 +440,8 @@ def patient_by_registry_id(
     params: list[Any] = [canonical, connection.ops.adapt_datefield_value(date_of_birth)]
     guard = ""
     if locked_out_for is not None:
-        params += [locked_out_for, connection.ops.adapt_datetimefield_value(now)]
+        user_id = User._meta.pk.get_db_prep_value(locked_out_for, connection)
+        params += [user_id, connection.ops.adapt_datetimefield_value(now)]
         guard = _NOT_LOCKED_OUT.format(table="p" if not lock else "registry_patient")
     if not lock:
         return _patient_with_facts(
