@@ -106,6 +106,7 @@ def seed_patient(
                     corticosteroid_premedication=True,
                     antiviral_prophylaxis=True,
                     observation_minutes=120,
+                    legacy_history=True,  # imported history: no dispense backs it (issue 9)
                     recorded_by=user,
                     decision=decision
                     if (number, day) == (1, 0)

@@ -69,7 +69,6 @@ MIDDLEWARE = [
 
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"
-ASGI_APPLICATION = "config.asgi.application"
 
 TEMPLATES = [
     {
@@ -243,7 +242,6 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
-    "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "ENUM_NAME_OVERRIDES": {
         "CertificationStatusEnum": "registry.models.parties.CertificationStatus",
@@ -268,6 +266,15 @@ CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# A task past its soft limit gets SoftTimeLimitExceeded (its transaction rolls back, acks_late requeues
+# nothing it committed); past the hard limit the worker process is killed and replaced. The scheduled
+# sweeps are set-based and take seconds, so minutes mean something is stuck.
+CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=300)
+CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=360)
+if not 0 < CELERY_TASK_SOFT_TIME_LIMIT < CELERY_TASK_TIME_LIMIT:
+    raise ImproperlyConfigured(
+        "CELERY_TASK_SOFT_TIME_LIMIT must be positive and below CELERY_TASK_TIME_LIMIT."
+    )
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BEAT_SCHEDULE = {
@@ -296,6 +303,11 @@ LOGGING = {
 REMS_SETTINGS = {
     key[len("REMS_") :].lower(): value for key, value in env.ENVIRON.items() if key.startswith("REMS_")
 }
+
+# --- Standards endpoints (issue 14): NCPDP SCRIPT REMS and FHIR $rems-etasu -------------------------
+# A REMS message is a few kilobytes; anything far larger is refused (413) before it is parsed.
+NCPDP_MAX_BODY_BYTES = env.int("NCPDP_MAX_BODY_BYTES", default=64 * 1024)
+FHIR_MAX_BODY_BYTES = env.int("FHIR_MAX_BODY_BYTES", default=64 * 1024)
 
 # --- Privacy and access (issue 8; docs/access.md) ----------------------------------------------------
 # Bodies over this size answer 413 `payload_too_large` (registry/middleware_body.py), chunked ones too.

@@ -8,6 +8,7 @@ from registry.api.exceptions import json_bad_request, json_not_found, json_serve
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("registry.api.urls")),
+    path("api/", include("registry.api.standards_urls")),  # NCPDP SCRIPT and FHIR (issue 14)
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     # The split view serves Swagger UI's init script as a file: no inline script under the CSP.
     path(

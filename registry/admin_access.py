@@ -24,7 +24,9 @@ from registry.models import (
     DispenseAuthorization,
     DobLookupGuard,
     Infusion,
+    NcpdpMessage,
     Patient,
+    PregnancyReport,
     User,
 )
 from registry.services.access_log import access_log_record
@@ -151,7 +153,8 @@ def _patient_id_of(obj: Any) -> Any:
 class AccessLoggedAdminMixin:
     """Logs the admin's own reads of patient data (issue 8 item 6): a change page logs its record's
     patient, a list page every patient on the page shown, in one insert. For the patient admin and every
-    admin whose records name a patient (courses, decisions, authorizations, dispenses, infusions)."""
+    admin whose records name a patient (courses, decisions, authorizations, dispenses, infusions,
+    pregnancy reports, NCPDP messages)."""
 
     model: Any
 
@@ -196,7 +199,7 @@ admin.site.register(Patient, AccessLoggedPatientAdmin)
 
 # Every other admin whose records name a patient logs its reads too: the registered admin class, with the
 # logging mixed in first.
-for _model in (Course, Decision, DispenseAuthorization, Dispense, Infusion):
+for _model in (Course, Decision, DispenseAuthorization, Dispense, Infusion, PregnancyReport, NcpdpMessage):
     _registered = type(admin.site.get_model_admin(_model))
     admin.site.unregister(_model)
     admin.site.register(

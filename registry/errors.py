@@ -4,7 +4,7 @@
 of one failed requirement inside `reasons` (denials, `do_not_infuse`, `course_not_allowed`,
 `authorization_requirements_unmet`). One exception handler (registry/api/exceptions.py) renders a
 `RegistryError` as `{"code", "detail", ...extra}`; clients branch on `code`. docs/api.md lists them all and
-tests/test_error_codes.py keeps that list and these enumerations equal.
+tests/test_docs.py keeps its tables and these enumerations equal (each error code with its HTTP status).
 """
 
 from __future__ import annotations
@@ -30,6 +30,15 @@ class ErrorCode(enum.StrEnum):
     PARSE_ERROR = "parse_error", 400
     BAD_REQUEST = "bad_request", 400
     PATIENT_UNDER_MINIMUM_AGE = "patient_under_minimum_age", 400  # ACT-9
+    # Standards endpoints (issue 14): an NCPDP message the registry cannot read (`Error/DescriptionCode`).
+    MALFORMED_XML = "malformed_xml", 400
+    XML_DECLARATIONS_REFUSED = "xml_declarations_refused", 400  # DTDs, entities: XXE, entity expansion
+    WRONG_ROOT = "wrong_root", 400
+    MISSING_ELEMENT = "missing_element", 400
+    INVALID_ELEMENT = "invalid_element", 400
+    UNSUPPORTED_TRANSACTION = "unsupported_transaction", 400
+    MEDICATION_NOT_IN_PROGRAM = "medication_not_in_program", 400
+    UNKNOWN_ENROLLMENT_ID = "unknown_enrollment_id", 400
     # 401: no key, or a key that does not authenticate.
     NOT_AUTHENTICATED = "not_authenticated", 401
     AUTHENTICATION_FAILED = "authentication_failed", 401
@@ -37,11 +46,16 @@ class ErrorCode(enum.StrEnum):
     # 403: the caller's role may not do this.
     PERMISSION_DENIED = "permission_denied", 403
     PARTICIPANT_SUSPENDED = "participant_suspended", 403  # ACT-5: suspended or expired: reads only
+    PHARMACY_MISMATCH = "pharmacy_mismatch", 403  # an NCPDP message naming another pharmacy than the key's
+    TRANSACTION_NOT_ALLOWED = "transaction_not_allowed", 403  # a facility's NCPDP REMSRequest
     # 404: unknown, or not visible to the caller.
     NOT_FOUND = "not_found", 404
     METHOD_NOT_ALLOWED = "method_not_allowed", 405
     NOT_ACCEPTABLE = "not_acceptable", 406
-    PAYLOAD_TOO_LARGE = "payload_too_large", 413  # issue 8: body over DATA_UPLOAD_MAX_MEMORY_SIZE
+    PAYLOAD_TOO_LARGE = (
+        "payload_too_large",
+        413,
+    )  # a body over DATA_UPLOAD_MAX_MEMORY_SIZE (or NCPDP/FHIR limit)
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type", 415
     THROTTLED = "throttled", 429
     # 409: the request conflicts with the registry's state.
@@ -65,6 +79,9 @@ class ErrorCode(enum.StrEnum):
     POSSIBLE_DUPLICATE_PATIENT = "possible_duplicate_patient", 409  # ACT-6, CRS-2: one person, one record
     PARTICIPANT_DEACTIVATED = "participant_deactivated", 409  # ACT-5: no new keys or delegates
     DOB_LOCK_NOT_ACTIVE = "dob_lock_not_active", 409  # ID-4: lifting a lock that is not in force
+    NO_REPRODUCTIVE_POTENTIAL = "no_reproductive_potential", 409  # PRG-2: no report for this patient
+    PREGNANCY_REPORT_OPEN = "pregnancy_report_open", 409  # PRG-4: one open report per patient
+    MESSAGE_ID_REUSED = "message_id_reused", 409  # an NCPDP MessageID reused for another message
     SERVER_ERROR = "server_error", 500
 
 

@@ -1,4 +1,4 @@
-"""Program settings and the rule table: the numbers DOMAIN.md marks *setting*, and nothing else.
+"""Program settings and fixed constants: the program's numbers (docs/rules.md), and nothing else.
 
 The sponsor and FDA change these (the REMS was modified in 2016, 2018 and 2024), so no service holds them
 as literals. `current()` returns the settings in force; every gate decision stores `as_dict()` of them
@@ -17,7 +17,7 @@ from typing import Any
 from django.conf import settings as django_settings
 from django.core.exceptions import ImproperlyConfigured
 
-# Fixed rules (DOMAIN.md gives these numbers without *setting*; the database constraints hold them too).
+# Fixed rules (docs/rules.md gives these numbers as constants; the database constraints hold them too).
 KNOWLEDGE_ASSESSMENT_QUESTIONS = 8  # ACT-2
 KNOWLEDGE_ASSESSMENT_PASS_SCORE = 8  # ACT-2: every question answered correctly
 VACCINATION_LEAD_WEEKS = 6  # ACT-7
@@ -25,14 +25,19 @@ MINIMUM_ENROLLMENT_AGE_YEARS = 17  # ACT-9
 DOSE_MG = 12  # CRS-1: one 12 mg vial per dose
 COURSE_1_DOSES = 5  # CRS-2
 LATER_COURSE_DOSES = 3  # CRS-2
-MAX_DOSES_PER_AUTHORIZATION = 5  # API.md: doses_requested 1-5
+MAX_DOSES_PER_AUTHORIZATION = 5  # GATE-1 (docs/api.md): doses_requested 1-5
 MIN_OBSERVATION_MINUTES = 120  # GATE-3
 CORTICOSTEROID_PREMEDICATION_DAYS = 3  # GATE-3: days 1-3
+CONCEPTION_AFTER_LMP_DAYS = 14  # PRG-2: estimated conception = LMP + 14 days when only the LMP is known
+DUE_AFTER_LMP_DAYS = 280  # PRG-2: estimated due date = LMP + 280 days (Naegele)
+DUE_AFTER_CONCEPTION_DAYS = 266  # PRG-2: or conception + 266 days
+PREGNANCY_OUTCOME_OVERDUE_DAYS = 30  # PRG-4: an outcome is overdue 30 days after the estimated due date
+INFANT_FOLLOW_UP_MONTHS = 12  # PRG-3: infant follow-up is due 12 months after a live birth
 
 
 @dataclass(frozen=True)
 class ProgramSettings:
-    """The numbers DOMAIN.md marks *setting* (and two of the registry's own, marked so)."""
+    """The numbers docs/rules.md lists as program settings (a few of them the registry's own, marked so)."""
 
     # ACT-5: certification expiry in days after certification; None = certifications do not expire.
     certification_validity_days: int | None = None
@@ -49,13 +54,13 @@ class ProgramSettings:
     pre_course_lab_max_age_days: int = 30
     # GATE-2: authorization numbers are valid this many days.
     authorization_validity_days: int = 7
-    # API.md: facilities may record infusions up to this many days in the past.
+    # GATE-3 (docs/api.md): facilities may record infusions up to this many days in the past.
     facility_backdate_days: int = 3
     # Monitoring window after the most recent infusion (MON), in calendar months.
     monitoring_months_after_last_infusion: int = 48
     # PRG-1: contraception after a course's last infusion, in calendar months (exposure window).
     pregnancy_exposure_months_after_course: int = 4
-    # Idempotency-Key replay window (API.md conventions; registry setting).
+    # Idempotency-Key replay window (docs/api.md conventions; registry setting).
     idempotency_window_hours: int = 24
     # GATE-1, CRS-2 (registry setting, issue 9): a pharmacy may be authorized up to this many days before
     # the course's earliest allowed day (the 12-month interval), so the drug can ship ahead; the infusion
@@ -89,30 +94,3 @@ def current() -> ProgramSettings:
     fields = {f.name: f for f in dataclasses.fields(ProgramSettings)}
     values = {name: _coerce(fields[name], raw) for name, raw in overrides.items() if name in fields}
     return ProgramSettings(**values)
-
-
-# The rule table: each ID from DOMAIN.md and where it is enforced.
-RULES: dict[str, str] = {
-    "ACT-1": "services/certification.py, selectors.py (only certified/enrolled parties pass gates)",
-    "ACT-2": "services/certification.py: prescriber_requirements",
-    "ACT-3": "services/certification.py: facility_requirements",
-    "ACT-4": "services/certification.py: pharmacy_requirements",
-    "ACT-5": "services/certification.py: participant_transition; models/parties.py: is_certified_at",
-    "ACT-6": "services/enrollment.py: patient_enroll",
-    "ACT-7": "services/decisions.py: AUTHORIZATION_REQUIREMENTS",
-    "ACT-8": "services/enrollment.py: patient status transitions and patient_transfer",
-    "ACT-9": "services/enrollment.py (age), services/decisions.py: no_contraindication",
-    "CRS-1": "models/treatment.py constraints; services/decisions.py: dose_is_standard, no_infusion_same_day",
-    "CRS-2": "services/decisions.py: course_interval_met; services/treatment.py: course_plan",
-    "CRS-3": "models/treatment.py: one open course constraint; services/treatment.py",
-    "CRS-4": "services/decisions.py: pre_course_labs_fresh, baseline_complete",
-    "GATE-1": "services/decisions.py: DISPENSE_REQUIREMENTS",
-    "GATE-2": "services/dispensing.py, identifiers.py: authorization numbers",
-    "GATE-3": "services/decisions.py: INFUSION_REQUIREMENTS; services/treatment.py: infusion_record",
-    "GATE-4": "services/decisions.py: one requirement function per blocking condition",
-    "GATE-5": "models/decisions.py: Decision; services/decisions.py: decision_record",
-    "ID-1": "identifiers.py: validate_npi",
-    "ID-2": "identifiers.py: validate_ncpdp_id",
-    "ID-3": "identifiers.py: validate_dea_number",
-    "ID-4": "identifiers.py: new_registry_id, parse_registry_id",
-}

@@ -14,7 +14,6 @@ import uuid
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
-from django.utils import timezone
 
 from registry import rules
 from registry.api.refusals import PUBLIC_DETAIL
@@ -64,6 +63,7 @@ DISPENSE_REQUIREMENT_NAMES = [
     "patient_authorized",
     "no_contraindication",
     "attestations_hold",
+    "no_open_pregnancy",  # PRG-4
     "open_course",
     "course_doses_remaining",
     "doses_within_remaining",
@@ -712,9 +712,10 @@ def test_idempotency_key_reused_with_another_body_is_refused(patient, prescriber
 
 @pytest.mark.postgres_only  # threads racing on row locks
 @pytest.mark.django_db(transaction=True)
-def test_two_concurrent_dispenses_of_one_number_give_exactly_one_201(prescriber, facility, pharmacy):
-    """GATE-2: consumed by exactly one dispense, with two real threads on two database connections."""
-    today = timezone.now().date()
+def test_two_concurrent_dispenses_of_one_number_give_exactly_one_201(clock, prescriber, facility, pharmacy):
+    """GATE-2: consumed by exactly one dispense, with two real threads on two database connections (on
+    the frozen DAY0: the set-up and the threads' requests share one calendar day)."""
+    today = DAY0
     patient = authorized_patient(prescriber, on=today)
     plan_course(prescriber, patient, start=today)
     number = approved_number(request_authorization(pharmacy, patient, prescriber, facility, doses=5))

@@ -125,12 +125,12 @@ def _authorization_body(
 @pytest.mark.postgres_only  # threads racing on row locks
 @pytest.mark.django_db(transaction=True)
 def test_gate1_gate2_concurrent_authorizations_for_all_doses_grant_exactly_one(
-    prescriber, facility, pharmacy
+    clock, prescriber, facility, pharmacy
 ):
     """GATE-1, GATE-2, CRS-2: two pharmacies ask at the same instant for all 5 doses of one 5-dose course.
     Exactly one is approved; the other is denied `course_doses_exhausted`, never a second approval."""
     other_pharmacy = participant_persona(PharmacyFactory(certified=True))
-    today = timezone.localdate()
+    today = DAY0  # frozen: the threads' requests and the set-up share one calendar day
     for _ in range(RACE_ROUNDS):
         patient = authorized_patient(prescriber, on=today)
         course = plan_course(prescriber, patient, start=today)
@@ -154,12 +154,12 @@ def test_gate1_gate2_concurrent_authorizations_for_all_doses_grant_exactly_one(
 @pytest.mark.postgres_only  # threads racing on row locks
 @pytest.mark.django_db(transaction=True)
 def test_crs3_gate1_course_cancel_racing_an_authorization_never_leaves_it_active(
-    prescriber, facility, pharmacy
+    clock, prescriber, facility, pharmacy
 ):
     """CRS-3, GATE-1, GATE-2: a course cancel and an authorization request at the same instant. Either the
     request sees the cancelled course (denied `no_open_course`) or it is approved first and the cancel
     revokes it; no active authorization on a cancelled course survives."""
-    today = timezone.localdate()
+    today = DAY0  # frozen: the threads' requests and the set-up share one calendar day
     for _ in range(RACE_ROUNDS):
         patient = authorized_patient(prescriber, on=today)
         course = plan_course(prescriber, patient, start=today)
@@ -194,11 +194,11 @@ def test_crs3_gate1_course_cancel_racing_an_authorization_never_leaves_it_active
 
 @pytest.mark.postgres_only  # threads racing on row locks
 @pytest.mark.django_db(transaction=True)
-def test_crs3_gate3_course_cancel_racing_an_infusion_keeps_the_course_consistent(prescriber, facility):
+def test_crs3_gate3_course_cancel_racing_an_infusion_keeps_the_course_consistent(clock, prescriber, facility):
     """CRS-3, GATE-3: a course cancel and an infusion at the same instant. Either the infusion lands first
     (201, then the in-progress course is cancelled) or it is refused `do_not_infuse` / `no_open_course`;
     a cancelled course's doses_given always equals its infusions."""
-    today = timezone.localdate()
+    today = DAY0  # frozen: the threads' requests and the set-up share one calendar day
     for _ in range(RACE_ROUNDS):
         patient = authorized_patient(prescriber, on=today)
         course = plan_course(prescriber, patient, start=today)
@@ -665,8 +665,8 @@ def test_malformed_delegate_id_is_not_found(admin, prescriber):
 
 
 @pytest.mark.parametrize("raw", ["seven", "none", "-1"])
-def test_malformed_program_setting_is_refused_at_start_up(settings, raw):
-    """rules.py: a bad REMS_* value stops start-up (AppConfig.ready) instead of failing every gate."""
+def test_malformed_program_setting_is_refused_by_the_rules(settings, raw):
+    """rules.py: `current()` refuses a bad REMS_* value (start-up itself: tests/test_program_settings.py)."""
     from django.core.exceptions import ImproperlyConfigured
 
     from registry import rules

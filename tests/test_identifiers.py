@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections import Counter
 from collections.abc import Callable
 
 import pytest
@@ -224,14 +225,97 @@ def test_id4_generated_codes_round_trip_through_parse(new, parse, symbols):
         assert parse(code) == code
 
 
-@pytest.mark.parametrize(("new", "parse", "symbols"), CODES)
-def test_id4_generated_codes_reveal_no_sequence(new, parse, symbols):
-    """ID-4, GATE-2: random, so no two of a thousand draws collide and consecutive draws share no
-    common prefix more often than chance would allow."""
-    codes = [compact(new()) for _ in range(1000)]
-    assert len(set(codes)) == 1000
-    same_first_symbol = sum(a[0] == b[0] for a, b in itertools.pairwise(codes))
-    assert same_first_symbol < 100  # about 1000/32 = 31 expected
+# --- Unguessable: a large sample shows no duplicates and no pattern ----------------------------------------
+#
+# Bounds are set so that a sound generator fails them with probability below about one in a million per run,
+# while a counter, a timestamp prefix or a biased alphabet fails them outright. Chi-square critical values
+# for 31 degrees of freedom: 90 is exceeded with p = 1.2e-7; for 1023, 1350 with p < 1e-9.
+
+SAMPLE = 100_000
+
+
+@pytest.fixture(scope="module")
+def authorization_sample() -> list[str]:
+    return [compact(new_authorization_number()) for _ in range(SAMPLE)]
+
+
+@pytest.fixture(scope="module")
+def registry_id_sample() -> list[str]:
+    # 40 random bits: 20,000 draws collide with probability 1.8e-4 (birthday bound), 10,000 with 4.5e-5.
+    return [compact(new_registry_id()) for _ in range(10_000)]
+
+
+def chi_square(counts: Counter[str], bins: int, n: int) -> float:
+    """Pearson's statistic for `n` draws into `bins` equally likely bins (empty bins count too)."""
+    expected = n / bins
+    return sum((c - expected) ** 2 / expected for c in counts.values()) + (bins - len(counts)) * expected
+
+
+def test_gate2_100000_authorization_numbers_have_no_duplicates(authorization_sample):
+    """GATE-2: unique and unguessable. 60 random bits: a duplicate among 100,000 has probability 4e-9."""
+    assert len(authorization_sample) == SAMPLE
+    assert len(set(authorization_sample)) == SAMPLE
+
+
+@pytest.mark.parametrize("position", range(12))
+def test_gate2_each_symbol_of_authorization_numbers_is_uniform(authorization_sample, position):
+    """GATE-2: every payload position draws all 32 symbols evenly (chi-square, 31 degrees of freedom)."""
+    counts = Counter(code[position] for code in authorization_sample)
+    assert set(counts) == set(CROCKFORD)
+    assert chi_square(counts, 32, SAMPLE) < 90
+
+
+def test_gate2_first_two_symbols_of_authorization_numbers_are_jointly_uniform(authorization_sample):
+    """GATE-2: no favoured leading pair (a date or shard prefix would be one): 1,024 bins, each ~98."""
+    counts = Counter(code[:2] for code in authorization_sample)
+    assert chi_square(counts, 32 * 32, SAMPLE) < 1350
+
+
+def test_gate2_no_four_symbol_prefix_of_authorization_numbers_repeats_beyond_chance(authorization_sample):
+    """GATE-2: 100,000 numbers over 32^4 = 1,048,576 prefixes average 0.1 each; by chance no prefix is
+    shared by more than 7 (p = 2e-7). A counter or a clock in the number would share prefixes by the
+    thousand."""
+    counts = Counter(code[:4] for code in authorization_sample)
+    assert max(counts.values()) <= 7
+
+
+def test_gate2_consecutive_authorization_numbers_share_prefixes_only_by_chance(authorization_sample):
+    """GATE-2: knowing one number says nothing about the next: consecutive draws share their first symbol
+    1/32 of the time (3,125 of 99,999, sd 55) and their first two 1/1,024 of the time (98, sd 10)."""
+    pairs = list(itertools.pairwise(authorization_sample))
+    same_first = sum(a[0] == b[0] for a, b in pairs)
+    same_two = sum(a[:2] == b[:2] for a, b in pairs)
+    assert abs(same_first - len(pairs) / 32) < 7 * 55
+    assert same_two < 98 + 7 * 10
+
+
+def test_id4_10000_registry_ids_have_no_duplicates_and_uniform_symbols(registry_id_sample):
+    """ID-4: reveals no sequence: no duplicates, every position uniform, no favoured 2-symbol prefix by
+    more than chance (10,000 over 1,024 prefixes: about 10 each; a sound generator stays under 40)."""
+    assert len(set(registry_id_sample)) == len(registry_id_sample)
+    for position in range(8):
+        counts = Counter(code[position] for code in registry_id_sample)
+        assert chi_square(counts, 32, len(registry_id_sample)) < 90, position
+    assert max(Counter(code[:2] for code in registry_id_sample).values()) < 40
+
+
+@pytest.mark.parametrize("sample", ["authorization_sample", "registry_id_sample"])
+def test_gate2_id4_check_character_catches_every_substitution_and_adjacent_transposition(request, sample):
+    """GATE-2, ID-4: for 300 generated codes of each kind, exhaustively over every position (the check
+    character included) and the whole alphabet: every single-symbol substitution and every transposition of
+    two different adjacent symbols is refused by the parser."""
+    codes = request.getfixturevalue(sample)[:300]
+    parse = parse_authorization_number if sample == "authorization_sample" else parse_registry_id
+    missed = []
+    for code in codes:
+        assert parse(code) is not None
+        missed += [s for s in _single_substitutions(code) if parse(s) is not None]
+        for i in range(len(code) - 1):
+            if code[i] != code[i + 1]:
+                swapped = code[:i] + code[i + 1] + code[i] + code[i + 2 :]
+                if parse(swapped) is not None:
+                    missed.append(swapped)
+    assert missed == []
 
 
 @pytest.mark.parametrize(("new", "parse", "symbols"), CODES)

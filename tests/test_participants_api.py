@@ -220,6 +220,8 @@ UNMET = [
 
 @pytest.mark.parametrize(("kind", "fields", "missing"), UNMET)
 def test_act2_4_certify_refused_with_every_missing_requirement(admin, kind, fields, missing):
+    """ACT-2 (prescribers), ACT-3 (facilities: NPI, representative, form, infusion-reaction readiness) and
+    ACT-4 (pharmacies: NPI, NCPDP ID, representative, form, staff training): every unmet one is listed."""
     participant = FACTORIES[kind](**fields)
     before = db_state()
     response = admin.post(f"/api/v1/{kind}/{participant.pk}/certify")

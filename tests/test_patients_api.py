@@ -424,6 +424,7 @@ def test_vaccinations_exactly_6_weeks_before_accepted_ACT_7(prescriber):
     response = authorize(prescriber, patient)
 
     assert response.status_code == 200, response.json()
+    assert (response.json()["status"], status_of(patient)) == ("authorized", "authorized")
 
 
 def test_newest_screening_counts_ACT_7(prescriber):
@@ -462,6 +463,7 @@ def test_negative_pregnancy_test_7_days_old_accepted_8_days_refused_ACT_7(prescr
     assert response.status_code == expected, response.json()
     if expected == 409:
         assert reason_codes(response) == ["pregnancy_test_required"]
+    assert status_of(patient) == ("authorized" if expected == 200 else "enrolled")
 
 
 def test_positive_pregnancy_test_after_the_negative_refuses_ACT_7(prescriber):
@@ -484,7 +486,10 @@ def test_negative_pregnancy_test_after_an_earlier_positive_accepted_ACT_7(prescr
     add_lab(patient, prescriber, "pregnancy_test", TODAY - 5 * DAY, "positive")
     add_lab(patient, prescriber, "pregnancy_test", TODAY - DAY, "negative")
 
-    assert authorize(prescriber, patient).status_code == 200
+    response = authorize(prescriber, patient)
+
+    assert response.status_code == 200, response.json()
+    assert (response.json()["status"], status_of(patient)) == ("authorized", "authorized")
 
 
 def test_patient_without_reproductive_potential_needs_no_pregnancy_test_ACT_7(prescriber):

@@ -1,5 +1,7 @@
 import pytest
 
+from .processes import manage
+
 pytestmark = pytest.mark.django_db
 
 
@@ -7,6 +9,28 @@ def test_health_answers_ok_without_auth(anon):
     response = anon.get("/api/v1/health")
     assert response.status_code == 200
     assert response.json() == {"status": "ok"}
+
+
+HEALTH_FROM_A_FRESH_PROCESS = (
+    "from django.test import Client; r = Client().get('/api/v1/health', HTTP_HOST='localhost'); "
+    "print(r.status_code, r.content.decode())"
+)
+
+
+def test_health_answers_503_when_the_database_does_not_answer():
+    """The probe says `ok` only when the database answers: a registry whose PostgreSQL is down (nothing
+    listens on port 1) answers 503 `unavailable`, without authentication and without a 500."""
+    result = manage(
+        "shell",
+        "-c",
+        HEALTH_FROM_A_FRESH_PROCESS,
+        DATABASE_URL="postgres://registry:registry@127.0.0.1:1/registry",
+        DB_POOL_MIN_SIZE="0",
+        DB_POOL_TIMEOUT="2",
+        ALLOWED_HOSTS="localhost",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == '503 {"status":"unavailable"}'
 
 
 def test_prescriber_walkthrough(admin):

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from drf_spectacular.openapi import AutoSchema
-from drf_spectacular.utils import OpenApiResponse
 from rest_framework import serializers
 
 
@@ -71,9 +70,6 @@ class RegistryAutoSchema(AutoSchema):
 
             params.append(IDEMPOTENCY_HEADER)
         return params
-
-
-ERROR_RESPONSE = OpenApiResponse(ErrorSerializer)
 
 
 def strip_trailing_slashes(

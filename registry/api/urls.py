@@ -1,9 +1,11 @@
 from django.urls import include, path, re_path
 from rest_framework.routers import DefaultRouter
 
+from .views.certifications import CertificationLookupView
 from .views.health import HealthView
 from .views.participants import FacilityViewSet, MeView, PharmacyViewSet, PrescriberViewSet
 from .views.patients import LabResultBulkViewSet, PatientViewSet
+from .views.pregnancy import PregnancyReportViewSet
 from .views.treatment import CourseViewSet, DispenseAuthorizationViewSet, DispenseViewSet, InfusionViewSet
 
 
@@ -26,6 +28,7 @@ router.register("courses", CourseViewSet, basename="course")
 router.register("infusions", InfusionViewSet, basename="infusion")
 router.register("dispense-authorizations", DispenseAuthorizationViewSet, basename="dispense-authorization")
 router.register("dispenses", DispenseViewSet, basename="dispense")
+router.register("pregnancy-reports", PregnancyReportViewSet, basename="pregnancy-report")
 
 urlpatterns = [
     re_path(r"^health/?$", HealthView.as_view(), name="health"),
@@ -34,4 +37,5 @@ urlpatterns = [
         r"^lab-results/bulk/?$", LabResultBulkViewSet.as_view({"post": "create"}), name="lab-results-bulk"
     ),
     path("", include(router.urls)),
+    re_path(r"^certifications/(?P<npi>[^/]+)/?$", CertificationLookupView.as_view(), name="certification"),
 ]

@@ -58,10 +58,6 @@ class Course(UUIDModel):
     def __str__(self) -> str:
         return f"course {self.number} ({self.status})"
 
-    @property
-    def doses_remaining(self) -> int:
-        return self.planned_doses - self.doses_given
-
 
 class DecisionKind(models.TextChoices):
     DISPENSE_AUTHORIZATION = "dispense_authorization"

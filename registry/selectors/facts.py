@@ -1,6 +1,6 @@
 """Decision inputs (GATE-5): everything a gate decision needs, loaded in a constant number of queries
-whatever the patient's history (one query for the patient with its latest labs, screening and
-contraindications as annotations; one for its courses; one per named participant)."""
+whatever the patient's history (one query for the patient with its latest labs, screening,
+contraindications and pregnancy reports as annotations; one for its courses; one per named participant)."""
 
 from __future__ import annotations
 
@@ -28,6 +28,8 @@ from registry.models import (
     User,
 )
 from registry.models.treatment import OPEN_COURSE_STATUSES
+
+from .pregnancy import PREGNANCY_FACTS_COLUMNS, pregnancy_gate_facts
 
 SCREENING_FIELDS = ("hiv_negative", "no_active_infection", "tb_screened_on", "vaccinations_completed_on")
 
@@ -102,6 +104,10 @@ class Facts:
     # open course have a vial left (`dispense` is that one when there is exactly one).
     dispense_candidates: int = 0
     request: dict[str, Any] = field(default_factory=dict)
+    # PRG-4 (selectors/pregnancy.py, columns of the one patient query): an open report, and the latest
+    # recorded outcome date (a positive pregnancy test on or before it is resolved).
+    pregnancy_report_open: bool = False
+    pregnancy_latest_outcome_on: dt.date | None = None
 
     @property
     def open_course(self) -> CourseFacts | None:
@@ -225,7 +231,7 @@ def _facts_sql(*, on_date: bool, postgres: bool) -> str:
         else "FALSE"
     )
     return (
-        f"SELECT {_PATIENT_SELECT}, {courses}{labs}, {pregnancy}, {screening}, "
+        f"SELECT {_PATIENT_SELECT}, {courses}{labs}, {pregnancy}, {PREGNANCY_FACTS_COLUMNS}, {screening}, "
         f"(SELECT {kinds} FROM registry_contraindication c WHERE c.patient_id = p.id) AS contraindication_kinds, "
         f"{infused} AS infused_on_date FROM registry_patient p{joins} WHERE "
     )
@@ -408,6 +414,7 @@ def _patient_facts(p: Patient) -> dict[str, Any]:
             k for k in _CONTRAINDICATION_KINDS if k in (a.contraindication_kinds or "").split(",")
         ),
         "infused_on_date": bool(getattr(a, "infused_on_date", False)),
+        **pregnancy_gate_facts(p),  # PRG-4
     }
 
 

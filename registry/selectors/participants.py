@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any, TypeVar
 
 from django.db.models import QuerySet
@@ -39,6 +40,17 @@ def participant_by_npi(model: type[P], npi: str) -> P | None:
     if not npi:
         return None
     return model.objects.filter(npi=npi).exclude(status=CertificationStatus.DEACTIVATED).first()
+
+
+def participant_by_enrollment_id(model: type[P], enrollment_id: str) -> P | None:
+    """The participant of this kind whose REMS enrollment ID (NCPDP `REMSHealthcareProviderEnrollmentID`,
+    `REMSHealthcareSettingEnrollmentID`) is `enrollment_id`: the registry's participant id. None for an
+    id that is not a UUID or names nobody of this kind."""
+    try:
+        pk = uuid.UUID(enrollment_id)
+    except ValueError:
+        return None
+    return model.objects.filter(pk=pk).first()
 
 
 def delegates_of(prescriber: Prescriber) -> QuerySet[User]:

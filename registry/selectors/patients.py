@@ -8,7 +8,8 @@ from typing import Any
 from django.db.models import QuerySet
 
 from registry.errors import NotFound
-from registry.models import Course, LabResult, Patient, Role, User
+from registry.identifiers import parse_registry_id
+from registry.models import Course, LabResult, Patient, Prescriber, Role, User
 
 PATIENT_VIEW_PERMISSION = "view_patient"
 PATIENT_ACT_PERMISSION = "act_on_patient"
@@ -35,6 +36,39 @@ def patient_visible(user: User, patient_id: Any) -> Patient:
     if patient is None:
         raise NotFound()
     return patient
+
+
+def patient_visible_by_registry_id(user: User, rems_patient_id: str, date_of_birth: Any) -> Patient | None:
+    """ID-4: the patient the caller may see with this registry ID and date of birth (its prescriber of
+    record read with it), or None: an unknown or malformed ID, a date-of-birth mismatch and a patient the
+    caller may not see are one answer."""
+    canonical = parse_registry_id(rems_patient_id)
+    if canonical is None:
+        return None
+    return (
+        patients_visible_to(user)
+        .select_related("prescriber")
+        .filter(rems_patient_id=canonical, date_of_birth=date_of_birth)
+        .first()
+    )
+
+
+def patient_of_record_by_demographics(
+    prescriber: Prescriber, *, first_name: str, last_name: str, date_of_birth: Any, sex: str | None = None
+) -> Patient | None:
+    """The one patient of record of `prescriber` with this name (case-insensitive), date of birth and, when
+    given, sex; None when there is none or more than one (an ambiguous match is no match). Scoped to one
+    prescriber's patients: a pharmacy naming a prescription's prescriber cannot search the registry."""
+    candidates = Patient.objects.filter(
+        prescriber=prescriber,
+        first_name__iexact=first_name,
+        last_name__iexact=last_name,
+        date_of_birth=date_of_birth,
+    )
+    if sex is not None:
+        candidates = candidates.filter(sex=sex)
+    found = list(candidates[:2])
+    return found[0] if len(found) == 1 else None
 
 
 def courses_visible_to(user: User) -> QuerySet[Course]:

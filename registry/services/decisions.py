@@ -21,6 +21,7 @@ from registry import rules
 from registry.errors import ReasonCode as R
 from registry.models import DecisionKind, LabTest, PatientStatus
 from registry.selectors.facts import GATE_LAB_TESTS, Facts
+from registry.selectors.pregnancy import positive_test_holds
 
 from .gate import Check, Gate, Requirement, about_patient, requirement_code
 
@@ -38,8 +39,8 @@ def _ok(name: str) -> Check:
     return Check(name, True)
 
 
-def _fail(name: str, code: str, detail: str) -> Check:
-    return Check(name, False, code, detail)
+def _fail(name: str, code: str, detail: str, *, private: bool = False) -> Check:
+    return Check(name, False, code, detail, private=private)
 
 
 def _not_evaluated(name: str, code: str) -> Check:
@@ -516,6 +517,37 @@ def observation_long_enough(f: Facts) -> Check:
     )
 
 
+# --- Pregnancy (PRG-4, GATE-4) --------------------------------------------------------------------
+
+
+@needs_patient(R.PREGNANCY_OPEN)
+def no_open_pregnancy(f: Facts) -> Check:
+    """PRG-4, GATE-4: an open pregnancy report (no outcome yet) holds course planning, dispense
+    authorization and the infusion check; so does a positive pregnancy test on file with no later negative
+    test, until a report resolves it (an outcome on or after the test's day) or a later negative test is
+    recorded. Applies whatever the patient's recorded reproductive potential: a positive test is a fact.
+    Private: pharmacies and facilities read only the code and the neutral hold text (api/refusals.py)."""
+    if f.pregnancy_report_open:
+        return _fail(
+            "no_open_pregnancy",
+            R.PREGNANCY_OPEN,
+            "A pregnancy report is open: treatment is held until its outcome is recorded.",
+            private=True,
+        )
+    if positive_test_holds(
+        positive_on=f.latest_positive_pregnancy_on,
+        negative_on=f.latest_negative_pregnancy_on,
+        latest_outcome_on=f.pregnancy_latest_outcome_on,
+    ):
+        return _fail(
+            "no_open_pregnancy",
+            R.PREGNANCY_OPEN,
+            "A positive pregnancy test is on file with no later negative test: treatment is held.",
+            private=True,
+        )
+    return _ok("no_open_pregnancy")
+
+
 # --- Decision kinds ---------------------------------------------------------------------------------
 
 AUTHORIZATION_REQUIREMENTS: tuple[Requirement, ...] = (
@@ -530,6 +562,7 @@ COURSE_REQUIREMENTS: tuple[Requirement, ...] = (
     patient_authorized,
     no_contraindication,
     attestations_hold,
+    no_open_pregnancy,  # PRG-4
     no_open_course,
     course_interval_met,
 )
@@ -552,6 +585,7 @@ DISPENSE_REQUIREMENTS: tuple[Requirement, ...] = (
     patient_authorized,
     no_contraindication,
     attestations_hold,
+    no_open_pregnancy,  # PRG-4
     has_open_course,
     course_doses_remaining,
     doses_within_remaining,
@@ -569,6 +603,7 @@ INFUSION_REQUIREMENTS: tuple[Requirement, ...] = (
     patient_authorized,
     no_contraindication,
     attestations_hold,
+    no_open_pregnancy,  # PRG-4
     has_open_course,
     course_doses_remaining,
     course_interval_met,

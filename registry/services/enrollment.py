@@ -46,6 +46,7 @@ from .accounts import care_team_ensure
 from .audit import audit_record, audit_record_many
 from .decisions import PATIENT_AUTHORIZATION_GATE
 from .gate import AlreadyDone, Outcome, gate_run
+from .pregnancy import pregnancy_test_hold, pregnancy_tests_hold
 from .revocation import authorizations_revoke_where
 
 PS = PatientStatus
@@ -268,6 +269,7 @@ def lab_result_record(*, patient: Patient, actor: User, data: dict[str, Any], no
     if errors:
         raise ValidationFailed(errors)
     with transaction.atomic():
+        pregnancy_test_hold(patient=patient, actor=actor, data=data, now=now)  # PRG-4: before the insert
         lab = LabResult.objects.create(patient=patient, recorded_by=actor, **data)
         audit_record(
             actor=actor, action="lab_result.record", subject=patient, changes={"lab_result": lab.pk, **data}
@@ -320,6 +322,7 @@ def lab_results_bulk_record(
     for lab in labs:
         by_patient[lab.patient_id] = by_patient.get(lab.patient_id, 0) + 1
     with transaction.atomic():
+        pregnancy_tests_hold(actor=actor, labs=labs, now=now)  # PRG-4: before the insert
         LabResult.objects.bulk_create(labs, batch_size=1000)
         audit_record_many(
             actor=actor,

@@ -4,6 +4,7 @@ from typing import Any
 
 from rest_framework import serializers
 
+from registry import rules
 from registry.models import Facility, Pharmacy, Prescriber, Role, User
 from registry.services.certification import participant_requirements
 
@@ -32,8 +33,8 @@ class _ParticipantSerializer(serializers.ModelSerializer):
 
 
 class PrescriberSerializer(_ParticipantSerializer):
-    knowledge_assessment_score = serializers.IntegerField(
-        min_value=0, max_value=8, required=False, allow_null=True
+    knowledge_assessment_score = serializers.IntegerField(  # ACT-2: 8 questions
+        min_value=0, max_value=rules.KNOWLEDGE_ASSESSMENT_QUESTIONS, required=False, allow_null=True
     )
 
     class Meta:

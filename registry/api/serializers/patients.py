@@ -1,19 +1,29 @@
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from registry.matching import name_normalize
 from registry.models import Contraindication, LabOutcome, LabResult, LabTest, Patient, Screening
-
-from .common import ReasonSerializer
+from registry.services.enrollment import BULK_LAB_LIMIT
+from registry.services.pregnancy import contraception_required_until
 
 
 class PatientSerializer(serializers.ModelSerializer):
     prescriber = serializers.UUIDField(
         source="prescriber_id", read_only=True, help_text="The prescriber of record."
     )
+    contraception_required_until = serializers.SerializerMethodField(
+        help_text="PRG-1: for a patient of reproductive potential, 4 months (setting) after the last infusion "
+        "of the latest course; null before any infusion and for other patients."
+    )
+
+    @extend_schema_field(serializers.DateField(allow_null=True))
+    def get_contraception_required_until(self, patient: Patient) -> dt.date | None:
+        return contraception_required_until(patient)
 
     class Meta:
         model = Patient
@@ -33,6 +43,7 @@ class PatientSerializer(serializers.ModelSerializer):
             "first_infusion_on",
             "last_infusion_on",
             "monitoring_ends_on",
+            "contraception_required_until",
             "created_at",
             "updated_at",
         )
@@ -127,7 +138,7 @@ class BulkLabSerializer(serializers.Serializer):
     results = serializers.ListField(
         child=serializers.DictField(),
         min_length=1,
-        max_length=5000,
+        max_length=BULK_LAB_LIMIT,
         help_text="Up to 5,000 rows, each a lab result with `rems_patient_id`.",
     )
 
@@ -145,12 +156,6 @@ class ContraindicationSerializer(serializers.ModelSerializer):
 
 class TransferSerializer(serializers.Serializer):
     prescriber_npi = serializers.CharField(max_length=10)
-
-
-class AuthorizationUnmetSerializer(serializers.Serializer):
-    code = serializers.CharField()
-    detail = serializers.CharField()
-    reasons = ReasonSerializer(many=True)
 
 
 def bulk_row_errors(rows: list[Any]) -> tuple[list[dict[str, Any] | None], dict[str, list[str]]]:

@@ -4,6 +4,7 @@ from typing import Any
 
 from rest_framework import serializers
 
+from registry import rules
 from registry.models import Course, Dispense, DispenseAuthorization, Infusion, Role
 from registry.selectors import authorization_public_state, authorization_revoke_category, authorization_state
 
@@ -123,7 +124,7 @@ class AuthorizationRequestSerializer(serializers.Serializer):
     date_of_birth = serializers.DateField()
     prescriber_npi = serializers.CharField(max_length=10)
     facility_npi = serializers.CharField(max_length=10)
-    doses_requested = serializers.IntegerField(min_value=1, max_value=5)
+    doses_requested = serializers.IntegerField(min_value=1, max_value=rules.MAX_DOSES_PER_AUTHORIZATION)
 
 
 class AuthorizationDecisionSerializer(serializers.Serializer):
