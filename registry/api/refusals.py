@@ -34,7 +34,7 @@ PUBLIC_DETAIL: dict[str, str] = {
     ReasonCode.PATIENT_NOT_FOUND: "No patient matches this registry ID and date of birth.",
     ReasonCode.PATIENT_NOT_AUTHORIZED: "The patient is not authorized to receive the drug.",
     ReasonCode.CONTRAINDICATION_RECORDED: _HOLD,
-    ReasonCode.ATTESTATION_WITHDRAWN: _HOLD,
+    ReasonCode.ATTESTATION_WITHDRAWN: _HOLD,  # issue 9: a withdrawn screening holds like a contraindication
     ReasonCode.PREGNANCY_OPEN: _HOLD,
     ReasonCode.MONITORING_OVERDUE: _HOLD,
     ReasonCode.STATUS_FORM_OVERDUE: _HOLD,

@@ -33,6 +33,7 @@ from registry.localtime import is_valid_time_zone, local_date, registry_time_zon
 from registry.models import CertificationStatus, Facility, Pharmacy, Prescriber, RevokeCategory, User
 
 from .audit import audit_record, field_changes
+from .dispensing import authorizations_lapse
 from .revocation import authorizations_revoke_where
 from .standing import participant_keys_stop
 
@@ -185,17 +186,30 @@ def participant_update_refusal(
     return None
 
 
+def _with_derived_zone(participant: Any, data: dict[str, Any]) -> dict[str, Any]:
+    """Issue 9 item 7: a site whose `time_zone` is its state's default follows a corrected state (a site
+    left on the old state's calendar would judge "today" and "future" a day off); a zone set on purpose
+    (not the old state's default), or set in the same edit, is kept."""
+    if isinstance(participant, Prescriber) or "state" not in data or "time_zone" in data:
+        return data
+    if participant.time_zone and participant.time_zone != zone_for_state(participant.state):
+        return data
+    return {**data, "time_zone": zone_for_state(data["state"])}
+
+
 def participant_update(
     *, participant: P, actor: User, data: dict[str, Any], now: dt.datetime | None = None
 ) -> P:
     """Edits registration details; `status` never changes here. A certified or suspended participant keeps
     its identifiers (NPI, NCPDP ID: 409 `identifier_locked`; deactivate and re-enroll instead), and an
     edit may not undo a certification requirement it was certified on (409
-    `certification_requirements_unmet` with `missing`, ACT-2..5)."""
+    `certification_requirements_unmet` with `missing`, ACT-2..5). A site's zone derived from its state
+    follows a corrected state (`_with_derived_zone`)."""
     data = {k: v for k, v in data.items() if k not in {"status", "id"}}
     try:
         with transaction.atomic():
             locked = type(participant).objects.select_for_update(no_key=True).get(pk=participant.pk)
+            data = _with_derived_zone(locked, data)
             changes = field_changes(locked, data)
             refusal = participant_update_refusal(participant=locked, data=data)
             if refusal is not None:
@@ -248,6 +262,9 @@ def _transition(
             if missing:
                 raise CertificationRequirementsUnmet(missing=missing)
         before = locked.status
+        lapsed = 0
+        if renewing:  # GATE-2: numbers that lapsed with the expired certification stay revoked (issue 9)
+            lapsed = authorizations_lapse(now=now, **{locked.kind: locked})
         locked.status = to
         locked.status_reason = reason
         locked.status_changed_at = now
@@ -273,6 +290,7 @@ def _transition(
                 "reason": reason,
                 **(extra or {}),
                 **({"authorizations_revoked": revoked} if revoked else {}),
+                **({"authorizations_lapsed": lapsed} if lapsed else {}),
                 **({"api_keys_revoked": keys_stopped} if keys_stopped else {}),
             },
             at=now,
@@ -282,7 +300,9 @@ def _transition(
 
 def participant_certify(*, participant: P, actor: User, now: dt.datetime, reason: str = "") -> P:
     """ACT-2..5: pending -> certified when every requirement is met (409 with `missing` otherwise).
-    Sets the expiry when the program has a certification validity (ACT-5 *setting*)."""
+    Sets the expiry when the program has a certification validity (ACT-5 *setting*). Renewing an expired
+    certification first stores the numbers that lapsed with it as revoked (`authorizations_lapse`), so a
+    renewal revives none of them (GATE-2, issue 9 item 4)."""
     validity = rules.current().certification_validity_days
     expires = now + dt.timedelta(days=validity) if validity else None
     return _transition(
