@@ -11,8 +11,8 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from registry.models import User
 
 
-def console_client(user: User) -> Client:
-    client = Client()
+def console_login(client: Client, user: User) -> Client:
+    """Logs `client` in as `user` (a new session) verified by the user's TOTP device (created if none)."""
     client.force_login(user)
     device = TOTPDevice.objects.filter(user=user, confirmed=True).first() or TOTPDevice.objects.create(
         user=user, name="test authenticator", confirmed=True
@@ -21,3 +21,7 @@ def console_client(user: User) -> Client:
     session[DEVICE_ID_SESSION_KEY] = device.persistent_id
     session.save()
     return client
+
+
+def console_client(user: User) -> Client:
+    return console_login(Client(), user)

@@ -99,6 +99,11 @@ CATEGORY: dict[tuple[str, str], str] = {
     ("dispense-authorization-detail", "get"): READ,
     ("dispense-authorization-revoke", "post"): WRITE,
     ("dispense-list", "post"): WRITE,
+    ("pregnancy-report-list", "get"): READ,
+    ("pregnancy-report-list", "post"): WRITE,  # API.md: only monitoring labs and status forms continue
+    ("pregnancy-report-detail", "get"): READ,
+    ("pregnancy-report-detail", "patch"): WRITE,
+    ("certification", "get"): READ,
 }
 # Routes other engineers add in parallel (status forms, monitoring) are listed ahead; a listed route the
 # URL conf does not have yet is skipped, never silently passed: see `test_every_endpoint_...`.
@@ -165,6 +170,8 @@ def world(prescriber, delegate, pharmacy, facility):
             "patient": patient.pk,
             "course": course.pk,
             "number": number,
+            "npi": prescriber.participant.npi,
+            "pregnancy": uuid.UUID(int=9),  # no such report: 404 while certified
         }
 
 
@@ -177,6 +184,8 @@ def _path(name: str, pattern: URLPattern, ids: dict[str, Any]) -> str:
             kwargs["number"] = ids["number"]
         elif group == "delegate_id":
             kwargs["delegate_id"] = uuid.UUID(int=7)  # no such delegate: 404 while certified
+        elif group == "npi":
+            kwargs["npi"] = ids["npi"]
         elif group != "format":
             raise AssertionError(f"no test value for URL argument {group!r} of {name}")
     return reverse(name, kwargs=kwargs)

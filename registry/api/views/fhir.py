@@ -294,6 +294,8 @@ class RemsEtasuView(ThrottleFailuresMixin, APIView):
     """HL7 US Medication REMS `$rems-etasu`, for prescriber EHRs (their delegates, and admins)."""
 
     roles = {"post": CARE_TEAM}
+    # ACT-5: a read sent as POST (it stores nothing): a suspended prescriber's care team keeps it.
+    allowed_while_suspended = frozenset({"post"})
     parser_classes = [FhirJsonParser, FhirPlainJsonParser]
     renderer_classes = [FhirJsonRenderer]
     content_negotiation_class = OneFormatNegotiation
