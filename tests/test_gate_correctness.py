@@ -93,6 +93,7 @@ COURSE_REQUIREMENTS = [
     "patient_authorized",
     "no_contraindication",
     "attestations_hold",
+    "no_open_pregnancy",  # PRG-4
     "no_open_course",
     "course_interval_met",
 ]
@@ -105,6 +106,7 @@ DISPENSE_REQUIREMENTS = [
     "patient_authorized",
     "no_contraindication",
     "attestations_hold",
+    "no_open_pregnancy",  # PRG-4
     "open_course",
     "course_doses_remaining",
     "doses_within_remaining",
@@ -122,6 +124,7 @@ INFUSION_REQUIREMENTS = [
     "patient_authorized",
     "no_contraindication",
     "attestations_hold",
+    "no_open_pregnancy",  # PRG-4
     "open_course",
     "course_doses_remaining",
     "course_interval_met",

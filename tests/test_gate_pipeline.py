@@ -173,3 +173,28 @@ def test_planning_tomorrow_is_a_single_stored_decision(clock, prescriber):
     before = Decision.objects.count()
     plan_course(prescriber, patient, start=DAY0 + dt.timedelta(days=1))
     assert Decision.objects.count() == before + 1
+
+
+def test_a_requirement_has_one_name_evaluated_or_not_GATE_5(clock, prescriber, facility, pharmacy):
+    """GATE-5: the stored decision names each requirement the same way whether it was evaluated or not: an
+    approval (every requirement evaluated) and an unknown patient's denial (patient requirements recorded
+    as not evaluated) list the same names, in the same order."""
+    patient = authorized_patient(prescriber)
+    plan_course(prescriber, patient, start=DAY0)
+    approved = request_authorization(pharmacy, patient, prescriber, facility, doses=1).json()
+    assert approved["decision"] == "approved", approved
+    unknown = request_authorization(
+        pharmacy, patient, prescriber, facility, doses=1, date_of_birth="1901-01-01"
+    ).json()
+    assert unknown["decision"] == "denied", unknown
+    stored = {
+        str(d.pk): [r["requirement"] for r in d.requirements]
+        for d in Decision.objects.filter(pk__in=[approved["id"], unknown["id"]])
+    }
+    assert stored[approved["id"]] == stored[unknown["id"]]
+    not_evaluated = [
+        r["requirement"]
+        for r in Decision.objects.get(pk=unknown["id"]).requirements
+        if not r.get("evaluated", True)
+    ]
+    assert "open_course" in not_evaluated

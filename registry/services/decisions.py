@@ -130,7 +130,7 @@ def prescriber_of_record(f: Facts) -> Check:
 
 
 @needs_patient(R.PRESCRIBER_NOT_CERTIFIED)
-def record_prescriber_certified(f: Facts) -> Check:
+def prescriber_of_record_certified(f: Facts) -> Check:
     """ACT-1, ACT-6: the patient's prescriber of record is certified."""
     assert f.patient is not None
     if f.patient.prescriber.is_certified_at(f.now):
@@ -382,7 +382,7 @@ def no_open_course(f: Facts) -> Check:
 
 
 @needs_patient(R.NO_OPEN_COURSE)
-def has_open_course(f: Facts) -> Check:
+def open_course(f: Facts) -> Check:
     """GATE-1, GATE-3: a dose belongs to the patient's open course."""
     if f.open_course is not None:
         return _ok("open_course")
@@ -395,7 +395,7 @@ def course_doses_remaining(f: Facts) -> Check:
     committed to active authorizations and dispenses)."""
     course = f.open_course
     if course is None:
-        return _ok("course_doses_remaining")  # reported by has_open_course
+        return _ok("course_doses_remaining")  # reported by open_course
     remaining = (
         course.available_doses if f.request.get("doses_requested") else course.doses_remaining_to_infuse
     )
@@ -453,7 +453,7 @@ def dispense_backs_infusion(f: Facts) -> Check:
     course, patient = f.open_course, f.patient
     assert patient is not None
     if course is None:
-        return _ok("dispense_backs_infusion")  # reported by has_open_course
+        return _ok("dispense_backs_infusion")  # reported by open_course
     d = f.dispense
     if not f.request.get("dispense_id"):
         if d is not None:
@@ -551,14 +551,14 @@ def no_open_pregnancy(f: Facts) -> Check:
 # --- Decision kinds ---------------------------------------------------------------------------------
 
 AUTHORIZATION_REQUIREMENTS: tuple[Requirement, ...] = (
-    record_prescriber_certified,
+    prescriber_of_record_certified,
     baseline_labs_complete,
     screening_complete,
     pregnancy_test_negative,
     no_contraindication,
 )
 COURSE_REQUIREMENTS: tuple[Requirement, ...] = (
-    record_prescriber_certified,
+    prescriber_of_record_certified,
     patient_authorized,
     no_contraindication,
     attestations_hold,
@@ -586,7 +586,7 @@ DISPENSE_REQUIREMENTS: tuple[Requirement, ...] = (
     no_contraindication,
     attestations_hold,
     no_open_pregnancy,  # PRG-4
-    has_open_course,
+    open_course,
     course_doses_remaining,
     doses_within_remaining,
     course_interval_met,
@@ -599,12 +599,12 @@ DISPENSE_REQUIREMENTS: tuple[Requirement, ...] = (
 INFUSION_REQUIREMENTS: tuple[Requirement, ...] = (
     facility_certified,
     patient_found,
-    record_prescriber_certified,
+    prescriber_of_record_certified,
     patient_authorized,
     no_contraindication,
     attestations_hold,
     no_open_pregnancy,  # PRG-4
-    has_open_course,
+    open_course,
     course_doses_remaining,
     course_interval_met,
     dose_within_course_window,

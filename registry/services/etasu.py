@@ -35,7 +35,7 @@ from .decisions import (
     pharmacy_certified,
     prescriber_certified,
     prescriber_of_record,
-    record_prescriber_certified,
+    prescriber_of_record_certified,
 )
 from .gate import Check, Evaluation, Requirement, about_patient
 
@@ -78,7 +78,7 @@ FAILURE = "failure"
 def etasu_requirements(patient: Patient) -> tuple[Requirement, ...]:
     """The patient-level requirement list, in gate order, each requirement once: the gates' own lists with
     their registered extensions (`blocking_condition`), so a GATE-4 block added later is listed too."""
-    listed: list[Requirement] = [record_prescriber_certified]
+    listed: list[Requirement] = [prescriber_of_record_certified]
     if patient.status == PatientStatus.ENROLLED:
         listed += PATIENT_AUTHORIZATION_GATE.all_requirements()
     for requirement in DISPENSE_GATE.all_requirements():

@@ -62,6 +62,7 @@ _LABELS = {
     "patient_authorized": "Patient enrollment and authorization",
     "no_contraindication": "No contraindication recorded",
     "attestations_hold": "Screening attestations still hold",
+    "no_open_pregnancy": "No open pregnancy",
     "baseline_labs_complete": "Baseline labs",
     "screening_complete": "Baseline screening attestations",
     "pregnancy_test_negative": "Pregnancy test",

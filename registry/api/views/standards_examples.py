@@ -185,6 +185,7 @@ FHIR_OUTPUT: dict[str, Any] = {
                             ),
                             _requirement("no_contraindication", "success", "No contraindication recorded"),
                             _requirement("attestations_hold", "success", "Screening attestations still hold"),
+                            _requirement("no_open_pregnancy", "success", "No open pregnancy"),
                             _requirement(
                                 "open_course",
                                 "data-required",
