@@ -12,7 +12,7 @@ TEST_ENV := DATABASE_URL=$(TEST_DATABASE_URL) SECRET_KEY=test-only-secret-key-no
 # The quick start: the embedded default (SQLite file in var/, eager Celery), whatever the shell exports.
 RUN_ENV := env -u DATABASE_URL -u CELERY_BROKER_URL DEBUG=true
 
-.PHONY: install run test test-sqlite lint typecheck schema migrations-check deploy-check services bench bench-http clean
+.PHONY: install run test test-sqlite lint typecheck schema migrations-check deploy-check services bench bench-http bench-sweep clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,8 +39,8 @@ services:
 SQLITE_TESTS := tests/test_dispensing.py tests/test_gate_safety.py tests/test_infusions.py tests/test_courses.py \
 	tests/test_patients_api.py tests/test_gate_pipeline.py tests/test_walkthrough.py tests/test_api_conventions.py \
 	tests/test_participants_api.py tests/test_patient_permissions.py tests/test_pregnancy_gate.py \
-	tests/test_pregnancy_walkthrough.py tests/test_access.py tests/test_access_log.py tests/test_dob_guard.py \
-	tests/test_console.py
+	tests/test_pregnancy_walkthrough.py tests/test_monitoring_schedule.py tests/test_access.py \
+	tests/test_access_log.py tests/test_dob_guard.py tests/test_console.py
 SQLITE_ENV := REGISTRY_TESTS_ON_SQLITE=1 DATABASE_URL=sqlite:///:memory: SECRET_KEY=test-only-secret-key-not-for-production \
 	DEBUG=false SECURE_SSL_REDIRECT=false ALLOWED_HOSTS=testserver,localhost,127.0.0.1
 
@@ -77,6 +77,11 @@ bench: install services
 bench-http: install services
 	@command -v wrk >/dev/null || apt-get install -y wrk
 	$(TEST_ENV) $(PY) bench/wire.py
+
+# The daily monitoring sweep at scale (issue 10): BENCH_SWEEP_SIZES=10000,100000,1000000 for more sizes.
+BENCH_SWEEP_SIZES ?= 20000
+bench-sweep: install services
+	$(TEST_ENV) $(PY) bench/sweep.py --sizes $(BENCH_SWEEP_SIZES)
 
 clean:
 	rm -rf $(VENV) var staticfiles .pytest_cache .mypy_cache .ruff_cache

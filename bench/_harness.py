@@ -26,7 +26,7 @@ django.setup()
 
 from django.conf import settings  # noqa: E402
 from django.db import connection  # noqa: E402
-from django.test.utils import setup_test_environment  # noqa: E402
+from django.test.utils import setup_test_environment, teardown_test_environment  # noqa: E402
 
 
 def bench_database(name: str) -> None:
@@ -44,6 +44,7 @@ def bench_database(name: str) -> None:
 
 def drop_bench_database() -> None:
     connection.creation.destroy_test_db(settings.DATABASES["default"]["NAME"], verbosity=0)
+    teardown_test_environment()  # so that a benchmark may create the next database (one per size)
 
 
 def timed(fn: Callable[[], Any], repeat: int) -> list[float]:

@@ -10,6 +10,7 @@ import contextlib
 from pathlib import Path
 
 import environ
+from celery.schedules import crontab
 from csp.constants import NONCE, NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
@@ -278,9 +279,14 @@ if not 0 < CELERY_TASK_SOFT_TIME_LIMIT < CELERY_TASK_TIME_LIMIT:
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BEAT_SCHEDULE = {
-    "expire-dispense-authorizations": {
-        "task": "registry.tasks.expire_dispense_authorizations",
-        "schedule": 15 * 60,
+    # MON-5: the daily monitoring sweep (it also expires stale authorization numbers; reads treat a number
+    # past its expiry as expired before then). Time of day in TIME_ZONE, from the environment.
+    "sweep-monitoring": {
+        "task": "registry.tasks.sweep_monitoring",
+        "schedule": crontab(
+            hour=env.int("MONITORING_SWEEP_HOUR", default=1),
+            minute=env.int("MONITORING_SWEEP_MINUTE", default=30),
+        ),
     },
     "purge-idempotency-records": {
         "task": "registry.tasks.purge_idempotency_records",
@@ -288,7 +294,16 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 
+# Console locally; in production EMAIL_BACKEND=django.core.mail.backends.smtp.EmailBackend with the
+# EMAIL_* settings below (digests, MON-5).
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
+EMAIL_HOST = env.str("EMAIL_HOST", default="localhost")
+EMAIL_PORT = env.int("EMAIL_PORT", default=25)
+EMAIL_HOST_USER = env.str("EMAIL_HOST_USER", default="")
+EMAIL_HOST_PASSWORD = env.str("EMAIL_HOST_PASSWORD", default="")
+EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
+EMAIL_USE_SSL = env.bool("EMAIL_USE_SSL", default=False)
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=30)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="rems-registry@localhost")
 
 LOGGING = {
@@ -308,6 +323,13 @@ REMS_SETTINGS = {
 # A REMS message is a few kilobytes; anything far larger is refused (413) before it is parsed.
 NCPDP_MAX_BODY_BYTES = env.int("NCPDP_MAX_BODY_BYTES", default=64 * 1024)
 FHIR_MAX_BODY_BYTES = env.int("FHIR_MAX_BODY_BYTES", default=64 * 1024)
+
+# --- Monitoring sweep (issue 10) --------------------------------------------------------------------
+# Patient-id ranges the daily sweep is split into, as a Celery group over the running workers (1: one
+# task does it all). See docs/monitoring.md.
+MONITORING_SWEEP_PARTS = env.int("MONITORING_SWEEP_PARTS", default=1)
+# The queue tasks are sent to and workers consume by default (one per deployment sharing a broker).
+CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_TASK_DEFAULT_QUEUE", default="celery")
 
 # --- Privacy and access (issue 8; docs/access.md) ----------------------------------------------------
 # Bodies over this size answer 413 `payload_too_large` (registry/middleware_body.py), chunked ones too.

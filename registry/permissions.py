@@ -17,6 +17,7 @@ ADMIN = frozenset({Role.ADMIN})
 PRESCRIBER_ONLY = frozenset({Role.PRESCRIBER})  # ACT-6: only a prescriber enrolls (and becomes of record)
 PRESCRIBING = frozenset({Role.ADMIN, Role.PRESCRIBER})  # decisions a delegate may not take (API.md)
 CARE_TEAM = frozenset({Role.ADMIN, Role.PRESCRIBER, Role.DELEGATE})  # the patient's care team and admins
+PRESCRIBER_OR_DELEGATE = frozenset({Role.PRESCRIBER, Role.DELEGATE})  # MON-4: status forms (API.md)
 PHARMACY = frozenset({Role.PHARMACY})  # GATE-1/2: the calling pharmacy is the key's pharmacy
 PHARMACY_OR_ADMIN = frozenset({Role.PHARMACY, Role.ADMIN})
 FACILITY_OR_ADMIN = frozenset({Role.FACILITY, Role.ADMIN})  # GATE-3; admins record legacy history

@@ -66,6 +66,22 @@ class ProgramSettings:
     # the course's earliest allowed day (the 12-month interval), so the drug can ship ahead; the infusion
     # still waits for that day.
     authorization_lead_days: int = 7
+    # --- Monitoring (issue 10) ---
+    # MON-1: CBC with differential, serum creatinine, urinalysis, in calendar months after the last result.
+    monitoring_monthly_labs_interval_months: int = 1
+    # MON-2: thyroid function and liver tests, in calendar months.
+    monitoring_thyroid_interval_months: int = 3
+    monitoring_liver_interval_months: int = 3
+    # MON-2: skin exam, and HPV screening for female patients, in calendar months.
+    monitoring_skin_exam_interval_months: int = 12
+    monitoring_hpv_interval_months: int = 12
+    # MON-4: patient status form, in calendar months.
+    status_form_interval_months: int = 6
+    # MON-3: a requirement is overdue once its due date plus this grace (days) has passed.
+    monitoring_grace_days: int = 7
+    # MON-3: overdue for more than this many days (counted from due date plus grace) blocks new courses
+    # and dispense authorizations (GATE-4).
+    monitoring_blocking_days: int = 30
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

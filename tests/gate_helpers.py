@@ -41,10 +41,12 @@ from registry.services.dispensing import authorization_request, dispense_record
 from registry.services.enrollment import (
     contraindication_record,
     lab_result_record,
+    lab_results_bulk_record,
     patient_authorize,
     patient_enroll,
     screening_record,
 )
+from registry.services.monitoring import status_form_record
 from registry.services.treatment import course_plan
 
 from .conftest import Persona
@@ -279,11 +281,45 @@ def infuse_days(facility: Persona, patient: Patient, first_on: dt.date, count: i
     return responses
 
 
-def patient_after_course_1(prescriber: Persona, facility: Persona, **enroll: Any) -> Patient:
-    """An authorized patient whose course 1 (5 doses) ran 2026-03-02..2026-03-06 through the API."""
+# MON-1..4: the day the patients of `patient_after_course_1` last had every monitoring lab and a status
+# form: current for course 2 on 2027-03-06 (nothing blocks before 2027-04-07), while the pre-course labs
+# are then 34 days old, stale for CRS-4.
+MONITORED_UNTIL = dt.date(2027, 1, 31)
+MONITORING_LABS = (*BASELINE_LABS, "hpv_screening")
+
+
+def monitoring_kept_up(patient: Patient, prescriber: Persona, *, on: dt.date) -> None:
+    """MON-1, MON-2, MON-4: every monitoring lab and a status form on `on`, through the services."""
+    lab_results_bulk_record(
+        actor=prescriber.user,
+        rows=[
+            {"rems_patient_id": patient.rems_patient_id, "test": t, "collected_on": on, "result": "normal"}
+            for t in MONITORING_LABS
+        ],
+        now=moment(on),
+    )
+    status_form_record(
+        patient=patient,
+        actor=prescriber.user,
+        data={"completed_on": on, "labs_reviewed": True, "adverse_events": []},
+        now=moment(on),
+    )
+
+
+def patient_after_course_1(
+    prescriber: Persona,
+    facility: Persona,
+    *,
+    monitored_until: dt.date | None = MONITORED_UNTIL,
+    **enroll: Any,
+) -> Patient:
+    """An authorized patient whose course 1 (5 doses) ran 2026-03-02..2026-03-06 through the API, with its
+    monitoring kept up until `monitored_until` (MON-1..4; None: no monitoring since course 1)."""
     patient = authorized_patient(prescriber, on=DAY0, **enroll)
     plan_course(prescriber, patient, start=DAY0)
     infuse_days(facility, patient, DAY0, 5)
+    if monitored_until is not None:
+        monitoring_kept_up(patient, prescriber, on=monitored_until)
     patient.refresh_from_db()
     return patient
 

@@ -228,3 +228,26 @@ def test_admin_pages_of_records_naming_a_patient_are_logged(
             ("ADMIN dispenseauthorization list", patient.pk),
         ]
     )
+
+
+def test_monitoring_reads_are_logged_for_their_patient(patients, prescriber):
+    """MON-1..4 reads (the schedule, status forms, flags) show the patient's data: each is logged."""
+    patient = patients[0]
+    reads = [
+        f"/api/v1/patients/{patient.pk}/monitoring",
+        f"/api/v1/patients/{patient.pk}/status-forms",
+        "/api/v1/monitoring-flags",
+    ]
+    form = prescriber.post(
+        f"/api/v1/patients/{patient.pk}/status-forms",
+        {"completed_on": DAY0.isoformat(), "labs_reviewed": True, "adverse_events": [], "notes": ""},
+    )
+    assert form.status_code == 201, form.json()
+
+    assert [prescriber.get(path).status_code for path in reads] == [200, 200, 200]
+
+    assert sorted(e[3] for e in _entries()) == [
+        "GET /api/v1/patients/{patient_pk}/monitoring",
+        "GET /api/v1/patients/{patient_pk}/status-forms",
+    ]  # no flag is open: the flag list named no patient
+    assert {e[2] for e in _entries()} == {patient.pk}

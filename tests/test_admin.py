@@ -29,19 +29,26 @@ from registry.models import (
     Course,
     Decision,
     DecisionKind,
+    Digest,
+    DigestLine,
     Dispense,
     DispenseAuthorization,
     Facility,
     Infusion,
     LabResult,
+    MonitoringFlag,
+    MonitoringSchedule,
     Patient,
     PatientStatus,
     Pharmacy,
     Prescriber,
     Screening,
+    StatusForm,
+    SweepRun,
     User,
 )
 from registry.services.accounts import admin_user_ensure
+from registry.services.monitoring import status_form_record
 
 from .console import console_client
 from .factories import FacilityFactory, PharmacyFactory, PrescriberFactory, make_npi
@@ -55,8 +62,10 @@ from .gate_helpers import (
     infuse,
     moment,
     plan_course,
+    record_labs,
     request_authorization,
 )
+from .monitoring_helpers import monitored_patient, sweep
 
 pytestmark = pytest.mark.django_db
 
@@ -218,6 +227,9 @@ def test_patient_change_page_shows_its_records_read_only(console, world):
         Contraindication: 1,
         Course: 1,
         Infusion: 1,
+        MonitoringSchedule: 7,  # MON-1, MON-2, MON-4 from the first infusion (issue 10)
+        StatusForm: 0,
+        MonitoringFlag: 0,
     }
     assert {model: (fs.has_add_permission, fs.has_change_permission) for model, fs in formsets.items()} == {
         model: (False, False) for model in formsets
@@ -778,3 +790,134 @@ def test_anonymous_is_sent_to_login(db):
     target = url(AuditEvent, "changelist")
     response = Client().get(target)
     assert (response.status_code, response["Location"]) == (302, f"{reverse('admin:login')}?next={target}")
+
+
+# --- Monitoring screens (issue 10: flags, schedules, status forms, digests, sweep runs) -------------------
+
+MONITORING_DAY = dt.date(2026, 5, 12)
+MONITORING_SCREENS = (MonitoringFlag, MonitoringSchedule, StatusForm, Digest, SweepRun)
+
+
+@pytest.fixture
+def monitoring_world(prescriber, facility, django_capture_on_commit_callbacks) -> SimpleNamespace:
+    """Course 1 of 2026-03-02..06 with the baseline of 2026-02-27 and nothing since: a status form filed on
+    2026-04-01; the sweep of 2026-05-10 opens the three monthly flags (MON-1), already blocking (due
+    2026-03-27, blocking after 2026-05-03) and sends their digest; a CBC of 2026-05-12 closes its flag."""
+    patient = monitored_patient(prescriber, facility)
+    form_day = dt.date(2026, 4, 1)
+    with frozen(form_day):
+        form = status_form_record(
+            patient=patient,
+            actor=prescriber.user,
+            data={"completed_on": form_day, "labs_reviewed": True, "adverse_events": ["infection"]},
+            now=moment(form_day),
+        )
+    with django_capture_on_commit_callbacks(execute=True):
+        run = sweep(dt.date(2026, 5, 10))
+    with frozen(MONITORING_DAY):
+        record_labs(patient, prescriber.user, collected_on=MONITORING_DAY, tests=["cbc_differential"])
+    return SimpleNamespace(patient=patient, form=form, run=run, digest=Digest.objects.get())
+
+
+@pytest.mark.postgres_only  # the sweep's statements are PostgreSQL
+@pytest.mark.parametrize("model", MONITORING_SCREENS, ids=lambda model: model._meta.label)
+def test_monitoring_changelists_and_change_pages_render_read_only(console, monitoring_world, model):
+    """Issue 10 item 9: every monitoring screen lists its rows and every row's page renders, view-only:
+    flags, schedules, status forms and digests change only through the services (no add, no edit, no
+    delete)."""
+    with frozen(MONITORING_DAY):
+        changelist = console.get(url(model, "changelist"))
+        assert changelist.status_code == 200
+        assert changelist.context["cl"].result_count == model._default_manager.count() >= 1
+        for obj in model._default_manager.all():
+            page = console.get(url(model, "change", obj.pk))
+            assert (str(obj.pk), page.status_code) == (str(obj.pk), 200)
+            assert page.context["has_change_permission"] is False
+        obj = model._default_manager.first()
+        assert console.get(url(model, "add")).status_code == 403
+        assert console.post(url(model, "change", obj.pk), {}).status_code == 403
+        assert console.get(url(model, "delete", obj.pk)).status_code == 403
+
+
+@pytest.mark.postgres_only
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("", {"cbc_differential": "resolved", "serum_creatinine": "open", "urinalysis": "open"}),
+        ("requirement__exact=urinalysis", {"urinalysis": "open"}),
+        ("status__exact=open", {"serum_creatinine": "open", "urinalysis": "open"}),
+        (
+            "blocking__exact=1",
+            {"cbc_differential": "resolved", "serum_creatinine": "open", "urinalysis": "open"},
+        ),
+        ("blocking__exact=0", {}),
+        ("age=0-7", {"cbc_differential": "resolved", "serum_creatinine": "open", "urinalysis": "open"}),
+        ("age=8-30", {}),
+    ],
+    ids=["all", "requirement", "status", "blocking", "not-blocking", "age-0-7", "age-8-30"],
+)
+def test_flag_changelist_filters_by_requirement_status_blocking_and_age(
+    console, monitoring_world, query, expected
+):
+    """Issue 10 item 9: flags filter by requirement, status, blocking and age (days since opened; opened
+    2026-05-10, read on 2026-05-12)."""
+    with frozen(MONITORING_DAY):
+        response = console.get(f"{url(MonitoringFlag, 'changelist')}?{query}")
+    assert response.status_code == 200
+    assert {flag.requirement: flag.status for flag in shown(response)} == expected
+
+
+@pytest.mark.postgres_only
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("due=overdue", {"serum_creatinine", "urinalysis"}),
+        ("due=blocking", {"serum_creatinine", "urinalysis"}),
+        ("due=soon", {"thyroid_function", "liver_function"}),
+        ("requirement__exact=status_form", {"status_form"}),
+    ],
+    ids=["overdue", "blocking", "due-soon", "requirement"],
+)
+def test_schedule_changelist_filters_by_what_is_due_today(console, monitoring_world, query, expected):
+    """MON-1..4: on 2026-05-12 creatinine and urinalysis (due 2026-03-27) are overdue and blocking, the CBC
+    was just done, thyroid and liver are due on 2026-05-27."""
+    with frozen(MONITORING_DAY):
+        response = console.get(f"{url(MonitoringSchedule, 'changelist')}?{query}")
+    assert response.status_code == 200
+    assert {row.requirement for row in shown(response)} == expected
+    assert b"Overdue today" in response.content
+    assert b"Blocking today" in response.content
+
+
+@pytest.mark.postgres_only
+def test_patient_page_shows_schedule_status_forms_and_flags(console, monitoring_world):
+    """Issue 10 item 9: the patient's page shows its stored schedule with today's meaning, its status forms
+    and its flags, read-only."""
+    with frozen(MONITORING_DAY):
+        page = console.get(url(Patient, "change", monitoring_world.patient.pk))
+    assert page.status_code == 200
+    formsets = {fs.formset.model: fs for fs in page.context["inline_admin_formsets"]}
+    assert {model: len(formsets[model].formset.forms) for model in (MonitoringSchedule, StatusForm)} == {
+        MonitoringSchedule: 7,
+        StatusForm: 1,
+    }
+    assert len(formsets[MonitoringFlag].formset.forms) == 3
+    assert all(not formsets[m].has_add_permission for m in (MonitoringSchedule, StatusForm, MonitoringFlag))
+
+
+@pytest.mark.postgres_only
+def test_digest_page_lists_what_it_sent(console, monitoring_world, mailoutbox):
+    """MON-5: the digest history shows each digest's recipient, status and the lines it listed (registry ID,
+    requirement, due date, blocking)."""
+    digest = monitoring_world.digest
+    with frozen(MONITORING_DAY):
+        page = console.get(url(Digest, "change", digest.pk))
+    assert page.status_code == 200
+    lines = {fs.formset.model: fs for fs in page.context["inline_admin_formsets"]}[DigestLine]
+    assert sorted(form.instance.kind for form in lines.formset.forms) == [
+        "cbc_differential",
+        "serum_creatinine",
+        "urinalysis",
+    ]
+    assert (digest.status, digest.recipient) == ("sent", monitoring_world.patient.prescriber.email)
+    assert monitoring_world.patient.rems_patient_id.encode() in page.content

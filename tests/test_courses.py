@@ -36,6 +36,7 @@ from .gate_helpers import (
     frozen,
     infuse_days,
     moment,
+    monitoring_kept_up,
     patient_after_course_1,
     plan_course,
     record_labs,
@@ -153,6 +154,7 @@ def test_course_3_allowed_from_12_months_after_last_infusion_of_course_2(
         (1, "completed", COURSE_1_LAST),
         (2, "completed", dt.date(2027, 3, 8)),
     ]
+    monitoring_kept_up(patient, prescriber, on=dt.date(2028, 1, 31))  # MON-1..4: current for course 3
     with frozen(start):
         record_labs(patient, prescriber.user, collected_on=dt.date(2028, 3, 1), tests=PRE_COURSE_LABS)
         response = prescriber.post(course_path(patient), {"planned_start_on": start.isoformat()})

@@ -73,6 +73,8 @@ DISPENSE_REQUIREMENT_NAMES = [
     "course_1_baseline_labs",
     "course_1_screening",
     "course_1_pregnancy_test",
+    "monitoring_current",  # MON-3, GATE-4
+    "status_form_current",  # MON-4, GATE-4
 ]
 
 

@@ -156,6 +156,8 @@ def test_authorized_patient_with_open_course_is_success(patient, prescriber):
         "course_1_baseline_labs",
         "course_1_screening",
         "course_1_pregnancy_test",
+        "monitoring_current",
+        "status_form_current",
     ]
     assert {r.status for r in requirements.values()} == {"success"}
     assert requirements["patient_authorized"].note[0].text == "Patient enrollment and authorization"
@@ -186,6 +188,8 @@ def test_enrolled_patient_is_data_required_with_what_is_missing_act_7(clock, pre
         "course_interval_met": "success",
         "dose_within_course_window": "success",
         "pre_course_labs_fresh": "data-required",
+        "monitoring_current": "success",
+        "status_form_current": "success",
     }
     baseline = requirements["baseline_labs_complete"]
     assert baseline.reasonCode[0].coding[0].system == "urn:lemtrada-rems:reason-code"

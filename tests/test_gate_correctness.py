@@ -57,7 +57,7 @@ from registry.services.accounts import delegate_add
 from registry.services.dispensing import dispense_record
 from registry.services.enrollment import lab_result_record, patient_authorize
 from registry.services.gate import PENDING_DETAIL
-from registry.tasks import expire_dispense_authorizations
+from registry.services.monitoring import monitoring_sweep
 
 from .conftest import Persona, client_with_key, participant_persona
 from .factories import FacilityFactory, PharmacyFactory, PrescriberFactory, create_body
@@ -73,6 +73,7 @@ from .gate_helpers import (
     infuse_days,
     infusion_body,
     moment,
+    monitoring_kept_up,
     patient_after_course_1,
     plan_course,
     record_labs,
@@ -89,6 +90,16 @@ DISPENSES = "/api/v1/dispenses"
 INFUSIONS = "/api/v1/infusions"
 CHECK = "/api/v1/infusions/check"
 NOW = moment(DAY0)
+
+
+def daily_sweep() -> int:
+    """The daily sweep (MON-5) for today: it stores expired numbers as `expired` and lapsed ones as
+    `revoked` (GATE-2, issue 9 item 4). Answers how many numbers it stored; 0 when today's sweep ran."""
+    now = timezone.now()
+    result = monitoring_sweep(as_of=timezone.localdate(now), now=now)
+    return result.expired + result.lapsed
+
+
 DAY = dt.timedelta(days=1)
 
 
@@ -116,6 +127,8 @@ COURSE_REQUIREMENTS = [
     "no_open_pregnancy",  # PRG-4
     "no_open_course",
     "course_interval_met",
+    "monitoring_current",  # MON-3, GATE-4
+    "status_form_current",  # MON-4, GATE-4
 ]
 DISPENSE_REQUIREMENTS = [
     "pharmacy_certified",
@@ -136,6 +149,8 @@ DISPENSE_REQUIREMENTS = [
     "course_1_baseline_labs",
     "course_1_screening",
     "course_1_pregnancy_test",
+    "monitoring_current",  # MON-3, GATE-4
+    "status_form_current",  # MON-4, GATE-4
 ]
 INFUSION_REQUIREMENTS = [
     "facility_certified",
@@ -949,7 +964,7 @@ def test_a_lapsed_number_reads_the_same_in_the_api_the_admin_and_the_database_af
     assert (before.status, admin_status(before)) == (AuthorizationStatus.ACTIVE, f"revoked ({NOT_CERTIFIED})")
     refused_before = dispense_refusal(pharmacy, number, caller_expired=party == "pharmacy")
 
-    assert expire_dispense_authorizations() == 1
+    assert daily_sweep() == 1
 
     after = DispenseAuthorization.objects.get(number=number)
     assert (after.status, after.revoke_category, after.revoked_at, after.revoked_by) == (
@@ -974,7 +989,7 @@ def test_a_lapsed_number_reads_the_same_in_the_api_the_admin_and_the_database_af
         **lapsed,
     }
     assert AuditEvent.objects.filter(action="authorization.lapse", subject_id=after.pk).count() == 1
-    assert expire_dispense_authorizations() == 0
+    assert daily_sweep() == 0
     assert not Dispense.objects.exists()
 
 
@@ -1025,7 +1040,7 @@ def test_a_course_completed_under_an_outstanding_number_lapses_it_GATE_2_CRS_3(
         closed = {"status": "revoked", "revocation": "course_closed"}
         authorization_read(pharmacy, number, **closed)
         refused = pharmacy.post(DISPENSES, {"authorization_number": number, "vials": 5})
-        swept = expire_dispense_authorizations()
+        swept = daily_sweep()
 
     assert Course.objects.get(patient=patient).status == CourseStatus.COMPLETED
     assert refused.json() == {
@@ -1077,7 +1092,7 @@ def test_an_expired_number_reads_expired_even_if_it_had_lapsed_GATE_2(
     with frozen(at):
         shown = expiring.get(f"{AUTHORIZATIONS}/{number}").json()
         _, refused = dispense_refusal(expiring, number, caller_expired=True)
-        expire_dispense_authorizations()
+        daily_sweep()
 
     assert (shown["status"], refused["code"], refused["status"]) == (status, code, status)
     assert DispenseAuthorization.objects.get(number=number).status == status
@@ -1213,6 +1228,7 @@ def test_the_drug_ships_in_the_lead_and_the_infusion_waits_for_the_day_CRS_2_GAT
     labs_on = earliest - 10 * DAY
     with frozen(labs_on):
         record_labs(patient, prescriber.user, collected_on=labs_on, tests=PRE_COURSE_LABS)
+        monitoring_kept_up(patient, prescriber, on=labs_on)  # MON-1..4: no monitoring block (GATE-4)
         plan_course(prescriber, patient, start=earliest, on=labs_on)
     not_before = f"Course 2 may not start before {earliest.isoformat()}."
 

@@ -10,7 +10,7 @@ import pytest
 
 from registry.models import AuditEvent
 
-from .gate_helpers import DAY0, frozen, infuse_days, plan_course
+from .gate_helpers import DAY0, frozen, infuse_days, monitoring_kept_up, plan_course
 from .pregnancy_helpers import REPORTS, report_path, rp_patient
 
 pytestmark = pytest.mark.django_db
@@ -53,6 +53,10 @@ def test_docs_pregnancy_walkthrough(prescriber, delegate, facility):
         "exposed_course_number": 1,
     }
     report_id = body["id"]
+
+    # Monitoring is kept up throughout (MON-1..4), so the only hold shown is the pregnancy's.
+    with frozen(D(2026, 8, 20)):
+        monitoring_kept_up(patient, prescriber, on=D(2026, 8, 20))
 
     # 2. The gate holds (the pre-course labs are not a reason at planning: they are pending, checked at the
     # dispense authorization and the first dose; issue 9 item 5).
@@ -101,6 +105,7 @@ def test_docs_pregnancy_walkthrough(prescriber, delegate, facility):
         "infant_follow_up_due_on": "2028-03-20",
     }
     with frozen(D(2027, 3, 25)):
+        monitoring_kept_up(patient, prescriber, on=D(2027, 3, 25))
         again = prescriber.post(f"/api/v1/patients/{patient.pk}/courses", {"planned_start_on": "2027-03-26"})
     assert again.status_code == 201, again.json()
     assert (again.json()["number"], [p["code"] for p in again.json()["pending"]]) == (

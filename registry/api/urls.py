@@ -3,6 +3,7 @@ from rest_framework.routers import DefaultRouter
 
 from .views.certifications import CertificationLookupView
 from .views.health import HealthView
+from .views.monitoring import MonitoringFlagViewSet, MonitoringViewSet, StatusFormViewSet
 from .views.participants import FacilityViewSet, MeView, PharmacyViewSet, PrescriberViewSet
 from .views.patients import LabResultBulkViewSet, PatientViewSet
 from .views.pregnancy import PregnancyReportViewSet
@@ -29,12 +30,22 @@ router.register("infusions", InfusionViewSet, basename="infusion")
 router.register("dispense-authorizations", DispenseAuthorizationViewSet, basename="dispense-authorization")
 router.register("dispenses", DispenseViewSet, basename="dispense")
 router.register("pregnancy-reports", PregnancyReportViewSet, basename="pregnancy-report")
+# Monitoring (issue 10)
+router.register("monitoring-flags", MonitoringFlagViewSet, basename="monitoring-flag")
+router.register(
+    r"patients/(?P<patient_pk>[0-9a-fA-F-]{36})/status-forms", StatusFormViewSet, basename="status-form"
+)
 
 urlpatterns = [
     re_path(r"^health/?$", HealthView.as_view(), name="health"),
     re_path(r"^me/?$", MeView.as_view(), name="me"),
     re_path(
         r"^lab-results/bulk/?$", LabResultBulkViewSet.as_view({"post": "create"}), name="lab-results-bulk"
+    ),
+    re_path(
+        r"^patients/(?P<patient_pk>[0-9a-fA-F-]{36})/monitoring/?$",
+        MonitoringViewSet.as_view({"get": "retrieve"}),
+        name="patient-monitoring",
     ),
     path("", include(router.urls)),
     re_path(r"^certifications/(?P<npi>[^/]+)/?$", CertificationLookupView.as_view(), name="certification"),

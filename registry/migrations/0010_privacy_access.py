@@ -38,7 +38,7 @@ def append_only_drop(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('registry', '0008_pregnancy'),
+        ('registry', '0009_monitoring'),
     ]
 
     operations = [

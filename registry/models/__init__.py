@@ -3,6 +3,21 @@
 from .access import AccessLogEntry, DobLookupGuard, ThrottleBucket
 from .accounts import ApiKey, IdempotencyRecord, Role, User
 from .audit import AuditEvent
+from .monitoring import (  # monitoring, issue 10
+    LAB_REQUIREMENTS,
+    AdverseEvent,
+    Digest,
+    DigestLine,
+    DigestStatus,
+    FlagResolution,
+    FlagStatus,
+    MonitoringFlag,
+    MonitoringRequirement,
+    MonitoringSchedule,
+    StatusForm,
+    SweepPart,
+    SweepRun,
+)
 from .parties import (
     PARTICIPANT_MODELS,
     CertificationStatus,
@@ -50,9 +65,11 @@ from .treatment import (
 )
 
 __all__ = [
+    "LAB_REQUIREMENTS",
     "OPEN_COURSE_STATUSES",
     "PARTICIPANT_MODELS",
     "AccessLogEntry",
+    "AdverseEvent",
     "ApiKey",
     "AuditEvent",
     "AuthorizationState",
@@ -65,17 +82,25 @@ __all__ = [
     "Decision",
     "DecisionKind",
     "DecisionOutcome",
+    "Digest",
+    "DigestLine",
+    "DigestStatus",
     "Dispense",
     "DispenseAuthorization",
     "DobLookupGuard",
     "Exposure",
     "Facility",
+    "FlagResolution",
+    "FlagStatus",
     "IdempotencyRecord",
     "Infusion",
     "LabOutcome",
     "LabResult",
     "LabTest",
     "MaternalThyroidStatus",
+    "MonitoringFlag",
+    "MonitoringRequirement",
+    "MonitoringSchedule",
     "NcpdpMessage",
     "NcpdpTransaction",
     "ParticipantKind",
@@ -94,6 +119,9 @@ __all__ = [
     "Role",
     "Screening",
     "Sex",
+    "StatusForm",
+    "SweepPart",
+    "SweepRun",
     "ThrottleBucket",
     "User",
 ]

@@ -11,6 +11,7 @@ from .authorizations import (
     authorizations_visible_to,
 )
 from .certifications import CertificationState, certification_lookup
+from .monitoring import monitoring_flags_visible_to, monitoring_state, patient_status_forms
 from .participants import (
     delegates_of,
     identifier_in_use,
@@ -47,12 +48,15 @@ __all__ = [
     "courses_visible_to",
     "delegates_of",
     "identifier_in_use",
+    "monitoring_flags_visible_to",
+    "monitoring_state",
     "participant_by_enrollment_id",
     "participant_by_npi",
     "participants_visible_to",
     "patient_courses",
     "patient_lab_results",
     "patient_of_record_by_demographics",
+    "patient_status_forms",
     "patient_visible",
     "patient_visible_by_registry_id",
     "patients_visible_to",

@@ -29,6 +29,7 @@ from registry.models import (
 )
 from registry.models.treatment import OPEN_COURSE_STATUSES
 
+from .monitoring import monitoring_blocks_load
 from .pregnancy import PREGNANCY_FACTS_COLUMNS, pregnancy_gate_facts
 
 SCREENING_FIELDS = ("hiv_negative", "no_active_infection", "tb_screened_on", "vaccinations_completed_on")
@@ -108,6 +109,8 @@ class Facts:
     # recorded outcome date (a positive pregnancy test on or before it is resolved).
     pregnancy_report_open: bool = False
     pregnancy_latest_outcome_on: dt.date | None = None
+    # MON-3, MON-4 (GATE-4): requirements overdue beyond the blocking threshold, from the stored schedule.
+    monitoring_blocking: tuple[str, ...] = ()
 
     @property
     def open_course(self) -> CourseFacts | None:
@@ -507,6 +510,7 @@ def facts_load(
             patient = loaded
         values.update(_patient_facts(patient))
         values["courses"] = _courses(patient, now)
+        values["monitoring_blocking"] = monitoring_blocks_load(patient_id=patient.pk, as_of=as_of)
     return Facts(
         as_of=as_of,
         now=now,

@@ -19,7 +19,7 @@ from dateutil.relativedelta import relativedelta
 
 from registry import rules
 from registry.errors import ReasonCode as R
-from registry.models import DecisionKind, LabTest, PatientStatus
+from registry.models import DecisionKind, LabTest, MonitoringRequirement, PatientStatus
 from registry.selectors.facts import GATE_LAB_TESTS, Facts
 from registry.selectors.pregnancy import positive_test_holds
 
@@ -548,6 +548,42 @@ def no_open_pregnancy(f: Facts) -> Check:
     return _ok("no_open_pregnancy")
 
 
+# --- Monitoring (MON-3, MON-4, GATE-4; issue 10) ---------------------------------------------------
+# The facts come from the stored schedule at the moment of the check (selectors/monitoring.py), never from
+# flags or from when the sweep last ran. Pharmacies read the neutral text of registry/api/refusals.py.
+
+
+def _requirement_names(requirements: Sequence[str]) -> str:
+    return ", ".join(r.replace("_", " ") for r in requirements)
+
+
+@needs_patient(R.MONITORING_OVERDUE)
+def monitoring_current(f: Facts) -> Check:
+    """MON-1..3, GATE-4: no monitoring lab overdue for more than 30 days (*setting*) counted from its due
+    date plus the 7-day grace (*setting*). Blocks course planning and dispense authorization."""
+    overdue = [r for r in f.monitoring_blocking if r != MonitoringRequirement.STATUS_FORM]
+    if not overdue:
+        return _ok("monitoring_current")
+    return _fail(
+        "monitoring_current",
+        R.MONITORING_OVERDUE,
+        f"Monitoring overdue beyond the grace and blocking period: {_requirement_names(overdue)}.",
+    )
+
+
+@needs_patient(R.STATUS_FORM_OVERDUE)
+def status_form_current(f: Facts) -> Check:
+    """MON-4, GATE-4: the patient status form is not overdue beyond the blocking period (counted like
+    MON-3). Blocks course planning and dispense authorization."""
+    if MonitoringRequirement.STATUS_FORM not in f.monitoring_blocking:
+        return _ok("status_form_current")
+    return _fail(
+        "status_form_current",
+        R.STATUS_FORM_OVERDUE,
+        "The patient status form is overdue beyond the grace and blocking period.",
+    )
+
+
 # --- Decision kinds ---------------------------------------------------------------------------------
 
 AUTHORIZATION_REQUIREMENTS: tuple[Requirement, ...] = (
@@ -565,6 +601,8 @@ COURSE_REQUIREMENTS: tuple[Requirement, ...] = (
     no_open_pregnancy,  # PRG-4
     no_open_course,
     course_interval_met,
+    monitoring_current,
+    status_form_current,
 )
 # Issue 9 item 5: what depends on the day of the first dose (the labs' age, the pregnancy test's, the
 # vaccinations' lead) cannot be known when a course is planned up to a year ahead. Planning lists these as
@@ -595,6 +633,8 @@ DISPENSE_REQUIREMENTS: tuple[Requirement, ...] = (
     course_1_baseline_labs,
     course_1_screening,
     course_1_pregnancy_test,
+    monitoring_current,
+    status_form_current,
 )
 INFUSION_REQUIREMENTS: tuple[Requirement, ...] = (
     facility_certified,

@@ -256,8 +256,8 @@ def authorizations_lapse(*, now: dt.datetime, **filters: Any) -> int:
 
     Set-based (STYLE.md 6): one locking read that classifies every lapsed number (`lapsed_category`),
     one UPDATE per category, one multi-row audit insert. Idempotent; rows another transaction holds are
-    skipped and picked up next run. The daily sweep (MON-5) calls it; so does the expiry task, and the
-    dispense authorization for its course (`filters`) before it issues a number."""
+    skipped and picked up next run. The daily monitoring sweep (MON-5) calls it (with its patient-id range
+    as `filters` when split), and the dispense authorization for its course before it issues a number."""
     with transaction.atomic(savepoint=False):
         rows = list(
             DispenseAuthorization.objects.select_for_update(skip_locked=True, of=("self",))
@@ -297,14 +297,15 @@ def authorizations_lapse(*, now: dt.datetime, **filters: Any) -> int:
     return len(rows)
 
 
-def authorizations_expire(*, now: dt.datetime) -> int:
-    """MON-5: flips active numbers past their expiry to `expired` (reads already treat them as expired),
-    set-based: one locking read, one UPDATE, one multi-row audit insert. Idempotent; rows another worker
-    holds are skipped and picked up next run."""
-    with transaction.atomic():
+def authorizations_expire(*, now: dt.datetime, **filters: Any) -> int:
+    """GATE-2, MON-5: flips active numbers past their expiry to `expired` (reads already treat them as
+    expired), set-based: one locking read, one UPDATE, one multi-row audit insert. Idempotent; rows another
+    worker holds are skipped and picked up next run. The daily monitoring sweep calls it (with its
+    patient-id range as `filters` when split); it is the only bulk expiry."""
+    with transaction.atomic(savepoint=False):
         ids = list(
             DispenseAuthorization.objects.select_for_update(skip_locked=True)
-            .filter(status=AuthorizationStatus.ACTIVE, expires_at__lte=now)
+            .filter(status=AuthorizationStatus.ACTIVE, expires_at__lte=now, **filters)
             .values_list("pk", flat=True)
         )
         if not ids:
@@ -317,5 +318,6 @@ def authorizations_expire(*, now: dt.datetime) -> int:
             changes_by_id={
                 pk: {"status": [AuthorizationStatus.ACTIVE, AuthorizationStatus.EXPIRED]} for pk in ids
             },
+            at=now,
         )
     return len(ids)

@@ -46,6 +46,7 @@ from .accounts import care_team_ensure
 from .audit import audit_record, audit_record_many
 from .decisions import PATIENT_AUTHORIZATION_GATE
 from .gate import AlreadyDone, Outcome, gate_run
+from .monitoring import monitoring_results_record
 from .pregnancy import pregnancy_test_hold, pregnancy_tests_hold
 from .revocation import authorizations_revoke_where
 
@@ -271,6 +272,7 @@ def lab_result_record(*, patient: Patient, actor: User, data: dict[str, Any], no
     with transaction.atomic():
         pregnancy_test_hold(patient=patient, actor=actor, data=data, now=now)  # PRG-4: before the insert
         lab = LabResult.objects.create(patient=patient, recorded_by=actor, **data)
+        monitoring_results_record(results=[(patient.pk, lab.test, lab.collected_on)], actor=actor, now=now)
         audit_record(
             actor=actor, action="lab_result.record", subject=patient, changes={"lab_result": lab.pk, **data}
         )
@@ -324,6 +326,9 @@ def lab_results_bulk_record(
     with transaction.atomic():
         pregnancy_tests_hold(actor=actor, labs=labs, now=now)  # PRG-4: before the insert
         LabResult.objects.bulk_create(labs, batch_size=1000)
+        monitoring_results_record(
+            results=[(lab.patient_id, lab.test, lab.collected_on) for lab in labs], actor=actor, now=now
+        )
         audit_record_many(
             actor=actor,
             action="lab_result.bulk_record",

@@ -34,6 +34,7 @@ from .audit import audit_record
 from .decisions import COURSE_PLAN_GATE, INFUSION_CHECK_GATE, INFUSION_GATE, upcoming_course_number
 from .dob_guard import patient_lookup_guarded
 from .gate import Check, Outcome, Refused, gate_run
+from .monitoring import monitoring_schedule_start
 from .revocation import authorizations_revoke_where
 
 # No LEMTRADA course predates the drug's approval; older dates are typing errors, even in legacy imports.
@@ -299,6 +300,14 @@ def _infusion_create(
         first,
         last,
         monitoring_ends,
+    )
+    monitoring_schedule_start(
+        patient_id=patient.pk,
+        sex=patient.sex,
+        first_infusion_on=first,
+        window_ends_on=monitoring_ends,
+        program=facts.program,
+        now=facts.now,
     )
     audit_record(
         actor=actor,

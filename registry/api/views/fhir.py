@@ -74,6 +74,8 @@ _LABELS = {
     "course_1_baseline_labs": "Course 1 baseline labs",
     "course_1_screening": "Course 1 screening attestations",
     "course_1_pregnancy_test": "Course 1 pregnancy test",
+    "monitoring_current": "Monitoring labs up to date",
+    "status_form_current": "Patient status form up to date",
 }
 
 

@@ -62,7 +62,7 @@ class PatientViewSet(AccessLoggedMixin, mixins.ListModelMixin, mixins.RetrieveMo
         "courses_list": CARE_TEAM,
     }
     # ACT-5: patient safety does not pause while the prescriber is suspended (registry/permissions.py).
-    allowed_while_suspended = frozenset({"lab_results", "status_forms"})
+    allowed_while_suspended = frozenset({"lab_results"})  # status forms: views/monitoring.py
 
     def get_queryset(self) -> QuerySet[Patient]:
         return patients_visible_to(self.actor).order_by("-created_at", "id")
