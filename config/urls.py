@@ -9,11 +9,15 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("registry.api.urls")),
     path("api/", include("registry.api.standards_urls")),  # NCPDP SCRIPT and FHIR (issue 14)
-    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    # The published contract: public, static, no patient data; not counted against a rate limit (the
+    # limit's store is the database, which the schema must not need).
+    path("api/schema/", SpectacularAPIView.as_view(throttle_classes=[]), name="schema"),
     # The split view serves Swagger UI's init script as a file: no inline script under the CSP.
     path(
         "api/docs/",
-        SpectacularSwaggerSplitView.as_view(url_name="schema", template_name="registry/swagger_ui.html"),
+        SpectacularSwaggerSplitView.as_view(
+            url_name="schema", template_name="registry/swagger_ui.html", throttle_classes=[]
+        ),
         name="swagger-ui",
     ),
     # Unknown API paths answer the JSON error contract even with DEBUG on.

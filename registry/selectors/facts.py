@@ -29,7 +29,7 @@ from registry.models import (
 )
 from registry.models.treatment import OPEN_COURSE_STATUSES
 
-from .monitoring import monitoring_blocks_load
+from .monitoring import blocking_before, monitoring_blocking_parse, monitoring_blocks_load
 from .pregnancy import PREGNANCY_FACTS_COLUMNS, pregnancy_gate_facts
 
 SCREENING_FIELDS = ("hiv_negative", "no_active_infection", "tb_screened_on", "vaccinations_completed_on")
@@ -228,13 +228,21 @@ def _facts_sql(*, on_date: bool, postgres: bool) -> str:
         )
         joins = ""
         kinds = "group_concat(DISTINCT c.kind)"
+    # GATE-4, MON-3, MON-4: the requirements overdue beyond the blocking threshold on the decision's day,
+    # from the stored schedule (selectors/monitoring.py `monitoring_blocks_load` reads the same set alone).
+    agg = "string_agg(ms.requirement, ',')" if postgres else "group_concat(ms.requirement)"
+    monitoring = (
+        f"(SELECT {agg} FROM registry_monitoringschedule ms WHERE ms.patient_id = p.id"
+        " AND ms.next_due_on < %s AND ms.window_ends_on >= %s) AS monitoring_blocking_csv"
+    )
     infused = (
         "EXISTS (SELECT 1 FROM registry_infusion i WHERE i.patient_id = p.id AND i.administered_on = %s)"
         if on_date
         else "FALSE"
     )
     return (
-        f"SELECT {_PATIENT_SELECT}, {courses}{labs}, {pregnancy}, {PREGNANCY_FACTS_COLUMNS}, {screening}, "
+        f"SELECT {_PATIENT_SELECT}, {courses}{labs}, {pregnancy}, {PREGNANCY_FACTS_COLUMNS}, {monitoring}, "
+        f"{screening}, "
         f"(SELECT {kinds} FROM registry_contraindication c WHERE c.patient_id = p.id) AS contraindication_kinds, "
         f"{infused} AS infused_on_date FROM registry_patient p{joins} WHERE "
     )
@@ -265,11 +273,15 @@ def _patient_with_facts(
     all_params = (
         ([connection.ops.adapt_datetimefield_value(now)] * _HOLDING_NOW_PARAMS if postgres else [])
         + [db_date(labs_as_of)] * _LAB_PARAMS
+        + [db_date(blocking_before(rules.current(), labs_as_of)), db_date(labs_as_of)]
         + ([db_date(on_date)] if on_date is not None else [])
         + params
     )
     if not postgres:  # SQLite returns text: the raw queryset applies the model fields' converters
-        return next(iter(Patient.objects.raw(sql, all_params)), None)
+        found = next(iter(Patient.objects.raw(sql, all_params)), None)
+        if found is not None:
+            found.facts_as_of = labs_as_of  # type: ignore[attr-defined]
+        return found
     with connection.cursor() as cursor:
         cursor.execute(sql, all_params)
         row = cursor.fetchone()
@@ -280,6 +292,7 @@ def _patient_with_facts(
     patient = Patient.from_db(connection.alias, _PATIENT_ATTNAMES, list(row[:count]))
     for name, value in zip(names[count:], row[count:], strict=True):
         setattr(patient, name, value)
+    patient.facts_as_of = labs_as_of  # type: ignore[attr-defined]
     return patient
 
 
@@ -510,7 +523,11 @@ def facts_load(
             patient = loaded
         values.update(_patient_facts(patient))
         values["courses"] = _courses(patient, now)
-        values["monitoring_blocking"] = monitoring_blocks_load(patient_id=patient.pk, as_of=as_of)
+        values["monitoring_blocking"] = (
+            monitoring_blocking_parse(patient.monitoring_blocking_csv)  # type: ignore[attr-defined]
+            if getattr(patient, "facts_as_of", None) == as_of
+            else monitoring_blocks_load(patient_id=patient.pk, as_of=as_of)
+        )
     return Facts(
         as_of=as_of,
         now=now,
