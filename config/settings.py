@@ -11,6 +11,7 @@ from pathlib import Path
 
 import environ
 from celery.schedules import crontab
+from csp.constants import NONCE, NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -30,7 +31,7 @@ ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"] if 
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
-    "registry.console.apps.RegistryAdminConfig",  # django.contrib.admin with the registry's site (issue 12)
+    "registry.admin_apps.RegistryAdminConfig",  # django.contrib.admin with the registry's site (second factor)
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -43,6 +44,11 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "guardian",
     "django_celery_beat",
+    "axes",  # admin login lockout
+    "django_otp",
+    "django_otp.plugins.otp_totp",  # TOTP devices (authenticator apps)
+    "django_otp.plugins.otp_static",  # single-use recovery codes
+    "csp",
     "registry",
 ]
 
@@ -50,12 +56,16 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "registry.middleware.RequestIdMiddleware",
+    "registry.middleware_body.BodySizeLimitMiddleware",  # 413 payload_too_large before any read
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",  # request.user.is_verified() for the admin's second factor
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+    "axes.middleware.AxesMiddleware",  # last: answers a locked-out login
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -94,6 +104,7 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "registry.User"
 AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: refuses a locked-out login before the password check
     "django.contrib.auth.backends.ModelBackend",
     "guardian.backends.ObjectPermissionBackend",
 ]
@@ -108,8 +119,21 @@ ANONYMOUS_USER_NAME = None
 GUARDIAN_USER_OBJ_PERMS_MODEL = "registry.PatientUserObjectPermission"
 GUARDIAN_GROUP_OBJ_PERMS_MODEL = "registry.PatientGroupObjectPermission"
 
-# --- Cache (throttling, shared across workers when REDIS is configured) ------------------------------
-CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://registry")}
+# --- Cache and the shared rate-limit store (issue 8) -------------------------------------------------
+# CACHE_URL (or REDIS_URL) names a cache every worker shares, e.g. redis://redis:6379/1. The rate limit
+# counts in THROTTLE_STORE: "cache" (atomic on Redis; the default when the cache is Redis) or "database"
+# (one atomic upsert per request; the default, and what the quick start uses). Never a per-process store.
+CACHES = {
+    "default": env.cache("CACHE_URL", default=env.str("REDIS_URL", default="") or "locmemcache://registry")
+}
+THROTTLE_STORE = env.str(
+    "THROTTLE_STORE",
+    default="cache" if CACHES["default"]["BACKEND"].endswith("RedisCache") else "database",
+)
+if THROTTLE_STORE not in ("cache", "database"):
+    raise ImproperlyConfigured("THROTTLE_STORE must be 'cache' or 'database'.")
+if THROTTLE_STORE == "cache" and CACHES["default"]["BACKEND"].endswith(("LocMemCache", "DummyCache")):
+    raise ImproperlyConfigured("THROTTLE_STORE=cache needs a cache shared by every worker (Redis).")
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env.str("TIME_ZONE", default="America/New_York")
@@ -144,11 +168,55 @@ SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 315
 SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
 SECURE_HSTS_PRELOAD = not DEBUG
 SECURE_REDIRECT_EXEMPT = [r"^api/v1/health/?$"]  # load balancer probes speak plain HTTP
+# How many reverse proxies in front append to X-Forwarded-For (docker-compose: 1). 0 trusts no header:
+# the caller is REMOTE_ADDR. The rate limit of unauthenticated calls and the admin login lockout both key
+# on this address (registry/client_ip.py), so a client cannot pick its own by sending the header.
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+
+# --- The hardened console (issue 8 item 5; docs/access.md) ------------------------------------------
+# Admin login lockout (django-axes): after ADMIN_LOGIN_FAILURE_LIMIT failed logins for one username, or
+# from one address, further logins are refused (429) for ADMIN_LOGIN_LOCKOUT_MINUTES; a success resets the
+# count. Counted in the database, so every worker sees the same count. `manage.py axes_reset_username
+# <name>` lifts a lock early.
+AXES_FAILURE_LIMIT = env.int("ADMIN_LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = env.int("ADMIN_LOGIN_LOCKOUT_MINUTES", default=30) / 60  # hours
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "registry.client_ip.client_ip"
+AXES_LOCKOUT_TEMPLATE = "admin/registry/locked_out.html"
+AXES_VERBOSE = False  # failures are logged by the axes handler once, not by a warning per attempt
+# Second factor (django-otp, TOTP): with ADMIN_REQUIRE_OTP the admin asks for a one-time code after the
+# password, and a staff user without a confirmed device cannot enter (registry/admin_site.py). On by
+# default outside DEBUG; `manage.py admin_totp_add <username>` enrols a device. The API is unaffected: API
+# keys are machine credentials, revocable, and stop with their participant's certification.
+ADMIN_REQUIRE_OTP = env.bool("ADMIN_REQUIRE_OTP", default=not DEBUG)
+OTP_TOTP_ISSUER = env.str("OTP_TOTP_ISSUER", default="LEMTRADA REMS registry")
+OTP_ADMIN_HIDE_SENSITIVE_DATA = True  # no administrator can read another's TOTP secret or QR code
+# Content-Security-Policy (django-csp) on every response: the admin, the API docs and the API itself load
+# nothing from elsewhere and run no inline script. The Swagger UI's own init script is served as a file
+# (SpectacularSwaggerSplitView); its one inline style block carries the request's nonce.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [NONE],
+        "script-src": [SELF],
+        "style-src": [SELF, NONCE],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+        "base-uri": [NONE],
+        "object-src": [NONE],
+    }
+}
 
 # --- REST framework --------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["registry.api.authentication.ApiKeyAuthentication"],
-    "DEFAULT_PERMISSION_CLASSES": ["registry.permissions.IsAuthenticatedWithRole"],
+    "DEFAULT_PERMISSION_CLASSES": [
+        "registry.permissions.IsAuthenticatedWithRole",
+        "registry.permissions.ParticipantInStanding",  # ACT-5: access follows certification
+    ],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["registry.api.parsers.SafeJSONParser"],
     "DEFAULT_PAGINATION_CLASS": "registry.api.pagination.Pagination",
@@ -157,6 +225,7 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {"api_key": env.str("API_THROTTLE_RATE", default="1200/min")},
     "DEFAULT_SCHEMA_CLASS": "registry.api.schema.RegistryAutoSchema",
     "EXCEPTION_HANDLER": "registry.api.exceptions.exception_handler",
+    "NUM_PROXIES": TRUSTED_PROXY_COUNT,  # the unauthenticated rate limit keys on registry/client_ip.py's rule
     "UNAUTHENTICATED_USER": None,
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
     "DATETIME_FORMAT": "iso-8601",
@@ -261,3 +330,7 @@ FHIR_MAX_BODY_BYTES = env.int("FHIR_MAX_BODY_BYTES", default=64 * 1024)
 MONITORING_SWEEP_PARTS = env.int("MONITORING_SWEEP_PARTS", default=1)
 # The queue tasks are sent to and workers consume by default (one per deployment sharing a broker).
 CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_TASK_DEFAULT_QUEUE", default="celery")
+
+# --- Privacy and access (issue 8; docs/access.md) ----------------------------------------------------
+# Bodies over this size answer 413 `payload_too_large` (registry/middleware_body.py), chunked ones too.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=5 * 1024 * 1024)

@@ -745,6 +745,11 @@ class InfusionAdmin(ReadOnlyAdmin):
     date_hierarchy = "administered_on"
 
 
-# Monitoring (MON-1..5), pregnancy surveillance (PRG-2..5) and the NCPDP message log (issue 14) have their own
-# modules; importing them registers their admin.
-from registry import admin_monitoring, admin_pregnancy, admin_standards  # noqa: E402, F401
+# Site titles and the second factor: registry/admin_site.py (the default `admin.site`).
+
+# Monitoring (MON-1..5), pregnancy surveillance (PRG-2..5) and the NCPDP message log (issue 14) have their
+# own modules; importing them registers their admin. Then issue 8's module: the access log, date-of-birth
+# locks, and access logging mixed into every admin registered above whose records name a patient (so it
+# comes last).
+from registry import admin_monitoring, admin_pregnancy, admin_standards  # noqa: E402, F401, I001
+from registry import admin_access  # noqa: E402, F401

@@ -42,15 +42,20 @@ class ErrorCode(enum.StrEnum):
     # 401: no key, or a key that does not authenticate.
     NOT_AUTHENTICATED = "not_authenticated", 401
     AUTHENTICATION_FAILED = "authentication_failed", 401
+    KEY_INACTIVE = "key_inactive", 401  # ACT-5: the key's participant is deactivated
     # 403: the caller's role may not do this.
     PERMISSION_DENIED = "permission_denied", 403
+    PARTICIPANT_SUSPENDED = "participant_suspended", 403  # ACT-5: suspended or expired: reads only
     PHARMACY_MISMATCH = "pharmacy_mismatch", 403  # an NCPDP message naming another pharmacy than the key's
     TRANSACTION_NOT_ALLOWED = "transaction_not_allowed", 403  # a facility's NCPDP REMSRequest
     # 404: unknown, or not visible to the caller.
     NOT_FOUND = "not_found", 404
     METHOD_NOT_ALLOWED = "method_not_allowed", 405
     NOT_ACCEPTABLE = "not_acceptable", 406
-    PAYLOAD_TOO_LARGE = "payload_too_large", 413
+    PAYLOAD_TOO_LARGE = (
+        "payload_too_large",
+        413,
+    )  # a body over DATA_UPLOAD_MAX_MEMORY_SIZE (or NCPDP/FHIR limit)
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type", 415
     THROTTLED = "throttled", 429
     # 409: the request conflicts with the registry's state.
@@ -72,6 +77,8 @@ class ErrorCode(enum.StrEnum):
     AUTHORIZATION_REVOKED = "authorization_revoked", 409  # GATE-2
     VIALS_EXCEED_AUTHORIZATION = "vials_exceed_authorization", 409  # GATE-2
     POSSIBLE_DUPLICATE_PATIENT = "possible_duplicate_patient", 409  # ACT-6, CRS-2: one person, one record
+    PARTICIPANT_DEACTIVATED = "participant_deactivated", 409  # ACT-5: no new keys or delegates
+    DOB_LOCK_NOT_ACTIVE = "dob_lock_not_active", 409  # ID-4: lifting a lock that is not in force
     NO_REPRODUCTIVE_POTENTIAL = "no_reproductive_potential", 409  # PRG-2: no report for this patient
     PREGNANCY_REPORT_OPEN = "pregnancy_report_open", 409  # PRG-4: one open report per patient
     MESSAGE_ID_REUSED = "message_id_reused", 409  # an NCPDP MessageID reused for another message
@@ -179,3 +186,30 @@ class IdempotencyKeyReused(Conflict):
 class PrescriberNotCertified(Conflict):
     code = ErrorCode.PRESCRIBER_NOT_CERTIFIED
     default_detail = "Only a certified prescriber may do this."
+
+
+# --- Access follows certification (ACT-1, ACT-5; API.md "Access, duplicates and lookups") ---------------
+
+
+class KeyInactive(RegistryError):
+    """ACT-5: a key of a deactivated participant (or of a deactivated prescriber's delegate) no longer
+    authenticates."""
+
+    code = ErrorCode.KEY_INACTIVE
+    default_detail = "This API key is inactive: its participant is deactivated."
+
+
+class ParticipantSuspended(PermissionDenied):
+    """ACT-5: a suspended (or certification-expired) participant keeps its reads, and a prescriber and its
+    delegates keep recording monitoring labs and status forms; every other write is refused."""
+
+    code = ErrorCode.PARTICIPANT_SUSPENDED
+    default_detail = (
+        "The participant is suspended or its certification has expired: only reads (and, for a "
+        "prescriber's care team, monitoring labs and status forms) are allowed."
+    )
+
+
+class PayloadTooLarge(RegistryError):
+    code = ErrorCode.PAYLOAD_TOO_LARGE
+    default_detail = "The request body is larger than the registry accepts."

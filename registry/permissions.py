@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rest_framework.permissions import BasePermission
+from rest_framework.permissions import SAFE_METHODS, BasePermission
 from rest_framework.request import Request
 
 from registry.models import Role
@@ -46,3 +46,52 @@ class IsAuthenticatedWithRole(BasePermission):
         action = getattr(view, "action", None) or method
         allowed = roles.get(action, roles.get("*", frozenset()))
         return getattr(user, "role", None) in allowed
+
+
+class ParticipantInStanding(BasePermission):
+    """ACT-1, ACT-5: access follows certification, for every endpoint at once (a default permission
+    class, after the role check).
+
+    A deactivated participant's keys never get here (401 `key_inactive` at authentication; refused here
+    too, should one slip through). A suspended or certification-expired participant, and for a prescriber
+    its delegates, keep every read (GET, HEAD, OPTIONS); a write is refused with 403
+    `participant_suspended` unless the view names its action in `allowed_while_suspended`.
+
+    How a view opts a write in (patient safety does not pause: monitoring labs, status forms)::
+
+        class PatientViewSet(RegistryViewSet):
+            allowed_while_suspended = frozenset({"lab_results", "status_forms"})
+
+    The names are the view's actions (`view.action`: "create", or an `@action` method's name such as
+    "lab_results"); for a plain APIView, the lower-case HTTP method ("post"). Nothing else is needed: a
+    write not listed is refused for a suspended caller.
+    """
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        from django.utils import timezone
+
+        from registry.api.authentication import InactiveKey
+        from registry.errors import ParticipantSuspended
+        from registry.services.standing import Standing, user_standing
+
+        user = request.user
+        if user is None or not getattr(user, "is_authenticated", False):
+            return True  # authentication is the role check's business
+        if (request.method or "").upper() in SAFE_METHODS:
+            return True
+        standing = user_standing(user, now=timezone.now())  # type: ignore[arg-type]
+        if standing == Standing.ACTIVE:
+            return True
+        if standing == Standing.DEACTIVATED:
+            raise InactiveKey()
+        method = (request.method or "").lower()
+        if method not in getattr(view, "http_method_names", ()) or (
+            not hasattr(view, "action") and not hasattr(view, method)
+        ):
+            return True  # no handler: let the view answer 405
+        if hasattr(view, "action") and view.action is None:
+            return True  # a viewset route without this method: 405
+        action = getattr(view, "action", None) or method
+        if action in getattr(view, "allowed_while_suspended", frozenset()):
+            return True
+        raise ParticipantSuspended()

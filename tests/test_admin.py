@@ -50,6 +50,7 @@ from registry.models import (
 from registry.services.accounts import admin_user_ensure
 from registry.services.monitoring import status_form_record
 
+from .console import console_client
 from .factories import FacilityFactory, PharmacyFactory, PrescriberFactory, make_npi
 from .gate_helpers import (
     BASELINE_LABS,
@@ -137,9 +138,7 @@ def operator(db: None) -> User:
 
 @pytest.fixture
 def console(operator: User) -> Client:
-    client = Client()
-    client.force_login(operator)
-    return client
+    return console_client(operator)
 
 
 @pytest.fixture

@@ -39,6 +39,10 @@ pytestmark = [
 
 @pytest.fixture(autouse=True)
 def _plain_static_storage(settings: Any) -> None:
+    """Static names unhashed (no collectstatic in the tests), and the quick start's login: password only
+    (`make run` runs with DEBUG, where ADMIN_REQUIRE_OTP is off; the second factor's login has its own
+    tests in tests/test_console.py)."""
+    settings.ADMIN_REQUIRE_OTP = False
     settings.STORAGES = {
         **settings.STORAGES,
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},

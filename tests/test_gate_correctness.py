@@ -35,6 +35,7 @@ from django.utils import timezone
 from rest_framework import serializers
 
 from registry.api.refusals import PUBLIC_DETAIL
+from registry.errors import RegistryError
 from registry.localtime import local_today
 from registry.matching import patient_match_key
 from registry.models import (
@@ -53,6 +54,7 @@ from registry.models import (
     PatientStatus,
 )
 from registry.services.accounts import delegate_add
+from registry.services.dispensing import dispense_record
 from registry.services.enrollment import lab_result_record, patient_authorize
 from registry.services.gate import PENDING_DETAIL
 from registry.services.monitoring import monitoring_sweep
@@ -81,6 +83,7 @@ from .gate_helpers import (
 
 pytestmark = pytest.mark.django_db
 
+
 PATIENTS = "/api/v1/patients"
 AUTHORIZATIONS = "/api/v1/dispense-authorizations"
 DISPENSES = "/api/v1/dispenses"
@@ -98,6 +101,22 @@ def daily_sweep() -> int:
 
 
 DAY = dt.timedelta(days=1)
+
+
+def dispense_refusal(persona: Persona, number: str, *, caller_expired: bool) -> tuple[int, dict[str, Any]]:
+    """(status, body) of a refused 5-vial dispense of `number`. ACT-5 (issue 8): a pharmacy whose own
+    certification expired acts as suspended, its write refused before the number is read (403
+    `participant_suspended`); the number's own refusal (GATE-2) is then the service's, behind the API."""
+    body = {"authorization_number": number, "vials": 5}
+    response = persona.post(DISPENSES, body)
+    if not caller_expired:
+        return response.status_code, response.json()
+    assert (response.status_code, response.json()["code"]) == (403, "participant_suspended")
+    with pytest.raises(RegistryError) as refusal:
+        dispense_record(actor=persona.user, data=body, now=timezone.now())
+    error = refusal.value
+    return error.status_code, {"code": error.code, "detail": error.detail, **error.extra}
+
 
 # The requirements each gate reports, in order (GATE-5), as their checks name them.
 COURSE_REQUIREMENTS = [
@@ -943,7 +962,7 @@ def test_a_lapsed_number_reads_the_same_in_the_api_the_admin_and_the_database_af
     authorization_read(admin, number, **lapsed, revoke_reason="")
     before = DispenseAuthorization.objects.get(number=number)
     assert (before.status, admin_status(before)) == (AuthorizationStatus.ACTIVE, f"revoked ({NOT_CERTIFIED})")
-    refused_before = pharmacy.post(DISPENSES, {"authorization_number": number, "vials": 5})
+    refused_before = dispense_refusal(pharmacy, number, caller_expired=party == "pharmacy")
 
     assert daily_sweep() == 1
 
@@ -957,14 +976,14 @@ def test_a_lapsed_number_reads_the_same_in_the_api_the_admin_and_the_database_af
     assert admin_status(after) == f"revoked ({NOT_CERTIFIED})"
     authorization_read(pharmacy, number, **lapsed)
     authorization_read(admin, number, **lapsed, revoke_reason=f"Lapsed: {NOT_CERTIFIED}")
-    refused_after = pharmacy.post(DISPENSES, {"authorization_number": number, "vials": 5})
-    assert (refused_before.status_code, refused_after.status_code) == (409, 409)
-    assert refused_before.json() == {
+    refused_after = dispense_refusal(pharmacy, number, caller_expired=party == "pharmacy")
+    assert (refused_before[0], refused_after[0]) == (409, 409)
+    assert refused_before[1] == {
         "code": "authorization_revoked",
         "detail": f"This authorization number no longer holds: {NOT_CERTIFIED}.",
         **lapsed,
     }
-    assert refused_after.json() == {
+    assert refused_after[1] == {
         "code": "authorization_revoked",
         "detail": "This authorization number was revoked.",
         **lapsed,
@@ -1072,10 +1091,10 @@ def test_an_expired_number_reads_expired_even_if_it_had_lapsed_GATE_2(
 
     with frozen(at):
         shown = expiring.get(f"{AUTHORIZATIONS}/{number}").json()
-        refused = expiring.post(DISPENSES, {"authorization_number": number, "vials": 5})
+        _, refused = dispense_refusal(expiring, number, caller_expired=True)
         daily_sweep()
 
-    assert (shown["status"], refused.json()["code"], refused.json()["status"]) == (status, code, status)
+    assert (shown["status"], refused["code"], refused["status"]) == (status, code, status)
     assert DispenseAuthorization.objects.get(number=number).status == status
 
 

@@ -20,8 +20,10 @@ from typing import Any
 
 import pytest
 from django.db import connection
+from django.utils import timezone
 
 from registry.api.refusals import PUBLIC_DETAIL
+from registry.errors import RegistryError
 from registry.models import (
     AuditEvent,
     AuthorizationStatus,
@@ -35,6 +37,7 @@ from registry.models import (
     Pharmacy,
     Prescriber,
 )
+from registry.services.dispensing import dispense_record
 
 from .conftest import Persona, client_with_key, participant_persona
 from .factories import FacilityFactory, PharmacyFactory, PrescriberFactory, make_npi
@@ -302,6 +305,12 @@ REVOKING_EVENTS: dict[str, tuple[str, str, dict[str, Any], str]] = {
 }
 
 
+PHARMACY_EVENT_REFUSALS = {
+    "act5_pharmacy_suspended": (403, "participant_suspended"),
+    "act5_pharmacy_deactivated": (401, "key_inactive"),
+}
+
+
 @pytest.mark.parametrize("event", list(REVOKING_EVENTS))
 def test_gate1_event_revokes_outstanding_authorization(
     request, event, patient, prescriber, other_prescriber, facility, pharmacy, admin
@@ -327,21 +336,29 @@ def test_gate1_event_revokes_outstanding_authorization(
     assert event_response.status_code in (200, 201), event_response.json()
 
     refused = pharmacy.post(DISPENSES, {"authorization_number": number, "vials": 5})
-    assert refused.status_code == 409, refused.json()
+    # ACT-5: a suspended pharmacy's writes are refused before the number is read (403), a deactivated
+    # pharmacy's key no longer works at all (401); for every other event the number itself is revoked.
     category = "participant_not_certified" if event.startswith("act5") else "patient_no_longer_eligible"
-    assert refused.json() == {
-        "code": "authorization_revoked",
-        "detail": "This authorization number was revoked.",
-        "status": "revoked",
-        "revocation": category,
-    }
+    status, code = PHARMACY_EVENT_REFUSALS.get(event, (409, "authorization_revoked"))
+    assert (refused.status_code, refused.json()["code"]) == (status, code), refused.json()
+    if code == "authorization_revoked":
+        assert refused.json() == {
+            "code": "authorization_revoked",
+            "detail": "This authorization number was revoked.",
+            "status": "revoked",
+            "revocation": category,
+        }
     assert not Dispense.objects.exists()
 
-    shown = pharmacy.get(f"{AUTHORIZATIONS}/{number}")
+    if event == "act5_pharmacy_deactivated":  # ACT-5: the pharmacy's key reads nothing any more
+        assert pharmacy.get(f"{AUTHORIZATIONS}/{number}").json()["code"] == "key_inactive"
+        shown = admin.get(f"{AUTHORIZATIONS}/{number}")
+    else:
+        shown = pharmacy.get(f"{AUTHORIZATIONS}/{number}")
+        # Minimum necessary disclosure: the pharmacy reads the category, never the reason text.
+        assert "revoke_reason" not in shown.json()
     assert shown.status_code == 200
-    # Minimum necessary disclosure: the pharmacy reads the category, never the reason text.
     assert (shown.json()["status"], shown.json()["revocation"]) == ("revoked", category)
-    assert "revoke_reason" not in shown.json()
     assert admin.get(f"{AUTHORIZATIONS}/{number}").json()["revoke_reason"] == reason
     assert dt.datetime.fromisoformat(shown.json()["revoked_at"]) == NOW
 
@@ -389,14 +406,24 @@ def test_act5_expired_pharmacy_certification_refuses_an_outstanding_number(
 
     with frozen(expires + dt.timedelta(days=1)):
         refused = pharmacy.post(DISPENSES, {"authorization_number": number, "vials": 5})
+        shown = pharmacy.get(f"/api/v1/dispense-authorizations/{number}")
 
-    assert refused.status_code == 409, refused.json()
-    assert refused.json() == {
-        "code": "authorization_revoked",
-        "detail": "This authorization number no longer holds: a participant is no longer certified.",
-        "status": "revoked",
-        "revocation": "participant_not_certified",
-    }
+    # ACT-5: an expired certification behaves like a suspension: the write is refused (403) before the
+    # number is read; the pharmacy may still read the number, which reads as revoked.
+    assert refused.status_code == 403, refused.json()
+    assert refused.json()["code"] == "participant_suspended"
+    assert not Dispense.objects.exists()
+    assert (shown.json()["status"], shown.json()["revocation"]) == ("revoked", "participant_not_certified")
+    # GATE-2: the service refuses it too, behind the API.
+    with frozen(expires + dt.timedelta(days=1)), pytest.raises(RegistryError) as refusal:
+        dispense_record(
+            actor=pharmacy.user, data={"authorization_number": number, "vials": 5}, now=timezone.now()
+        )
+    assert (refusal.value.code, refusal.value.detail, refusal.value.extra) == (
+        "authorization_revoked",
+        "This authorization number no longer holds: a participant is no longer certified.",
+        {"status": "revoked", "revocation": "participant_not_certified"},
+    )
     assert not Dispense.objects.exists()
 
 
@@ -412,13 +439,18 @@ def test_act5_pharmacy_expiry_set_in_the_past_refuses_an_outstanding_number(
 
     refused = pharmacy.post(DISPENSES, {"authorization_number": number, "vials": 5})
 
-    assert refused.status_code == 409, refused.json()
-    assert refused.json() == {
-        "code": "authorization_revoked",
-        "detail": "This authorization number no longer holds: a participant is no longer certified.",
-        "status": "revoked",
-        "revocation": "participant_not_certified",
-    }
+    assert refused.status_code == 403, refused.json()  # ACT-5: expired behaves like suspended
+    assert refused.json()["code"] == "participant_suspended"
+    assert not Dispense.objects.exists()
+    with pytest.raises(RegistryError) as refusal:  # GATE-2: the service refuses it too, behind the API
+        dispense_record(
+            actor=pharmacy.user, data={"authorization_number": number, "vials": 5}, now=timezone.now()
+        )
+    assert (refusal.value.code, refusal.value.detail, refusal.value.extra) == (
+        "authorization_revoked",
+        "This authorization number no longer holds: a participant is no longer certified.",
+        {"status": "revoked", "revocation": "participant_not_certified"},
+    )
     assert not Dispense.objects.exists()
     assert DispenseAuthorization.objects.get(number=number).status == AuthorizationStatus.ACTIVE
     # GATE-2: the status a pharmacy reads agrees with the dispense answer.

@@ -14,7 +14,7 @@ import pytest
 from registry import rules
 from registry.api.refusals import PUBLIC_DETAIL
 from registry.identifiers import new_registry_id
-from registry.models import Course, CourseStatus, Decision, DecisionKind, DecisionOutcome, Infusion
+from registry.models import Course, CourseStatus, Decision, DecisionKind, DecisionOutcome, Facility, Infusion
 from registry.services.certification import participant_suspend
 from registry.services.enrollment import patient_status_change
 
@@ -170,8 +170,18 @@ def test_a_new_course_pushes_the_monitoring_end_out(prescriber, facility):
 
 
 def test_do_not_infuse_at_a_suspended_facility(patient, facility, admin):
-    """GATE-3, ACT-5: a suspended facility fails every gate that needs it."""
+    """GATE-3, ACT-5: a suspended facility records nothing: its writes are refused (403
+    `participant_suspended`) before the gate, and no infusion is recorded."""
     participant_suspend(participant=facility.participant, actor=admin.user, reason="Inspection", now=NOW)
+    response = facility.post(INFUSIONS, infusion_body(patient, DAY0))
+    assert response.status_code == 403, response.json()
+    assert response.json()["code"] == "participant_suspended"
+    assert not Infusion.objects.exists()
+
+
+def test_do_not_infuse_at_an_uncertified_facility(patient, facility):
+    """GATE-3, ACT-1: a facility that is not certified (pending) fails the gate: `facility_not_certified`."""
+    Facility.objects.filter(pk=facility.participant.pk).update(status="pending")
     body = _do_not_infuse(facility.post(INFUSIONS, infusion_body(patient, DAY0)), ["facility_not_certified"])
     assert body["reasons"] == [{"code": "facility_not_certified", "detail": "The facility is not certified."}]
 

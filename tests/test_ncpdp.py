@@ -22,7 +22,7 @@ from registry.api.refusals import PUBLIC_DETAIL
 from registry.errors import ErrorCode, ReasonCode
 from registry.identifiers import new_registry_id
 from registry.models import AuditEvent, Decision, DecisionKind, DispenseAuthorization, NcpdpMessage
-from registry.services.certification import participant_suspend
+from registry.services.certification import participant_deactivate, participant_suspend
 from registry.services.enrollment import screening_record
 from registry.standards import REASON_CATEGORY
 
@@ -208,11 +208,9 @@ def test_rems_request_denied_names_every_reason_and_no_clinical_fact_gate_1(
 
 
 def test_uncertified_pharmacy_is_told_only_that_gate_1(patient, prescriber, facility, admin):
-    """API.md: when the calling pharmacy is itself not certified, nothing about the patient is answered
-    (here the date of birth does not even match)."""
-    suspended = PharmacyFactory(certified=True)
-    persona = participant_persona(suspended)
-    participant_suspend(participant=suspended, actor=admin.user, reason="audit", now=NOW)
+    """API.md: when the calling pharmacy is itself not certified (here pending), nothing about the patient
+    is answered (here the date of birth does not even match)."""
+    persona = participant_persona(PharmacyFactory())
 
     response = send(persona, _request(persona, patient, prescriber, facility, dob="1990-01-01"))
 
@@ -222,6 +220,38 @@ def test_uncertified_pharmacy_is_told_only_that_gate_1(patient, prescriber, faci
     assert text(denied, "REMSNote") == "pharmacy_not_certified: The pharmacy is not certified."
     # The gate still stored its full decision (GATE-5); only the answer is minimal.
     assert dispense_decisions().get().reasons[0]["code"] == "pharmacy_not_certified"
+
+
+def test_suspended_pharmacy_gets_an_error_message_participant_suspended_act_5(
+    patient, prescriber, facility, admin
+):
+    """ACT-5: a suspended pharmacy's messages are refused before the gate, as its JSON requests are (403
+    `participant_suspended`), in NCPDP's one format; nothing is evaluated or stored."""
+    suspended = PharmacyFactory(certified=True)
+    persona = participant_persona(suspended)
+    participant_suspend(participant=suspended, actor=admin.user, reason="audit", now=NOW)
+
+    response = send(persona, _request(persona, patient, prescriber, facility))
+
+    assert response.status_code == 403
+    assert error_of(response)[1] == "participant_suspended"
+    assert not dispense_decisions().exists()
+    assert not NcpdpMessage.objects.exists()
+
+
+def test_deactivated_pharmacy_key_gets_an_error_message_key_inactive_act_5(
+    patient, prescriber, facility, admin
+):
+    """ACT-5: a deactivated pharmacy's key answers 401 `key_inactive` here too, as an NCPDP `Error`."""
+    gone = PharmacyFactory(certified=True)
+    persona = participant_persona(gone)
+    participant_deactivate(participant=gone, actor=admin.user, reason="left the program", now=NOW)
+
+    response = send(persona, _request(persona, patient, prescriber, facility))
+
+    assert response.status_code == 401
+    assert error_of(response)[1] == "key_inactive"
+    assert not NcpdpMessage.objects.exists()
 
 
 def test_ncpdp_decision_is_the_json_decision_gate_5(patient, prescriber, facility, pharmacy):
@@ -523,6 +553,51 @@ def test_unknown_patient_and_date_of_birth_mismatch_answer_identically_id_4(cloc
     )
     assert root.find("Body/REMSInitiationResponse/Patient") is None
     assert patient.rems_patient_id.encode() not in mismatch.content
+
+
+def test_initiation_shares_the_date_of_birth_lock_id_4(clock, prescriber, pharmacy):
+    """ID-4: five mismatched dates of birth for one registry ID (here through NCPDP initiations) lock that
+    pharmacy out of it on every channel: the right date then answers exactly like an unknown ID."""
+    patient = authorized_patient(prescriber, first_name="Pat")
+    common = {"pharmacy": pharmacy.participant, "prescriber_npi": prescriber.participant.npi}
+    for attempt in range(5):
+        wrong = patient.date_of_birth - dt.timedelta(days=attempt + 1)
+        send(
+            pharmacy,
+            initiation_request(
+                rems_patient_id=patient.rems_patient_id, dob=wrong, message_id=f"G-{attempt}", **common
+            ),
+        )
+    unknown = send(
+        pharmacy,
+        initiation_request(
+            rems_patient_id=new_registry_id(), dob=patient.date_of_birth, message_id="X", **common
+        ),
+    )
+
+    NcpdpMessage.objects.filter(message_id="X").delete()  # the same MessageID again: equal answers
+
+    locked = send(
+        pharmacy,
+        initiation_request(
+            rems_patient_id=patient.rems_patient_id, dob=patient.date_of_birth, message_id="X", **common
+        ),
+    )
+
+    assert locked.status_code == 200
+    assert without_message_identity(locked.content) == without_message_identity(unknown.content)
+    assert AuditEvent.objects.filter(action="dob_lookup.lock").count() == 1
+    json_answer = pharmacy.post(
+        "/api/v1/dispense-authorizations",
+        {
+            "rems_patient_id": patient.rems_patient_id,
+            "date_of_birth": patient.date_of_birth.isoformat(),
+            "prescriber_npi": prescriber.participant.npi,
+            "facility_npi": "1993999998",
+            "doses_requested": 1,
+        },
+    ).json()
+    assert "patient_not_found" in [r["code"] for r in json_answer["reasons"]]
 
 
 def test_initiation_matches_only_the_named_prescribers_patients(

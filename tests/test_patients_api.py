@@ -196,11 +196,15 @@ def test_uncertified_prescriber_cannot_enroll_ACT_6(state):
 
     response = persona.post("/api/v1/patients", enroll_body())
 
-    assert response.status_code == 409
-    assert response.json() == {
-        "code": "prescriber_not_certified",
-        "detail": "Only a certified prescriber may enroll patients (ACT-6).",
-    }
+    if state == "pending":
+        assert response.status_code == 409
+        assert response.json() == {
+            "code": "prescriber_not_certified",
+            "detail": "Only a certified prescriber may enroll patients (ACT-6).",
+        }
+    else:  # ACT-5: a suspended or expired prescriber's writes are refused before any service runs
+        assert response.status_code == 403
+        assert response.json()["code"] == "participant_suspended"
     assert Patient.objects.count() == 0
 
 

@@ -18,6 +18,7 @@ from registry.models import AuditEvent, PregnancyReport, User
 from registry.services.accounts import admin_user_ensure
 from registry.services.pregnancy import pregnancy_reminders_raise
 
+from .console import console_client, console_login
 from .gate_helpers import DAY0, frozen, prior_courses_orm
 from .pregnancy_helpers import LIVE_BIRTH, file_report, patch_report, rp_patient
 
@@ -44,9 +45,7 @@ def operator(db: None) -> User:
 
 @pytest.fixture
 def console(operator: User) -> Client:
-    client = Client()
-    client.force_login(operator)
-    return client
+    return console_client(operator)
 
 
 @pytest.fixture
@@ -81,7 +80,7 @@ def test_changelist_filters_by_exposure_status_and_overdue(console, operator, re
 
     with frozen(D(2026, 12, 16)):
         # a session of that day; unexposed is overdue from 12-15, exposed from 2027-01-07
-        console.force_login(operator)
+        console_login(console, operator)
         assert _shown(console.get(changelist)) == set(ids.values())
         assert _shown(console.get(changelist, {"exposure__exact": "exposed"})) == {ids["exposed"]}
         assert _shown(console.get(changelist, {"status__exact": "open"})) == {
@@ -92,10 +91,10 @@ def test_changelist_filters_by_exposure_status_and_overdue(console, operator, re
         assert _shown(console.get(changelist, {"overdue": "outcome"})) == {ids["unexposed"]}
         assert _shown(console.get(changelist, {"overdue": "infant_follow_up"})) == set()
     with frozen(D(2027, 1, 7)):
-        console.force_login(operator)  # a session of that day
+        console_login(console, operator)  # a session of that day
         assert _shown(console.get(changelist, {"overdue": "outcome"})) == {ids["exposed"], ids["unexposed"]}
     with frozen(D(2027, 11, 6)):
-        console.force_login(operator)  # a session of that day
+        console_login(console, operator)  # a session of that day
         assert _shown(console.get(changelist, {"overdue": "infant_follow_up"})) == {ids["born"]}
         assert _shown(console.get(changelist, {"overdue": "any"})) == set(ids.values())
 

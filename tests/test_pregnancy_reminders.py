@@ -197,8 +197,12 @@ def test_raising_costs_the_same_few_queries_for_1_and_for_20_reports(prescriber,
         assert pregnancy_reminders_raise(as_of=OUTCOME_OVERDUE) == []
 
     print(f"reminder queries: none due={len(none_due)}, 21 due={len(all_due)}, rerun={len(again)}")
-    assert len(all_due) <= 3, [q["sql"][:80] for q in all_due]  # savepoint, one statement, release
+    # One statement on PostgreSQL; three on SQLite (insert, read, audit). It joins the caller's
+    # transaction without a savepoint, so inside the daily sweep it adds just that.
+    assert len(all_due) <= 3, [q["sql"][:80] for q in all_due]
     assert len(none_due) == len(again) <= 3
+    if connection.vendor == "postgresql":
+        assert len(none_due) == len(all_due) == len(again) == 1
 
 
 def test_patient_id_range_raises_for_that_slice_only(prescriber):

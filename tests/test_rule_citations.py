@@ -16,12 +16,11 @@ ROOT = Path(__file__).resolve().parent.parent
 RULES_DOC = ROOT / "docs" / "rules.md"
 FAMILIES = ("ACT", "CRS", "GATE", "MON", "PRG", "ID")
 
-# Rules with no code on main yet: monitoring flags and status forms (MON-3, MON-4) land from their own
-# branch (wip/mon.bundle). Each must be marked "not built yet" in docs/rules.md, and none may be cited in
-# registry/: when a feature lands and its code cites the rule, take the ID out of this set and update its
-# row in docs/rules.md. (MON-1, MON-2 and MON-5 are "partly built": the lab kinds and the authorization
-# expiry exist. Pregnancy surveillance, PRG-1..5, has landed and is built.)
-NOT_BUILT_YET = frozenset({"MON-3", "MON-4"})
+# Rules with no code on main yet. Each must be marked "not built yet" in docs/rules.md, and none may be
+# cited in registry/: when a feature lands and its code cites the rule, take the ID out of this set and
+# update its row in docs/rules.md. Empty now: monitoring (MON-1..5, issue 10) and pregnancy surveillance
+# (PRG-1..5) have landed and are built.
+NOT_BUILT_YET: frozenset[str] = frozenset()
 
 _FAMILY = "|".join(FAMILIES)
 _CITATION = re.compile(rf"\b({_FAMILY})-(\d+)(?:\.\.(\d+))?\b")

@@ -10,7 +10,15 @@ from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.request import Request
 
+from registry.errors import KeyInactive
 from registry.services.accounts import api_key_authenticate
+
+
+class InactiveKey(exceptions.AuthenticationFailed):
+    """401 `key_inactive` (ACT-5): the key is genuine but its participant is deactivated."""
+
+    error_code = KeyInactive.code
+    default_detail = KeyInactive.default_detail
 
 
 class ApiKeyAuthentication(BaseAuthentication):
@@ -28,7 +36,10 @@ class ApiKeyAuthentication(BaseAuthentication):
             raw = header[1].decode()
         except UnicodeError as exc:
             raise exceptions.AuthenticationFailed("Malformed API key.") from exc
-        key = api_key_authenticate(raw)
+        try:
+            key = api_key_authenticate(raw)
+        except KeyInactive as exc:
+            raise InactiveKey(exc.detail) from None
         if key is None:
             raise exceptions.AuthenticationFailed("Unknown, revoked or inactive API key.")
         return key.user, key

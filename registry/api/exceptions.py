@@ -6,13 +6,14 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, HttpRequest, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
-from registry.errors import ErrorCode, RegistryError
+from registry.errors import ErrorCode, PayloadTooLarge, RegistryError
 
 _DRF_CODES: dict[type[exceptions.APIException], ErrorCode] = {
     exceptions.NotAuthenticated: ErrorCode.NOT_AUTHENTICATED,
@@ -54,6 +55,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied()
+    elif isinstance(exc, RequestDataTooBig):  # issue 8: the JSON contract, no traceback
+        exc = PayloadTooLarge()
     elif isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(exc.message_dict if hasattr(exc, "error_dict") else exc.messages)
 
@@ -69,7 +72,11 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         headers["WWW-Authenticate"] = exc.auth_header  # type: ignore[attr-defined]
     if getattr(exc, "wait", None):
         headers["Retry-After"] = str(int(exc.wait))  # type: ignore[attr-defined]
-    code = next((c for cls, c in _DRF_CODES.items() if isinstance(exc, cls)), ErrorCode.INVALID_REQUEST)
+    # A DRF exception may name its own `ErrorCode` (`error_code`, e.g. 401 `key_inactive`, which keeps
+    # DRF's WWW-Authenticate header); otherwise its class decides.
+    code: ErrorCode = getattr(exc, "error_code", None) or next(
+        (c for cls, c in _DRF_CODES.items() if isinstance(exc, cls)), ErrorCode.INVALID_REQUEST
+    )
     set_rollback()
     if isinstance(exc, exceptions.ValidationError):
         body = error_body(code, "Invalid input.", errors=flatten_errors(exc.detail))

@@ -55,6 +55,9 @@ def idempotent(handler: Callable[..., Response]) -> Callable[..., Response]:
                 now=timezone.now(),
             )
             if replay is not None:
+                replay_check = getattr(view, "idempotent_replay_check", None)
+                if replay_check is not None:
+                    replay_check(replay.response_body)  # 404 once the caller cannot see the record
                 return Response(
                     replay.response_body,
                     status=replay.response_status,

@@ -1,10 +1,84 @@
+"""The rate limit, held in a store every worker shares (issue 8, item 4): a per-process cache would let
+N workers allow N times the rate.
+
+Fixed one-window counters: each request adds one hit to its caller's counter for the current window
+(`duration` seconds, aligned to the epoch) in one atomic step, and is refused once the count passes the
+rate. Two stores:
+
+- ``database`` (default): one upsert statement on `registry_throttlebucket` per request (PostgreSQL, and
+  SQLite 3.35+ for the quick start); atomic, so concurrent workers never lose a hit.
+- ``cache``: Django's default cache, `add` + `incr`; atomic on Redis (`CACHE_URL=redis://…`), which is
+  what production should use (`THROTTLE_STORE=cache`, the default when the cache is Redis).
+"""
+
 from __future__ import annotations
 
+import math
+from typing import Any
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import connection
 from rest_framework.request import Request
 from rest_framework.throttling import SimpleRateThrottle
 
+_UPSERT = (
+    'INSERT INTO registry_throttlebucket ("key", window_start, hits) VALUES (%s, %s, 1) '
+    'ON CONFLICT ("key") DO UPDATE SET hits = CASE WHEN registry_throttlebucket.window_start = '
+    "excluded.window_start THEN registry_throttlebucket.hits + 1 ELSE 1 END, "
+    "window_start = excluded.window_start RETURNING hits"
+)
 
-class ApiKeyRateThrottle(SimpleRateThrottle):
+
+def _hit_database(key: str, window: int) -> int:
+    """One atomic statement: a new window restarts the count at 1."""
+    with connection.cursor() as cursor:
+        cursor.execute(_UPSERT, [key, window])
+        row = cursor.fetchone()
+    return int(row[0])
+
+
+def _hit_cache(key: str, window: int, duration: int) -> int:
+    bucket = f"{key}:{window}"
+    cache.add(bucket, 0, timeout=duration * 2)
+    try:
+        return int(cache.incr(bucket))
+    except ValueError:  # expired between add and incr
+        cache.add(bucket, 1, timeout=duration * 2)
+        return 1
+
+
+def throttle_hit(*, key: str, window: int, duration: int) -> int:
+    """Counts one request for `key` in `window`; returns the window's count including this one."""
+    if getattr(settings, "THROTTLE_STORE", "database") == "cache":
+        return _hit_cache(key, window, duration)
+    return _hit_database(key, window)
+
+
+class SharedRateThrottle(SimpleRateThrottle):
+    """DRF's rate syntax (`"1200/min"`), counted in the shared store."""
+
+    window_end: float
+    duration: int
+    num_requests: int
+
+    def allow_request(self, request: Request, view: Any) -> bool:
+        if self.rate is None:
+            return True
+        self.key = self.get_cache_key(request, view)
+        if self.key is None:
+            return True
+        self.now = self.timer()
+        window = int(self.now // self.duration)
+        self.window_end = (window + 1) * self.duration
+        hits = throttle_hit(key=self.key, window=window, duration=self.duration)
+        return hits <= self.num_requests
+
+    def wait(self) -> float:
+        return float(max(1, math.ceil(self.window_end - self.now)))
+
+
+class ApiKeyRateThrottle(SharedRateThrottle):
     """Per API key (the same user with two keys has two budgets); per address when unauthenticated."""
 
     scope = "api_key"

@@ -45,6 +45,8 @@ VIEWABLE = (
     "sweeprun",
     "digest",
     "digestline",
+    "accesslogentry",
+    "doblookupguard",
 )
 
 # (app_label, codename) per group. `change_*` on a record whose fields are all read-only in the console
@@ -61,6 +63,7 @@ GROUP_PERMISSIONS: dict[str, tuple[tuple[str, str], ...]] = {
         ("registry", "change_dispenseauthorization"),
         ("registry", "change_apikey"),
         ("registry", "change_pregnancyreport"),
+        ("registry", "change_doblookupguard"),
     ),
     READ_ONLY_AUDITOR: tuple(("registry", f"view_{model}") for model in VIEWABLE),
 }

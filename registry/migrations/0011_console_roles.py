@@ -29,6 +29,8 @@ VIEWABLE = (
     "sweeprun",
     "digest",
     "digestline",
+    "accesslogentry",
+    "doblookupguard",
 )
 GROUPS = {
     "REMS administrator": (
@@ -38,6 +40,7 @@ GROUPS = {
         "change_dispenseauthorization",
         "change_apikey",
         "change_pregnancyreport",
+        "change_doblookupguard",
     ),
     "read-only auditor": tuple(f"view_{m}" for m in VIEWABLE),
 }
@@ -66,7 +69,7 @@ def remove_groups(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("registry", "0009_monitoring"),
+        ("registry", "0010_privacy_access"),
         ("auth", "0012_alter_user_first_name_max_length"),
         ("contenttypes", "0002_remove_content_type_name"),
     ]

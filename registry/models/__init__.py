@@ -1,5 +1,6 @@
 """Models, one module per aggregate; re-exported here."""
 
+from .access import AccessLogEntry, DobLookupGuard, ThrottleBucket
 from .accounts import ApiKey, IdempotencyRecord, Role, User
 from .audit import AuditEvent
 from .monitoring import (  # monitoring, issue 10
@@ -69,6 +70,7 @@ __all__ = [
     "OPEN_COURSE_STATUSES",
     "PARTICIPANT_MODELS",
     "PLURAL",
+    "AccessLogEntry",
     "AdverseEvent",
     "ApiKey",
     "AuditEvent",
@@ -87,6 +89,7 @@ __all__ = [
     "DigestStatus",
     "Dispense",
     "DispenseAuthorization",
+    "DobLookupGuard",
     "Exposure",
     "Facility",
     "FlagResolution",
@@ -121,5 +124,6 @@ __all__ = [
     "StatusForm",
     "SweepPart",
     "SweepRun",
+    "ThrottleBucket",
     "User",
 ]

@@ -25,10 +25,11 @@ from registry.models import (
     PatientStatus,
     Pharmacy,
     Prescriber,
+    User,
 )
 from registry.models.treatment import OPEN_COURSE_STATUSES
 
-from .monitoring import monitoring_blocks_load
+from .monitoring import blocking_before, monitoring_blocking_parse, monitoring_blocks_load
 from .pregnancy import PREGNANCY_FACTS_COLUMNS, pregnancy_gate_facts
 
 SCREENING_FIELDS = ("hiv_negative", "no_active_infection", "tb_screened_on", "vaccinations_completed_on")
@@ -227,13 +228,21 @@ def _facts_sql(*, on_date: bool, postgres: bool) -> str:
         )
         joins = ""
         kinds = "group_concat(DISTINCT c.kind)"
+    # GATE-4, MON-3, MON-4: the requirements overdue beyond the blocking threshold on the decision's day,
+    # from the stored schedule (selectors/monitoring.py `monitoring_blocks_load` reads the same set alone).
+    agg = "string_agg(ms.requirement, ',')" if postgres else "group_concat(ms.requirement)"
+    monitoring = (
+        f"(SELECT {agg} FROM registry_monitoringschedule ms WHERE ms.patient_id = p.id"
+        " AND ms.next_due_on < %s AND ms.window_ends_on >= %s) AS monitoring_blocking_csv"
+    )
     infused = (
         "EXISTS (SELECT 1 FROM registry_infusion i WHERE i.patient_id = p.id AND i.administered_on = %s)"
         if on_date
         else "FALSE"
     )
     return (
-        f"SELECT {_PATIENT_SELECT}, {courses}{labs}, {pregnancy}, {PREGNANCY_FACTS_COLUMNS}, {screening}, "
+        f"SELECT {_PATIENT_SELECT}, {courses}{labs}, {pregnancy}, {PREGNANCY_FACTS_COLUMNS}, {monitoring}, "
+        f"{screening}, "
         f"(SELECT {kinds} FROM registry_contraindication c WHERE c.patient_id = p.id) AS contraindication_kinds, "
         f"{infused} AS infused_on_date FROM registry_patient p{joins} WHERE "
     )
@@ -264,11 +273,15 @@ def _patient_with_facts(
     all_params = (
         ([connection.ops.adapt_datetimefield_value(now)] * _HOLDING_NOW_PARAMS if postgres else [])
         + [db_date(labs_as_of)] * _LAB_PARAMS
+        + [db_date(blocking_before(rules.current(), labs_as_of)), db_date(labs_as_of)]
         + ([db_date(on_date)] if on_date is not None else [])
         + params
     )
     if not postgres:  # SQLite returns text: the raw queryset applies the model fields' converters
-        return next(iter(Patient.objects.raw(sql, all_params)), None)
+        found = next(iter(Patient.objects.raw(sql, all_params)), None)
+        if found is not None:
+            found.facts_as_of = labs_as_of  # type: ignore[attr-defined]
+        return found
     with connection.cursor() as cursor:
         cursor.execute(sql, all_params)
         row = cursor.fetchone()
@@ -279,6 +292,7 @@ def _patient_with_facts(
     patient = Patient.from_db(connection.alias, _PATIENT_ATTNAMES, list(row[:count]))
     for name, value in zip(names[count:], row[count:], strict=True):
         setattr(patient, name, value)
+    patient.facts_as_of = labs_as_of  # type: ignore[attr-defined]
     return patient
 
 
@@ -420,6 +434,14 @@ def _patient_facts(p: Patient) -> dict[str, Any]:
     }
 
 
+# ID-4: a caller locked out of a registry ID (services/dob_guard.py) finds no patient by it: one condition on
+# the lookup's own statement, so the guessing lock costs no extra round trip.
+_NOT_LOCKED_OUT = (
+    " AND NOT EXISTS (SELECT 1 FROM registry_doblookupguard g WHERE g.user_id = %s"
+    " AND g.rems_patient_id = {table}.rems_patient_id AND g.locked_until > %s)"
+)
+
+
 def patient_by_registry_id(
     rems_patient_id: str,
     date_of_birth: dt.date,
@@ -428,16 +450,26 @@ def patient_by_registry_id(
     labs_as_of: dt.date,
     on_date: dt.date | None = None,
     lock: bool = False,
+    locked_out_for: Any = None,
 ) -> Patient | None:
     """ID-4: a pharmacy or facility names a patient by registry ID and date of birth. An unknown ID, a
-    malformed one and a date-of-birth mismatch are indistinguishable to the caller."""
+    malformed one and a date-of-birth mismatch are indistinguishable to the caller; so is a lock: with
+    `locked_out_for` (a user id), a caller whose date-of-birth lock on this ID is in force finds nothing.
+    Services answering a caller go through `services.dob_guard.patient_lookup_guarded`, which counts the
+    mismatches and sets the lock."""
     canonical = parse_registry_id(rems_patient_id)
     if canonical is None:
         return None
+    params: list[Any] = [canonical, connection.ops.adapt_datefield_value(date_of_birth)]
+    guard = ""
+    if locked_out_for is not None:
+        user_id = User._meta.pk.get_db_prep_value(locked_out_for, connection)
+        params += [user_id, connection.ops.adapt_datetimefield_value(now)]
+        guard = _NOT_LOCKED_OUT.format(table="p" if not lock else "registry_patient")
     if not lock:
         return _patient_with_facts(
-            "p.rems_patient_id = %s AND p.date_of_birth = %s",
-            [canonical, connection.ops.adapt_datefield_value(date_of_birth)],
+            "p.rems_patient_id = %s AND p.date_of_birth = %s" + guard,
+            params,
             now=now,
             labs_as_of=labs_as_of,
             on_date=on_date,
@@ -447,11 +479,11 @@ def patient_by_registry_id(
     # so locking and reading in one statement would decide on facts from before the lock holder's commit.
     # Every writer that changes a gate's facts (course planning and cancelling, infusions, authorizations,
     # status changes, contraindications) holds this lock.
-    lock_sql = "SELECT id FROM registry_patient WHERE rems_patient_id = %s AND date_of_birth = %s"
+    lock_sql = "SELECT id FROM registry_patient WHERE rems_patient_id = %s AND date_of_birth = %s" + guard
     if connection.features.has_select_for_update:
         lock_sql += " FOR UPDATE"
     with connection.cursor() as cursor:
-        cursor.execute(lock_sql, [canonical, connection.ops.adapt_datefield_value(date_of_birth)])
+        cursor.execute(lock_sql, params)
         row = cursor.fetchone()
     if row is None:
         return None
@@ -491,7 +523,11 @@ def facts_load(
             patient = loaded
         values.update(_patient_facts(patient))
         values["courses"] = _courses(patient, now)
-        values["monitoring_blocking"] = monitoring_blocks_load(patient_id=patient.pk, as_of=as_of)
+        values["monitoring_blocking"] = (
+            monitoring_blocking_parse(patient.monitoring_blocking_csv)  # type: ignore[attr-defined]
+            if getattr(patient, "facts_as_of", None) == as_of
+            else monitoring_blocks_load(patient_id=patient.pk, as_of=as_of)
+        )
     return Facts(
         as_of=as_of,
         now=now,

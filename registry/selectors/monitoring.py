@@ -97,6 +97,13 @@ def monitoring_blocks_load(*, patient_id: Any, as_of: dt.date) -> tuple[str, ...
     return tuple(r.value for r in MonitoringRequirement if r in blocking)
 
 
+def monitoring_blocking_parse(csv: str | None) -> tuple[str, ...]:
+    """The facts query's `monitoring_blocking_csv` column (selectors/facts.py) as `monitoring_blocks_load`
+    answers it: in the order of MonitoringRequirement."""
+    blocking = set((csv or "").split(","))
+    return tuple(r.value for r in MonitoringRequirement if r in blocking)
+
+
 def patient_status_forms(patient: Patient) -> QuerySet[StatusForm]:
     """MON-4: the patient's status forms, newest first."""
     return patient.status_forms.order_by("-completed_on", "-created_at", "id")

@@ -6,16 +6,23 @@ import datetime as dt
 import hashlib
 import hmac
 import secrets
+import threading
 import uuid
+from typing import Any
 
 from django.contrib.auth.models import Group
+from django.core.signals import request_finished
 from django.db import transaction
+from django.db.models import Q
+from django.dispatch import receiver
 from django.utils import timezone
 
-from registry.errors import Conflict, ErrorCode, NotFound
+from registry.errors import Conflict, ErrorCode, KeyInactive, NotFound
 from registry.models import ApiKey, Facility, Pharmacy, Prescriber, Role, User
+from registry.selectors.keys import api_key_by_prefix
 
 from .audit import audit_record
+from .standing import Standing, participant_of, participant_standing
 
 KEY_PREFIX = "rems"
 LAST_USED_RESOLUTION = dt.timedelta(minutes=1)
@@ -26,7 +33,12 @@ def _hash(raw: str) -> str:
 
 
 def api_key_issue(*, user: User, actor: User | None, name: str = "") -> tuple[ApiKey, str]:
-    """A new key for `user`. The raw key is returned once and never stored: only its SHA-256 is."""
+    """A new key for `user`. The raw key is returned once and never stored: only its SHA-256 is. A
+    deactivated participant gets no new key (ACT-5: 409 `participant_deactivated`)."""
+    if participant_standing(participant_of(user), now=timezone.now()) == Standing.DEACTIVATED:
+        raise Conflict(
+            "A deactivated participant cannot be given API keys.", code=ErrorCode.PARTICIPANT_DEACTIVATED
+        )
     prefix = secrets.token_hex(6)
     raw = f"{KEY_PREFIX}_{prefix}_{secrets.token_urlsafe(32)}"
     with transaction.atomic():
@@ -40,24 +52,47 @@ def api_key_issue(*, user: User, actor: User | None, name: str = "") -> tuple[Ap
 
 
 def api_key_authenticate(raw: str, *, now: dt.datetime | None = None) -> ApiKey | None:
-    """The live key for a raw bearer value, or None. One indexed lookup by prefix, a constant-time hash
-    comparison, and at most one `last_used_at` write a minute per key."""
+    """The live key for a raw bearer value, or None. One indexed lookup by prefix (the key, its user and
+    the user's participant in one plain statement), a constant-time hash comparison, and at most one
+    `last_used_at` write a minute per key.
+
+    ACT-5: a genuine key whose participant (for a delegate, whose prescriber) is deactivated raises
+    `KeyInactive` (401 `key_inactive`), whether or not the deactivation's revocation reached it."""
     parts = raw.split("_", 2)
     if len(parts) != 3 or parts[0] != KEY_PREFIX:
         return None
-    keys = (
-        ApiKey.objects.select_related("user", "user__prescriber", "user__facility", "user__pharmacy")
-        .filter(prefix=parts[1], revoked_at__isnull=True, user__is_active=True)
-        .order_by()[:1]  # the prefix is unique: no ordering to plan
-    )
-    key = next(iter(keys), None)
+    key = api_key_by_prefix(parts[1])  # one statement, planned once per process (selectors/keys.py)
     if key is None or not hmac.compare_digest(key.key_hash, _hash(raw)):
         return None
     now = now or timezone.now()
+    if participant_standing(participant_of(key.user), now=now) == Standing.DEACTIVATED:
+        raise KeyInactive()
+    if key.revoked_at is not None or not key.user.is_active:
+        return None
     if key.last_used_at is None or key.last_used_at < now - LAST_USED_RESOLUTION:
-        ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
+        _last_used.stamps[key.pk] = now  # written once the answer is sent (api_keys_last_used_write)
         key.last_used_at = now
     return key
+
+
+class _LastUsed(threading.local):
+    def __init__(self) -> None:
+        self.stamps: dict[Any, dt.datetime] = {}
+
+
+_last_used = _LastUsed()
+
+
+@receiver(request_finished, dispatch_uid="registry.api_keys_last_used_write")
+def api_keys_last_used_write(**_: Any) -> None:
+    """Off the request path (issue 13): the keys this thread authenticated get their `last_used_at` once
+    the response has been handed to the server (Django's `request_finished`), in one UPDATE per key and at
+    most once a minute per key. Never lowers a stamp another worker wrote."""
+    stamps, _last_used.stamps = _last_used.stamps, {}
+    for pk, at in stamps.items():
+        ApiKey.objects.filter(pk=pk).filter(Q(last_used_at__isnull=True) | Q(last_used_at__lt=at)).update(
+            last_used_at=at
+        )
 
 
 def api_key_revoke(*, api_key: ApiKey, actor: User | None, now: dt.datetime) -> ApiKey:
@@ -127,6 +162,10 @@ def delegate_add(
     """A delegate acting for `prescriber`, a member of its care team, with a first API key."""
     with transaction.atomic():
         prescriber = Prescriber.objects.select_for_update(no_key=True).get(pk=prescriber.pk)
+        if participant_standing(prescriber, now=timezone.now()) == Standing.DEACTIVATED:
+            raise Conflict(
+                "A deactivated prescriber cannot add delegates.", code=ErrorCode.PARTICIPANT_DEACTIVATED
+            )
         user = User(
             username=f"delegate-{secrets.token_hex(8)}",
             role=Role.DELEGATE,

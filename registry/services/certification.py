@@ -35,6 +35,7 @@ from registry.models import CertificationStatus, Facility, Pharmacy, Prescriber,
 from .audit import audit_record, field_changes
 from .dispensing import authorizations_lapse
 from .revocation import authorizations_revoke_where
+from .standing import participant_keys_stop
 
 P = TypeVar("P", Prescriber, Facility, Pharmacy)
 
@@ -279,6 +280,7 @@ def _transition(
                 category=RevokeCategory.PARTICIPANT_NOT_CERTIFIED,
                 **{locked.kind: locked},
             )
+        keys_stopped = participant_keys_stop(participant=locked, now=now) if to == S.DEACTIVATED else 0
         audit_record(
             actor=actor,
             action=_action(locked, verb),
@@ -289,6 +291,7 @@ def _transition(
                 **(extra or {}),
                 **({"authorizations_revoked": revoked} if revoked else {}),
                 **({"authorizations_lapsed": lapsed} if lapsed else {}),
+                **({"api_keys_revoked": keys_stopped} if keys_stopped else {}),
             },
             at=now,
         )
@@ -343,7 +346,8 @@ def participant_reinstate(*, participant: P, actor: User, reason: str, now: dt.d
 
 
 def participant_deactivate(*, participant: P, actor: User, reason: str, now: dt.datetime) -> P:
-    """ACT-5: any non-terminal status -> deactivated (terminal; re-enrollment registers anew)."""
+    """ACT-5: any non-terminal status -> deactivated (terminal; re-enrollment registers anew). Every API
+    key of the participant and of its delegates is revoked in the same transaction (401 `key_inactive`)."""
     return _transition(
         participant=participant,
         actor=actor,

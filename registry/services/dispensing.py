@@ -28,10 +28,11 @@ from registry.selectors import (
     authorization_visible,
 )
 from registry.selectors.authorizations import lapsed_category, lapsed_q
-from registry.selectors.facts import Facts, facts_load, participants_for_authorization, patient_by_registry_id
+from registry.selectors.facts import Facts, facts_load, participants_for_authorization
 
 from .audit import audit_record, audit_record_many
 from .decisions import DISPENSE_GATE
+from .dob_guard import patient_lookup_guarded
 from .gate import Outcome, gate_run
 
 
@@ -54,8 +55,13 @@ def authorization_request(
     parties: list[Any] = [None, None, None]
 
     def load() -> Facts:
-        patient = patient_by_registry_id(
-            data["rems_patient_id"], data["date_of_birth"], now=now, labs_as_of=today, lock=True
+        patient = patient_lookup_guarded(  # ID-4: date-of-birth guessing lock
+            data["rems_patient_id"],
+            data["date_of_birth"],
+            now=now,
+            labs_as_of=today,
+            lock=True,
+            caller=actor,
         )
         parties[:] = participants_for_authorization(
             pharmacy_id=pharmacy.pk if pharmacy else None,

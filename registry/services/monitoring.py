@@ -306,7 +306,8 @@ class DigestLine:
 
 # Called as `source(as_of=<date>, patient_id_range=<(lo, hi) or None>)` inside the sweep's transaction;
 # each returns only the items NEWLY raised (each exactly once over all runs). Their lines are stored and
-# sent with the flag lines, in the same one digest per prescriber.
+# sent with the flag lines, in the same one digest per prescriber. Features register themselves here from
+# their own code (the pregnancy reminders, PRG-4: from RegistryConfig.ready), so this module imports none.
 EXTRA_DIGEST_SOURCES: list[Callable[..., list[DigestLine]]] = []
 
 

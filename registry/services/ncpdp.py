@@ -52,11 +52,11 @@ from registry.selectors import (
     participant_by_npi,
     patient_of_record_by_demographics,
 )
-from registry.selectors.facts import patient_by_registry_id
 from registry.standards import disclosed_reasons, is_lemtrada_ndc, reason_category, reason_note
 
 from . import dispensing
 from .audit import audit_record
+from .dob_guard import patient_lookup_guarded
 from .etasu import etasu_evaluate
 from .gate import Evaluation, Outcome
 
@@ -297,7 +297,9 @@ def _initiation(
     )
     patient: Patient | None
     if f["rems_patient_id"]:
-        patient = patient_by_registry_id(f["rems_patient_id"], f["date_of_birth"], now=now, labs_as_of=today)
+        patient = patient_lookup_guarded(  # ID-4: the date-of-birth guessing lock, as at the gates
+            f["rems_patient_id"], f["date_of_birth"], caller=actor, now=now, labs_as_of=today
+        )
     elif prescriber is None:
         return initiation_render(
             envelope,

@@ -40,6 +40,7 @@ from registry.models import (
 from registry.selectors.pregnancy import positive_test_holds
 
 from .audit import audit_record, audit_record_many
+from .monitoring import EXTRA_DIGEST_SOURCES, DigestLine
 from .revocation import authorizations_revoke_where
 
 PRS = PregnancyStatus
@@ -635,7 +636,9 @@ def pregnancy_reminders_raise(
         due_params += [str(kind), str(status), db_date(as_of), *scope_params, str(kind)]
     due = " UNION ALL ".join(selects)
     request_id = current_request_id()
-    with transaction.atomic(), connection.cursor() as cursor:
+    # Inside the daily sweep this joins the sweep's transaction (no savepoint: the sweep's statement count
+    # stays fixed); called on its own it is its own transaction.
+    with transaction.atomic(savepoint=False), connection.cursor() as cursor:
         if postgres:
             # One statement: the reminders, their audit events and what the digest needs.
             cursor.execute(
@@ -724,3 +727,43 @@ def _raise_generic(
         at=now,
     )
     return [(*row, *patients[_uuid(row[1])]) for row in inserted]
+
+
+# --- PRG-4, MON-5: the reminders in the prescribers' daily digest ----------------------------------------
+
+# What the digest calls each reminder (no patient data in these).
+REMINDER_LABELS: dict[str, str] = {
+    ReminderKind.OUTCOME_OVERDUE: "Pregnancy outcome overdue (PRG-4)",
+    ReminderKind.INFANT_FOLLOW_UP_DUE: "Infant follow-up due (PRG-4)",
+}
+
+
+def pregnancy_reminder_digest_lines(
+    *, as_of: dt.date, patient_id_range: tuple[Any, Any] | None = None
+) -> list[DigestLine]:
+    """PRG-4, MON-5: the daily sweep's digest source for pregnancy reminders. Raises the reminders due by
+    `as_of` (`pregnancy_reminders_raise`, once per report and kind) inside the sweep's transaction and
+    answers one digest line each for the prescriber of record: the registry ID, the reminder, the day it
+    fell due. An overdue outcome is marked blocking: its report is still open, and an open report holds
+    new courses and dispense authorizations (`no_open_pregnancy`) until the outcome is recorded. An
+    infant follow-up blocks nothing."""
+    return [
+        DigestLine(
+            prescriber_id=reminder.prescriber_id,
+            rems_patient_id=reminder.rems_patient_id,
+            kind=f"pregnancy_{reminder.kind}",
+            label=REMINDER_LABELS[reminder.kind],
+            due_on=reminder.due_on,
+            blocking=reminder.kind == ReminderKind.OUTCOME_OVERDUE,
+        )
+        for reminder in pregnancy_reminders_raise(as_of=as_of, patient_id_range=patient_id_range)
+    ]
+
+
+def pregnancy_digest_source_register() -> None:
+    """PRG-4, MON-5: puts `pregnancy_reminder_digest_lines` on the monitoring sweep's
+    `EXTRA_DIGEST_SOURCES` (once, however often it is called), so monitoring needs no import of this
+    module. `RegistryConfig.ready` calls it, so every process that runs the sweep (worker, command) has
+    it."""
+    if pregnancy_reminder_digest_lines not in EXTRA_DIGEST_SOURCES:
+        EXTRA_DIGEST_SOURCES.append(pregnancy_reminder_digest_lines)

@@ -28,11 +28,11 @@ from registry.selectors.facts import (
     dispense_backing,
     dispense_facts,
     facts_load,
-    patient_by_registry_id,
 )
 
 from .audit import audit_record
 from .decisions import COURSE_PLAN_GATE, INFUSION_CHECK_GATE, INFUSION_GATE, upcoming_course_number
+from .dob_guard import patient_lookup_guarded
 from .gate import Check, Outcome, Refused, gate_run
 from .monitoring import monitoring_schedule_start
 from .revocation import authorizations_revoke_where
@@ -203,8 +203,14 @@ def infusion_record(
     today = local_today(actor, now)
 
     def load() -> Facts:
-        patient = patient_by_registry_id(
-            data["rems_patient_id"], data["date_of_birth"], now=now, labs_as_of=on, on_date=on, lock=record
+        patient = patient_lookup_guarded(  # ID-4: date-of-birth guessing lock
+            data["rems_patient_id"],
+            data["date_of_birth"],
+            now=now,
+            labs_as_of=on,
+            on_date=on,
+            lock=record,
+            caller=actor,
         )
         dispense, candidates = None, 0
         if patient is not None and data.get("dispense_id"):

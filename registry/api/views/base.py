@@ -20,7 +20,7 @@ class ThrottleFailuresMixin:
             super().initial(request, *args, **kwargs)  # type: ignore[misc]
         except (exceptions.AuthenticationFailed, exceptions.NotAuthenticated):
             throttle = ApiKeyRateThrottle()
-            if not throttle.allow_request(request, self):  # type: ignore[arg-type]
+            if not throttle.allow_request(request, self):
                 raise exceptions.Throttled(throttle.wait()) from None
             raise
 
@@ -38,6 +38,21 @@ class RegistryViewSet(ThrottleFailuresMixin, viewsets.GenericViewSet):
     @staticmethod
     def now() -> dt.datetime:
         return timezone.now()
+
+    def idempotent_replay_check(self, body: Any) -> None:
+        """An `Idempotency-Key` replay answers only while the caller can still see what the first answer
+        named (ACT-5, ACT-8: a transfer of care or a lost grant ends it): a detail route's object must
+        still be visible, and a `create` whose answer names an `id` of this view's queryset must still be
+        in the caller's queryset. Raises 404 `not_found` otherwise, like any record the caller cannot
+        see."""
+        lookup = self.lookup_url_kwarg or self.lookup_field
+        if lookup in self.kwargs:
+            self.get_object()
+            return
+        scoped = type(self).get_queryset is not viewsets.GenericViewSet.get_queryset
+        named = self.action == "create" and scoped and isinstance(body, dict) and "id" in body
+        if named and not self.get_queryset().filter(pk=body["id"]).exists():
+            raise exceptions.NotFound()
 
     def validated(self, serializer_class: Any, data: Any = None, **kwargs: Any) -> dict[str, Any]:
         serializer = serializer_class(data=self.request.data if data is None else data, **kwargs)

@@ -37,6 +37,7 @@ from registry.localtime import local_today
 from registry.models import Patient
 from registry.permissions import CARE_TEAM
 from registry.selectors import patient_visible_by_registry_id
+from registry.services.access_log import access_log_record
 from registry.services.etasu import EtasuResult, etasu_evaluate
 from registry.standards import (
     FHIR_REASON_CODE_SYSTEM,
@@ -76,6 +77,9 @@ _LABELS = {
     "monitoring_current": "Monitoring labs up to date",
     "status_form_current": "Patient status form up to date",
 }
+
+
+FHIR_ETASU_ENDPOINT = "POST /api/fhir/GuidanceResponse/$rems-etasu"
 
 
 class FhirProblem(Exception):
@@ -293,6 +297,8 @@ class RemsEtasuView(ThrottleFailuresMixin, APIView):
     """HL7 US Medication REMS `$rems-etasu`, for prescriber EHRs (their delegates, and admins)."""
 
     roles = {"post": CARE_TEAM}
+    # ACT-5: a read sent as POST (it stores nothing): a suspended prescriber's care team keeps it.
+    allowed_while_suspended = frozenset({"post"})
     parser_classes = [FhirJsonParser, FhirPlainJsonParser]
     renderer_classes = [FhirJsonRenderer]
     content_negotiation_class = OneFormatNegotiation
@@ -345,6 +351,8 @@ class RemsEtasuView(ThrottleFailuresMixin, APIView):
         result = etasu_evaluate(patient=patient, now=now, as_of=local_today(request.user, now))
         body = etasu_parameters(result, now_iso=now.isoformat(timespec="seconds"))
         Parameters.model_validate(body)  # what we send is a valid FHIR resource
+        # A read of patient data that stores nothing else: access-logged (issue 8 item 6).
+        access_log_record(user=request.user, patient_ids=[patient.pk], endpoint=FHIR_ETASU_ENDPOINT)  # type: ignore[arg-type]
         return Response(body)
 
     def handle_exception(self, exc: Exception) -> Response:

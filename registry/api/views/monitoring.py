@@ -10,6 +10,7 @@ from rest_framework import mixins, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from registry.api.access_logging import AccessLoggedMixin
 from registry.api.idempotency import idempotent
 from registry.api.serializers.monitoring import (
     MonitoringFlagSerializer,
@@ -37,12 +38,14 @@ class _PatientScoped(RegistryViewSet):
         return patient_visible(self.actor, self.kwargs["patient_pk"])
 
 
-class StatusFormViewSet(mixins.ListModelMixin, _PatientScoped):
+class StatusFormViewSet(AccessLoggedMixin, mixins.ListModelMixin, _PatientScoped):
     """MON-4: the patient's status forms, newest first; filed by the prescriber of record or its delegate."""
 
     serializer_class = StatusFormSerializer
     queryset = StatusForm.objects.none()
     roles = {"list": CARE_TEAM, "create": PRESCRIBER_OR_DELEGATE}
+    # ACT-5: patient safety does not pause while the prescriber is suspended (registry/permissions.py).
+    allowed_while_suspended = frozenset({"create"})
 
     def get_queryset(self) -> QuerySet[StatusForm]:
         return patient_status_forms(self.patient())
@@ -62,7 +65,7 @@ class StatusFormViewSet(mixins.ListModelMixin, _PatientScoped):
         return Response(StatusFormSerializer(form).data, status=status.HTTP_201_CREATED)
 
 
-class MonitoringViewSet(_PatientScoped):
+class MonitoringViewSet(AccessLoggedMixin, _PatientScoped):
     """API.md `GET /patients/{id}/monitoring`: the stored schedule, per requirement."""
 
     roles = {"retrieve": CARE_TEAM}
@@ -70,7 +73,8 @@ class MonitoringViewSet(_PatientScoped):
 
     @extend_schema(responses={200: MonitoringStateSerializer})
     def retrieve(self, request: Request, patient_pk: str) -> Response:
-        state = monitoring_state(patient=self.patient(), as_of=local_today(self.actor, self.now()))
+        patient = self.accessed(self.patient())  # the answer is the patient's data: access-logged
+        state = monitoring_state(patient=patient, as_of=local_today(self.actor, self.now()))
         return Response(MonitoringStateSerializer(state).data)
 
 
@@ -87,7 +91,7 @@ class MonitoringFlagFilter(django_filters.FilterSet):
         fields = ("status", "requirement", "blocking", "patient")
 
 
-class MonitoringFlagViewSet(mixins.ListModelMixin, RegistryViewSet):
+class MonitoringFlagViewSet(AccessLoggedMixin, mixins.ListModelMixin, RegistryViewSet):
     """API.md `GET /monitoring-flags`: flags of the patients the caller may see, newest first; filter by
     `status`, `requirement`, `blocking`, `patient`."""
 

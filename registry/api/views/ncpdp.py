@@ -207,6 +207,8 @@ class NcpdpRemsView(ThrottleFailuresMixin, APIView):
                 (TRANSACTION_REJECTED, None),
             )
             detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+            # An exception naming its own code (401 `key_inactive`, ACT-5) keeps it.
+            description_code = getattr(exc, "error_code", None) or description_code
             error = NcpdpError(description_code or ErrorCode.INVALID_REQUEST, str(detail), code=code)
             if description_code is None:
                 error.status = exc.status_code  # an exception this view does not expect: keep its status

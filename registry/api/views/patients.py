@@ -11,6 +11,7 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from registry.api.access_logging import AccessLoggedMixin
 from registry.api.idempotency import idempotent
 from registry.api.refusals import refusal_response
 from registry.api.schema import ErrorSerializer
@@ -39,7 +40,7 @@ from registry.services import enrollment, treatment
 from .base import RegistryViewSet
 
 
-class PatientViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, RegistryViewSet):
+class PatientViewSet(AccessLoggedMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, RegistryViewSet):
     serializer_class = PatientSerializer
     queryset = Patient.objects.none()
     filterset_fields = ("status", "rems_patient_id")
@@ -60,6 +61,8 @@ class PatientViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, RegistryV
         "courses": PRESCRIBING,
         "courses_list": CARE_TEAM,
     }
+    # ACT-5: patient safety does not pause while the prescriber is suspended (registry/permissions.py).
+    allowed_while_suspended = frozenset({"lab_results"})  # status forms: views/monitoring.py
 
     def get_queryset(self) -> QuerySet[Patient]:
         return patients_visible_to(self.actor).order_by("-created_at", "id")
@@ -215,6 +218,7 @@ class PatientViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, RegistryV
 
 class LabResultBulkViewSet(RegistryViewSet):
     roles = {"create": CARE_TEAM}
+    allowed_while_suspended = frozenset({"create"})  # ACT-5: monitoring labs continue
     serializer_class = BulkLabSerializer
 
     @extend_schema(request=BulkLabSerializer, responses={201: BulkLabResponseSerializer})

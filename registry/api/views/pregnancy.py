@@ -10,6 +10,7 @@ from rest_framework import mixins, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from registry.api.access_logging import AccessLoggedMixin
 from registry.api.idempotency import idempotent
 from registry.api.schema import ErrorSerializer
 from registry.api.serializers.pregnancy import (
@@ -26,7 +27,9 @@ from registry.services import pregnancy
 from .base import RegistryViewSet
 
 
-class PregnancyReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, RegistryViewSet):
+class PregnancyReportViewSet(
+    AccessLoggedMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, RegistryViewSet
+):
     serializer_class = PregnancyReportSerializer
     queryset = PregnancyReport.objects.none()
     filterset_fields = ("status", "exposure", "patient")

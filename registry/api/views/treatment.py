@@ -10,6 +10,7 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from registry.api.access_logging import AccessLoggedMixin
 from registry.api.idempotency import idempotent
 from registry.api.refusals import authorization_decision_body, decision_parts, refusal_response
 from registry.api.schema import ErrorSerializer
@@ -36,7 +37,7 @@ from registry.services.decisions import next_day_in_course
 from .base import RegistryViewSet
 
 
-class CourseViewSet(RegistryViewSet):
+class CourseViewSet(AccessLoggedMixin, RegistryViewSet):
     roles = {"cancel": PRESCRIBING, "retrieve": PRESCRIBING | {Role.DELEGATE}}
     serializer_class = CourseSerializer
     queryset = Course.objects.none()
@@ -94,7 +95,7 @@ class InfusionViewSet(RegistryViewSet):
         )
 
 
-class DispenseAuthorizationViewSet(RegistryViewSet):
+class DispenseAuthorizationViewSet(AccessLoggedMixin, RegistryViewSet):
     roles = {"create": PHARMACY, "retrieve": PHARMACY_OR_ADMIN, "revoke": PHARMACY_OR_ADMIN}
     serializer_class = AuthorizationSerializer
     lookup_field = "number"
@@ -120,8 +121,9 @@ class DispenseAuthorizationViewSet(RegistryViewSet):
 
     @extend_schema(responses={200: AuthorizationSerializer})
     def retrieve(self, request: Request, number: str) -> Response:
-        """`status`: `active`, `used`, `expired` or `revoked`."""
-        authorization = self._get(number)
+        """`status`: `active`, `used`, `expired` or `revoked`. The answer names the patient (registry ID):
+        the read is access-logged."""
+        authorization = self.accessed(self._get(number))
         return Response(
             AuthorizationSerializer(authorization, context={"now": self.now(), "viewer": self.actor}).data
         )

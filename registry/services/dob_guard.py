@@ -1,0 +1,108 @@
+"""ID-4: date-of-birth guessing. A pharmacy or facility names a patient by registry ID and date of birth;
+after `DOB_MISMATCH_LIMIT` mismatches for one registry ID from one caller within `DOB_MISMATCH_WINDOW`,
+that caller gets `patient_not_found` for that registry ID for `DOB_LOCK_DURATION`, even with the right
+date. The answer never differs between a mismatch, an unknown ID and a lock: all three are "no patient".
+
+A well-formed registry ID that matches no patient with that date of birth counts as a mismatch whether or
+not the ID exists, so the guard itself cannot be used to learn which IDs exist. The lock is audited, shown
+to administrators (admin "Date-of-birth lookup locks"), and lifted by `dob_lock_lift`.
+
+Runs inside the gate's transaction: the gate commits its denial, and the mismatch with it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from django.db import IntegrityError, transaction
+
+from registry.errors import Conflict, ErrorCode
+from registry.identifiers import parse_registry_id
+from registry.models import DobLookupGuard, Patient, User
+from registry.selectors.facts import patient_by_registry_id
+
+from .audit import audit_record
+
+# ID-4 (issue 8): fixed program rules, not settings.
+DOB_MISMATCH_LIMIT = 5
+DOB_MISMATCH_WINDOW = dt.timedelta(hours=24)
+DOB_LOCK_DURATION = dt.timedelta(hours=24)
+
+
+def dob_mismatch_record(*, caller: User, rems_patient_id: str, now: dt.datetime) -> DobLookupGuard:
+    """Counts one mismatch; locks the pair (audited) on the `DOB_MISMATCH_LIMIT`-th within the window.
+    The guard row is locked for the update, so concurrent mismatches from one caller all count."""
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                DobLookupGuard.objects.get_or_create(user=caller, rems_patient_id=rems_patient_id)
+        except IntegrityError:
+            pass  # a concurrent first mismatch created it
+        guard = DobLookupGuard.objects.select_for_update().get(user=caller, rems_patient_id=rems_patient_id)
+        if guard.locked_until is not None and guard.locked_until > now:
+            return guard  # locked: asking again while locked neither counts nor extends the lock
+        since = now - DOB_MISMATCH_WINDOW  # a lock and its lifting clear the list: those are spent
+        recent = [t for t in guard.failures if dt.datetime.fromisoformat(t) > since]
+        recent = [*recent, now.isoformat()][-DOB_MISMATCH_LIMIT:]
+        guard.failures = recent
+        fields = ["failures", "updated_at"]
+        if len(recent) >= DOB_MISMATCH_LIMIT:
+            guard.locked_at = now
+            guard.locked_until = now + DOB_LOCK_DURATION
+            guard.failures = []
+            fields += ["locked_at", "locked_until"]
+            audit_record(
+                actor=caller,
+                action="dob_lookup.lock",
+                subject=guard,
+                changes={
+                    "rems_patient_id": rems_patient_id,
+                    "mismatches": len(recent),
+                    "locked_until": guard.locked_until,
+                },
+                at=now,
+            )
+        guard.save(update_fields=fields)
+    return guard
+
+
+def dob_lock_lift(*, guard: DobLookupGuard, actor: User, reason: str, now: dt.datetime) -> DobLookupGuard:
+    """An administrator lifts a lock at once (audited); the caller starts again with no mismatches.
+    409 `dob_lock_not_active` when the pair is not locked."""
+    with transaction.atomic():
+        locked = DobLookupGuard.objects.select_for_update().get(pk=guard.pk)
+        if locked.locked_until is None or locked.locked_until <= now:
+            raise Conflict(
+                "This registry ID is not locked for this caller.", code=ErrorCode.DOB_LOCK_NOT_ACTIVE
+            )
+        before = locked.locked_until
+        locked.locked_until = None
+        locked.lifted_at = now
+        locked.lifted_by = actor
+        locked.failures = []
+        locked.save(update_fields=["locked_until", "lifted_at", "lifted_by", "failures", "updated_at"])
+        audit_record(
+            actor=actor,
+            action="dob_lookup.lift",
+            subject=locked,
+            changes={"rems_patient_id": locked.rems_patient_id, "locked_until": before, "reason": reason},
+            at=now,
+        )
+    return locked
+
+
+def patient_lookup_guarded(
+    rems_patient_id: str, date_of_birth: dt.date, *, caller: User, now: dt.datetime, **lookup: Any
+) -> Patient | None:
+    """The registry ID + date-of-birth lookup (`selectors.facts.patient_by_registry_id`, whose keywords
+    `lookup` passes on) behind the ID-4 guard: a locked caller finds nothing (a condition on the lookup's
+    own statement, no extra query), and a miss on a well-formed ID counts as a mismatch. None in all
+    three cases, so the answers are equal."""
+    found = patient_by_registry_id(
+        rems_patient_id, date_of_birth, now=now, locked_out_for=caller.pk, **lookup
+    )
+    canonical = parse_registry_id(rems_patient_id)
+    if found is None and canonical is not None:  # a malformed ID cannot exist: nothing to count
+        dob_mismatch_record(caller=caller, rems_patient_id=canonical, now=now)
+    return found

@@ -1,0 +1,246 @@
+"""ID-4: date-of-birth guessing. After 5 mismatched dates of birth for one registry ID from one caller
+within 24 hours, that caller gets `patient_not_found` for that ID for 24 hours, even with the right date;
+the answer is exactly that of an unknown ID; the lock is audited, shown to administrators and lifted by
+one."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from registry.errors import Conflict
+from registry.identifiers import new_registry_id
+from registry.models import AuditEvent, DobLookupGuard
+from registry.services.dob_guard import dob_lock_lift
+
+from .conftest import participant_persona
+from .console import console_client
+from .factories import PharmacyFactory
+from .gate_helpers import (
+    DAY0,
+    authorization_body,
+    authorized_patient,
+    frozen,
+    infusion_body,
+    moment,
+    plan_course,
+)
+
+pytestmark = pytest.mark.django_db
+
+NOW = moment(DAY0)
+AUTHORIZATIONS = "/api/v1/dispense-authorizations"
+
+
+@pytest.fixture
+def clock():
+    with frozen(DAY0) as traveller:
+        yield traveller
+
+
+@pytest.fixture
+def other_pharmacy(db):
+    return participant_persona(PharmacyFactory(certified=True))
+
+
+@pytest.fixture
+def admin_console(admin, settings) -> Client:
+    # DEBUG off serves static names through the manifest, which only `collectstatic` writes.
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+    return console_client(admin.user)
+
+
+@pytest.fixture
+def patient(clock, prescriber):
+    patient = authorized_patient(prescriber)
+    plan_course(prescriber, patient, start=DAY0)
+    return patient
+
+
+def _ask(pharmacy, patient, prescriber, facility, **overrides: Any) -> Any:
+    return pharmacy.post(
+        AUTHORIZATIONS, authorization_body(patient, prescriber, facility, doses=1, **overrides)
+    )
+
+
+def _wrong_dob(patient, days: int = 1) -> str:
+    return (patient.date_of_birth - dt.timedelta(days=days)).isoformat()
+
+
+def _answer(response: Any) -> tuple[int, dict[str, Any]]:
+    """Status and body, without the stored decision's own id (different for every request)."""
+    body = dict(response.json())
+    body.pop("id", None)
+    body.pop("decision_id", None)
+    return response.status_code, body
+
+
+def _mismatch(times: int, pharmacy, patient, prescriber, facility) -> None:
+    for attempt in range(times):
+        denied = _ask(pharmacy, patient, prescriber, facility, date_of_birth=_wrong_dob(patient, attempt + 1))
+        assert denied.json()["decision"] == "denied"
+
+
+def test_id4_fifth_mismatch_locks_the_caller_out_even_with_the_right_date(
+    patient, prescriber, facility, pharmacy
+):
+    """ID-4: the lock answers exactly like an unknown registry ID and exactly like a mismatch."""
+    unknown = _answer(_ask(pharmacy, patient, prescriber, facility, rems_patient_id=new_registry_id()))
+    mismatch = _answer(_ask(pharmacy, patient, prescriber, facility, date_of_birth=_wrong_dob(patient, 9)))
+    _mismatch(4, pharmacy, patient, prescriber, facility)  # five mismatches in all
+
+    locked = _answer(_ask(pharmacy, patient, prescriber, facility))
+
+    assert locked == unknown == mismatch
+    assert locked[0] == 201
+    assert locked[1]["decision"] == "denied"
+    assert [r["code"] for r in locked[1]["reasons"]] == ["patient_not_found"]
+    assert locked[1]["authorization_number"] is None
+
+
+def test_id4_four_mismatches_do_not_lock(patient, prescriber, facility, pharmacy):
+    _mismatch(4, pharmacy, patient, prescriber, facility)
+
+    response = _ask(pharmacy, patient, prescriber, facility)
+
+    assert response.json()["decision"] == "approved", response.json()
+
+
+def test_id4_the_lock_is_per_caller(patient, prescriber, facility, pharmacy, other_pharmacy):
+    _mismatch(5, pharmacy, patient, prescriber, facility)
+
+    assert _ask(other_pharmacy, patient, prescriber, facility).json()["decision"] == "approved"
+    assert _ask(pharmacy, patient, prescriber, facility).json()["decision"] == "denied"
+
+
+def test_id4_mismatches_older_than_24_hours_do_not_count(patient, prescriber, facility, pharmacy, clock):
+    _mismatch(4, pharmacy, patient, prescriber, facility)
+    clock.move_to(NOW + dt.timedelta(hours=24, seconds=1))
+    _mismatch(1, pharmacy, patient, prescriber, facility)
+
+    assert _ask(pharmacy, patient, prescriber, facility).json()["decision"] == "approved"
+
+
+def test_id4_the_lock_lasts_24_hours(patient, prescriber, facility, pharmacy, clock):
+    _mismatch(5, pharmacy, patient, prescriber, facility)
+    clock.move_to(NOW + dt.timedelta(hours=23, minutes=59))
+    assert _ask(pharmacy, patient, prescriber, facility).json()["decision"] == "denied"
+
+    clock.move_to(NOW + dt.timedelta(hours=24))
+    assert _ask(pharmacy, patient, prescriber, facility).json()["decision"] == "approved"
+
+
+def test_id4_asking_while_locked_neither_counts_nor_extends_the_lock(
+    patient, prescriber, facility, pharmacy, clock
+):
+    """ID-4: the lock runs 24 hours from the fifth mismatch, however often the caller asks meanwhile (with
+    the right date or a wrong one); one lock, audited once."""
+    _mismatch(5, pharmacy, patient, prescriber, facility)
+    clock.move_to(NOW + dt.timedelta(hours=12))
+    _mismatch(5, pharmacy, patient, prescriber, facility)
+    assert _ask(pharmacy, patient, prescriber, facility).json()["decision"] == "denied"
+
+    clock.move_to(NOW + dt.timedelta(hours=24))
+    assert _ask(pharmacy, patient, prescriber, facility).json()["decision"] == "approved"
+    assert AuditEvent.objects.filter(action="dob_lookup.lock").count() == 1
+
+
+def test_id4_lock_is_audited(patient, prescriber, facility, pharmacy):
+    _mismatch(5, pharmacy, patient, prescriber, facility)
+
+    guard = DobLookupGuard.objects.get(user=pharmacy.user, rems_patient_id=patient.rems_patient_id)
+    assert (guard.locked_at, guard.locked_until) == (NOW, NOW + dt.timedelta(hours=24))
+    (event,) = AuditEvent.objects.filter(action="dob_lookup.lock")
+    assert (event.actor, event.subject_id, event.created_at) == (pharmacy.user, guard.pk, NOW)
+    assert event.changes == {
+        "rems_patient_id": patient.rems_patient_id,
+        "mismatches": 5,
+        "locked_until": (NOW + dt.timedelta(hours=24)).isoformat(),
+    }
+
+
+def test_id4_guessing_an_unknown_id_locks_it_too(patient, prescriber, facility, pharmacy):
+    """The guard counts any well-formed ID that matches nothing, so it cannot tell which IDs exist."""
+    unknown = new_registry_id()
+    for _ in range(5):
+        _ask(pharmacy, patient, prescriber, facility, rems_patient_id=unknown)
+
+    guard = DobLookupGuard.objects.get(user=pharmacy.user, rems_patient_id=unknown)
+    assert guard.locked_until == NOW + dt.timedelta(hours=24)
+
+
+def test_id4_an_admin_lifts_the_lock_audited(patient, prescriber, facility, pharmacy, admin):
+    _mismatch(5, pharmacy, patient, prescriber, facility)
+    guard = DobLookupGuard.objects.get(user=pharmacy.user)
+
+    dob_lock_lift(guard=guard, actor=admin.user, reason="Pharmacist called the REMS center", now=NOW)
+
+    assert _ask(pharmacy, patient, prescriber, facility).json()["decision"] == "approved"
+    (event,) = AuditEvent.objects.filter(action="dob_lookup.lift")
+    assert (event.actor, event.subject_id) == (admin.user, guard.pk)
+    assert event.changes == {
+        "rems_patient_id": patient.rems_patient_id,
+        "locked_until": (NOW + dt.timedelta(hours=24)).isoformat(),
+        "reason": "Pharmacist called the REMS center",
+    }
+    guard.refresh_from_db()
+    assert (guard.locked_until, guard.lifted_at, guard.lifted_by, guard.failures) == (
+        None,
+        NOW,
+        admin.user,
+        [],
+    )
+
+
+def test_id4_lifting_a_lock_that_is_not_active_is_409(patient, pharmacy, prescriber, facility, admin):
+    _mismatch(1, pharmacy, patient, prescriber, facility)
+    guard = DobLookupGuard.objects.get(user=pharmacy.user)
+
+    with pytest.raises(Conflict) as refusal:
+        dob_lock_lift(guard=guard, actor=admin.user, reason="x", now=NOW)
+    assert refusal.value.code == "dob_lock_not_active"
+
+
+def test_id4_infusion_check_is_locked_the_same_way(patient, facility):
+    """The facility's lookup (GATE-3) is guarded too: after 5 mismatches the right date reads like an
+    unknown ID."""
+    for days in range(1, 6):
+        body = infusion_body(patient, DAY0, date_of_birth=_wrong_dob(patient, days))
+        assert facility.post("/api/v1/infusions/check", body).json()["decision"] == "do_not_infuse"
+    unknown = facility.post(
+        "/api/v1/infusions/check", infusion_body(patient, DAY0, rems_patient_id=new_registry_id())
+    )
+
+    locked = facility.post("/api/v1/infusions/check", infusion_body(patient, DAY0))
+
+    assert _answer(locked) == _answer(unknown)
+    assert [r["code"] for r in locked.json()["reasons"]] == ["patient_not_found"]
+
+
+def test_id4_admin_sees_and_lifts_locks_in_the_admin(patient, prescriber, facility, pharmacy, admin_console):
+    _mismatch(5, pharmacy, patient, prescriber, facility)
+    guard = DobLookupGuard.objects.get(user=pharmacy.user)
+
+    listing = admin_console.get("/admin/registry/doblookupguard/")
+    assert listing.status_code == 200
+    assert patient.rems_patient_id in listing.content.decode()
+
+    confirm = admin_console.post(
+        "/admin/registry/doblookupguard/",
+        {"action": "lift_locks", "_selected_action": [str(guard.pk)]},
+    )
+    assert confirm.status_code == 200  # the reason form
+    done = admin_console.post(
+        "/admin/registry/doblookupguard/",
+        {"action": "lift_locks", "_selected_action": [str(guard.pk)], "apply": "1", "reason": "Verified"},
+    )
+    assert done.status_code == 302
+    guard.refresh_from_db()
+    assert guard.locked_until is None
+    assert AuditEvent.objects.filter(action="dob_lookup.lift", subject_id=guard.pk).count() == 1
