@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from django.core.management import call_command
 
+from registry.console.roles import roles_sync
 from registry.models import AuditEvent, CertificationStatus, Patient, Prescriber
 from registry.services.accounts import admin_user_ensure
 
@@ -31,10 +32,16 @@ pytestmark = [
         reason="Debian's chromium and chromium-driver are not installed (apt-get install -y chromium "
         "chromium-driver; CI installs them)",
     ),
-    # The live server reads the rows from its own thread; serialized rollback restores the migration's
-    # rows (the console groups) after the flush.
-    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+    # The live server reads the rows from its own thread: committed rows, flushed afterwards.
+    pytest.mark.django_db(transaction=True),
 ]
+
+
+@pytest.fixture(autouse=True)
+def _console_roles(transactional_db: None) -> None:
+    """The console groups the migration creates, again after an earlier transactional test's flush (a
+    serialized rollback would collide with the content types that flush re-creates)."""
+    roles_sync()
 
 
 @pytest.fixture(autouse=True)
