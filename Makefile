@@ -40,7 +40,8 @@ SQLITE_TESTS := tests/test_dispensing.py tests/test_gate_safety.py tests/test_in
 	tests/test_patients_api.py tests/test_gate_pipeline.py tests/test_walkthrough.py tests/test_api_conventions.py \
 	tests/test_participants_api.py tests/test_patient_permissions.py tests/test_pregnancy_gate.py \
 	tests/test_pregnancy_walkthrough.py tests/test_monitoring_schedule.py tests/test_access.py \
-	tests/test_access_log.py tests/test_dob_guard.py tests/test_console.py
+	tests/test_access_log.py tests/test_dob_guard.py tests/test_console.py \
+	tests/test_seed_demo.py tests/test_assessment_report.py tests/test_console_admin.py
 SQLITE_ENV := REGISTRY_TESTS_ON_SQLITE=1 DATABASE_URL=sqlite:///:memory: SECRET_KEY=test-only-secret-key-not-for-production \
 	DEBUG=false SECURE_SSL_REDIRECT=false ALLOWED_HOSTS=testserver,localhost,127.0.0.1
 

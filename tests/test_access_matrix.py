@@ -106,6 +106,7 @@ CATEGORY: dict[tuple[str, str], str] = {
     ("pregnancy-report-detail", "get"): READ,
     ("pregnancy-report-detail", "patch"): WRITE,
     ("certification", "get"): READ,
+    ("reports-assessment", "get"): READ,  # administrators only: a participant is 403 either way
 }
 # Routes listed ahead of the branch that builds them (none since monitoring landed): skipped, never passed.
 PENDING_ROUTES: set[tuple[str, str]] = set()

@@ -297,6 +297,7 @@ def test_report_as_csv(admin, program, how):
         ({"from": "2026-03-31", "to": "2026-03-01"}, "to"),
         ({"from": "03/01/2026", "to": "2026-03-31"}, "from"),
         ({"from": "2010-01-01", "to": "2026-03-31"}, "to"),
+        ({**MARCH, "format": "xml"}, "format"),
     ],
 )
 def test_report_period_errors_are_400_validation_error(admin, query, field):
@@ -308,10 +309,14 @@ def test_report_period_errors_are_400_validation_error(admin, query, field):
     assert field in body["errors"]
 
 
-def test_report_error_as_csv_is_still_a_400(admin):
-    response = admin.client.get(REPORT, {"format": "csv"})
+@pytest.mark.parametrize("how", [{"format": "csv"}, {"HTTP_ACCEPT": "text/csv"}])
+def test_report_errors_answer_json_even_to_a_csv_caller(admin, how):
+    query = {"format": "csv"} if "format" in how else {}
+    headers = {k: v for k, v in how.items() if k.startswith("HTTP_")}
+    response = admin.client.get(REPORT, query, **headers)
     assert response.status_code == 400
-    assert response.content.decode().splitlines()[0] == "code,detail"
+    assert response["Content-Type"] == "application/json"
+    assert response.json()["code"] == "validation_error"
 
 
 @pytest.mark.parametrize("persona", ["prescriber", "pharmacy", "facility", "delegate"])

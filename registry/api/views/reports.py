@@ -17,6 +17,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from registry.api.serializers.reports import AssessmentQuerySerializer, AssessmentReportSerializer
+from registry.errors import ValidationFailed
 from registry.permissions import ADMIN
 from registry.selectors.assessment import assessment_report
 
@@ -26,8 +27,8 @@ CSV_COLUMNS = ("goal", "section", "key", "label", "value", "target", "method")
 
 
 class AssessmentCSVRenderer(BaseRenderer):
-    """One row per figure; the period and the settings in force lead as rows of the `report` goal. An
-    error body renders as `code,detail`."""
+    """One row per figure; the period and the settings in force lead as rows of the `report` goal (errors
+    are answered as JSON by the view)."""
 
     media_type = "text/csv"
     format = "csv"
@@ -38,10 +39,6 @@ class AssessmentCSVRenderer(BaseRenderer):
     ) -> bytes:
         out = io.StringIO()
         writer = csv.writer(out)
-        if not isinstance(data, dict) or "goals" not in data:
-            writer.writerow(("code", "detail"))
-            writer.writerow(((data or {}).get("code", ""), (data or {}).get("detail", "")))
-            return out.getvalue().encode()
         writer.writerow(CSV_COLUMNS)
         period = data["period"]
         for key in ("from", "to", "time_zone"):
@@ -69,6 +66,21 @@ class AssessmentCSVRenderer(BaseRenderer):
 class AssessmentReportView(ThrottleFailuresMixin, APIView):
     roles = {"get": ADMIN}
     renderer_classes = [JSONRenderer, AssessmentCSVRenderer]
+    FORMATS = ("json", "csv")
+
+    def perform_content_negotiation(self, request: Request, force: bool = False) -> Any:
+        """An unknown `?format=` is a 400 `validation_error` on `format` (DRF answers 404 by default)."""
+        requested = request.query_params.get("format")
+        if requested is not None and requested not in self.FORMATS and not force:
+            raise ValidationFailed({"format": ["Must be json or csv."]})
+        return super().perform_content_negotiation(request, force=force)
+
+    def finalize_response(self, request: Request, response: Any, *args: Any, **kwargs: Any) -> Any:
+        """Errors answer in the one error contract (JSON `code`, `detail`), whatever format was asked."""
+        if response.status_code >= 400:
+            request.accepted_renderer = JSONRenderer()
+            request.accepted_media_type = JSONRenderer.media_type
+        return super().finalize_response(request, response, *args, **kwargs)
 
     @extend_schema(
         operation_id="reports_assessment",
