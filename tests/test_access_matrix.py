@@ -53,7 +53,6 @@ PUBLIC = "public"
 CATEGORY: dict[tuple[str, str], str] = {
     ("health", "get"): PUBLIC,
     ("me", "get"): READ,
-    ("reports-assessment", "get"): READ,  # administrators only: participants' 403 is unchanged
     ("lab-results-bulk", "post"): SUSPENDED_WRITE,
     **{
         (f"{kind}-{route}", method): category

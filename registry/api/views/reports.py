@@ -10,7 +10,6 @@ from typing import Any
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework.exceptions import ValidationError
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -96,13 +95,6 @@ class AssessmentReportView(ThrottleFailuresMixin, APIView):
             (200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="One row per figure."),
         },
     )
-    def perform_content_negotiation(self, request: Request, force: bool = False) -> Any:
-        """An unknown `?format=` is a bad parameter (400 `validation_error`), not a missing page."""
-        fmt = request.query_params.get("format")
-        if not force and fmt is not None and fmt not in ("json", "csv"):
-            raise ValidationError({"format": ["Must be json or csv."]})
-        return super().perform_content_negotiation(request, force)
-
     def get(self, request: Request) -> Response:
         """The REMS assessment figures for the period, grouped by the program's goals, rebuilt from stored
         decisions and audit events; each figure states how it is computed. 400 `validation_error` for a
