@@ -435,6 +435,9 @@ def _sweep_statements(range_patient: str, range_flag: str) -> list[tuple[str, st
             -- The partial unique index stays the arbiter (a flag opened by a writer since the snapshot).
             ON CONFLICT (patient_id, requirement) WHERE status = 'open' DO NOTHING
             RETURNING id, patient_id, requirement, due_on, blocking
+        ), ol AS MATERIALIZED (
+            SELECT o.id, o.requirement, o.due_on, o.blocking, od.prescriber_id, od.rems_patient_id
+            FROM o JOIN od ON od.patient_id = o.patient_id AND od.requirement = o.requirement
         ), a AS (
             {_AUDIT_INSERT}
             SELECT gen_random_uuid(), %(now)s, NULL, 'system', x.action, 'monitoringflag', x.id, x.changes, ''
@@ -453,13 +456,19 @@ def _sweep_statements(range_patient: str, range_flag: str) -> list[tuple[str, st
                        json_build_object('blocking', json_build_array(false, true), 'sweep', %(run)s::text)::jsonb
                 FROM b
             ) x
+        ), pd AS MATERIALIZED (
+            -- A run in one part names each prescriber's digest now (the digest row follows in
+            -- `_digests_assemble`, same transaction; the foreign key is checked at commit), so its lines
+            -- are written once. A split run's lines get their digest when its last part assembles them.
+            SELECT x.prescriber_id, CASE WHEN %(one_part)s THEN gen_random_uuid() END AS digest_id
+            FROM (SELECT DISTINCT ol.prescriber_id FROM ol) x
         ), l AS (
             INSERT INTO registry_digestline
                 (run_id, prescriber_id, digest_id, flag_id, rems_patient_id, kind, label, due_on, blocking)
-            SELECT %(run)s, od.prescriber_id, NULL, o.id, od.rems_patient_id, o.requirement, lbl.label,
-                   o.due_on, o.blocking
-            FROM o JOIN od ON od.patient_id = o.patient_id AND od.requirement = o.requirement
-                   JOIN {_LABELS_SQL} ON lbl.requirement = o.requirement
+            SELECT %(run)s, ol.prescriber_id, pd.digest_id, ol.id, ol.rems_patient_id, ol.requirement,
+                   lbl.label, ol.due_on, ol.blocking
+            FROM ol JOIN pd ON pd.prescriber_id = ol.prescriber_id
+                   JOIN {_LABELS_SQL} ON lbl.requirement = ol.requirement
         )
         SELECT (SELECT count(*) FROM r), (SELECT count(*) FROM o),
                (SELECT count(*) FILTER (WHERE o.blocking) FROM o), (SELECT count(*) FROM b)
@@ -511,6 +520,7 @@ def _part_run(*, run: SweepRun, index: int, program: rules.ProgramSettings, work
         "hi": hi,
         "overdue_before": overdue_before(program, run.as_of),
         "blocking_before": blocking_before(program, run.as_of),
+        "one_part": run.parts_total == 1,
     }
     statements = _sweep_statements(_range_sql("{col}", lo, hi), _range_sql("f.patient_id", lo, hi))
     with connection.cursor() as cursor:
@@ -583,8 +593,11 @@ def _digests_assemble(run: SweepRun) -> list[Any]:
             WITH d AS (
                 INSERT INTO registry_digest
                     (id, created_at, run_id, prescriber_id, recipient, status, attempts, sent_at, last_error)
-                SELECT gen_random_uuid(), %(now)s, %(run)s, l.prescriber_id, pr.email, 'pending', 0, NULL, ''
-                FROM (SELECT DISTINCT prescriber_id FROM registry_digestline WHERE run_id = %(run)s) l
+                SELECT coalesce(l.digest_id, gen_random_uuid()), %(now)s, %(run)s, l.prescriber_id, pr.email,
+                       'pending', 0, NULL, ''
+                -- the id the flag statement gave the prescriber's lines (a run in one part), else a new one
+                FROM (SELECT prescriber_id, (max(digest_id::text))::uuid AS digest_id FROM registry_digestline
+                      WHERE run_id = %(run)s GROUP BY prescriber_id) l
                 JOIN registry_prescriber pr ON pr.id = l.prescriber_id
                 ON CONFLICT DO NOTHING
                 RETURNING id, prescriber_id
