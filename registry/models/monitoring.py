@@ -55,8 +55,15 @@ class MonitoringSchedule(models.Model):
                 condition=Q(requirement__in=MonitoringRequirement.values), name="schedule_requirement_domain"
             ),
         ]
-        # The sweep's range scan: everything due before a day, inside its window.
-        indexes = [models.Index(fields=["next_due_on"], name="schedule_next_due_idx")]
+        # The sweep's range scan: everything due before a day, inside its window. Covering, so the overdue
+        # set is read from the index alone (an index-only scan once vacuumed), not from the table's pages.
+        indexes = [
+            models.Index(
+                fields=["next_due_on"],
+                include=["patient", "requirement", "window_ends_on"],
+                name="schedule_overdue_idx",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.requirement} due {self.next_due_on}"
@@ -150,10 +157,9 @@ class MonitoringFlag(UUIDModel):
                 name="flag_resolved_on_iff_resolved",
             ),
         ]
-        indexes = [
-            models.Index(fields=["patient", "-opened_on"], name="flag_patient_idx"),
-            models.Index(fields=["status", "blocking", "due_on"], name="flag_status_blocking_idx"),
-        ]
+        # No index on (status, blocking, due_on): the sweep reads the open flags through the partial unique
+        # index, and without `blocking` in an index marking a flag blocking is a HOT update.
+        indexes = [models.Index(fields=["patient", "-opened_on"], name="flag_patient_idx")]
 
     def __str__(self) -> str:
         return f"{self.requirement} due {self.due_on} ({self.status})"
@@ -240,11 +246,12 @@ class DigestLine(models.Model):
     patient data (minimum necessary). A flag is listed once, ever (unique)."""
 
     id = models.BigAutoField(primary_key=True)
-    run = models.ForeignKey(SweepRun, on_delete=models.PROTECT, related_name="digest_lines")
+    # run: led by digestline_run_prescriber_idx; flag: by the partial unique index (no second index each).
+    run = models.ForeignKey(SweepRun, on_delete=models.PROTECT, related_name="digest_lines", db_index=False)
     prescriber = models.ForeignKey("registry.Prescriber", on_delete=models.PROTECT, related_name="+")
     digest = models.ForeignKey(Digest, on_delete=models.PROTECT, null=True, blank=True, related_name="lines")
     flag = models.ForeignKey(
-        MonitoringFlag, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+        MonitoringFlag, on_delete=models.PROTECT, null=True, blank=True, related_name="+", db_index=False
     )
     rems_patient_id = models.CharField("REMS patient ID", max_length=16)
     kind = models.CharField(max_length=32)

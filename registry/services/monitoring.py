@@ -337,6 +337,7 @@ class SweepResult:
 
 
 _UUID_SPACE = 1 << 128
+_SWEEP_WORK_MEM = "64MB"
 
 
 def part_range(index: int, total: int) -> tuple[uuid.UUID | None, uuid.UUID | None]:
@@ -376,82 +377,102 @@ def _sweep_statements(range_patient: str, range_flag: str) -> list[tuple[str, st
     """The sweep's statements over one patient-id range, in lock order (flags, patients; the authorization
     numbers follow in `_part_run`). Each returns one row of counts. Rows a concurrent transaction holds
     (a lab result closing its flag, say) are skipped, never waited for, so the sweep cannot deadlock with
-    the registry's writes; what it skipped is taken up by the next run."""
-    resolve = f"""
-        WITH c AS (
-            SELECT f.id,
-                   CASE WHEN s.window_ends_on < %(as_of)s OR p.status IN {_MONITORED}
-                   THEN '{FlagResolution.MONITORING_ENDED}' ELSE '{FlagResolution.RESULT}' END AS resolution
-            FROM registry_monitoringflag f
-            JOIN registry_monitoringschedule s ON s.patient_id = f.patient_id AND s.requirement = f.requirement
-            JOIN registry_patient p ON p.id = f.patient_id
-            WHERE f.status = 'open'
-              AND (s.next_due_on >= %(overdue_before)s OR s.window_ends_on < %(as_of)s OR p.status IN {_MONITORED})
-              {range_flag}
-            FOR UPDATE OF f SKIP LOCKED
-        ), r AS (
-            UPDATE registry_monitoringflag f
-            SET status = 'resolved', resolved_on = %(as_of)s, resolution = c.resolution
-            FROM c WHERE f.id = c.id
-            RETURNING f.id, f.resolution
-        ), a AS (
-            {_AUDIT_INSERT}
-            SELECT gen_random_uuid(), %(now)s, NULL, 'system', 'monitoring_flag.resolve', 'monitoringflag', r.id,
-                   json_build_object('status', json_build_array('open', 'resolved'), 'resolution', r.resolution,
-                                     'sweep', %(run)s::text)::jsonb, ''
-            FROM r
-        )
-        SELECT count(*) FROM r
-    """
-    open_ = f"""
-        WITH o AS (
-            INSERT INTO registry_monitoringflag
-                (id, created_at, patient_id, requirement, due_on, opened_on, status, blocking, blocking_since,
-                 resolved_on, resolution, sweep_id)
-            SELECT gen_random_uuid(), %(now)s, s.patient_id, s.requirement, s.next_due_on, %(as_of)s, 'open',
-                   s.next_due_on < %(blocking_before)s,
-                   CASE WHEN s.next_due_on < %(blocking_before)s THEN %(as_of)s END, NULL, '', %(run)s
+    the registry's writes; what it skipped is taken up by the next run.
+
+    The flag statement reads the overdue set once (`od`: the schedule's covering index on next due, joined
+    to the monitored patients, as the bench's baseline does) and the open flags once (`fl`, each marked
+    overdue or not by a hash join with `od`); everything else follows from those two sets: flags to
+    resolve (open, no longer overdue), flags to mark blocking (open, still overdue, past the threshold),
+    flags to open (overdue, no open flag), one audit insert for the three kinds and the digest lines. Only
+    the flags that change are locked."""
+    flags = f"""
+        WITH od AS MATERIALIZED (
+            SELECT s.patient_id, s.requirement, s.next_due_on, p.prescriber_id, p.rems_patient_id
             FROM registry_monitoringschedule s JOIN registry_patient p ON p.id = s.patient_id
             WHERE s.next_due_on < %(overdue_before)s AND s.window_ends_on >= %(as_of)s
               AND p.status NOT IN {_MONITORED}
               {range_patient.replace("{col}", "s.patient_id")}
-            -- The partial unique index is the arbiter: a requirement flagged already is one index probe.
-            -- (A NOT EXISTS here rescans the growing flag table per row when its statistics say it is
-            -- empty, as on the first sweep ever: quadratic.)
+        ), fl AS MATERIALIZED (
+            SELECT f.id, f.patient_id, f.requirement, f.due_on, f.blocking, od.patient_id IS NOT NULL AS overdue
+            FROM registry_monitoringflag f
+            LEFT JOIN od ON od.patient_id = f.patient_id AND od.requirement = f.requirement
+            WHERE f.status = 'open' {range_flag}
+        ), rc AS (
+            SELECT f.id,
+                   CASE WHEN s.window_ends_on < %(as_of)s OR p.status IN {_MONITORED}
+                   THEN '{FlagResolution.MONITORING_ENDED}' ELSE '{FlagResolution.RESULT}' END AS resolution
+            FROM fl JOIN registry_monitoringflag f ON f.id = fl.id
+            -- One index probe per flag to resolve (OFFSET 0 keeps the planner from hashing the schedule).
+            CROSS JOIN LATERAL (SELECT s.window_ends_on FROM registry_monitoringschedule s
+                                WHERE s.patient_id = fl.patient_id AND s.requirement = fl.requirement
+                                OFFSET 0) s
+            CROSS JOIN LATERAL (SELECT p.status FROM registry_patient p WHERE p.id = fl.patient_id OFFSET 0) p
+            WHERE NOT fl.overdue AND f.status = 'open'
+            FOR UPDATE OF f SKIP LOCKED
+        ), bc AS (
+            SELECT f.id FROM fl JOIN registry_monitoringflag f ON f.id = fl.id
+            WHERE fl.overdue AND NOT fl.blocking AND fl.due_on < %(blocking_before)s
+              AND f.status = 'open' AND NOT f.blocking
+            FOR UPDATE OF f SKIP LOCKED
+        ), r AS (
+            UPDATE registry_monitoringflag f
+            SET status = 'resolved', resolved_on = %(as_of)s, resolution = rc.resolution
+            FROM rc WHERE f.id = rc.id
+            RETURNING f.id, f.resolution
+        ), b AS (
+            UPDATE registry_monitoringflag f SET blocking = TRUE, blocking_since = %(as_of)s
+            FROM bc WHERE f.id = bc.id
+            RETURNING f.id
+        ), o AS (
+            INSERT INTO registry_monitoringflag
+                (id, created_at, patient_id, requirement, due_on, opened_on, status, blocking, blocking_since,
+                 resolved_on, resolution, sweep_id)
+            SELECT gen_random_uuid(), %(now)s, od.patient_id, od.requirement, od.next_due_on, %(as_of)s, 'open',
+                   od.next_due_on < %(blocking_before)s,
+                   CASE WHEN od.next_due_on < %(blocking_before)s THEN %(as_of)s END, NULL, '', %(run)s
+            FROM od
+            WHERE NOT EXISTS (SELECT 1 FROM fl WHERE fl.patient_id = od.patient_id
+                              AND fl.requirement = od.requirement)
+            -- The partial unique index stays the arbiter (a flag opened by a writer since the snapshot).
             ON CONFLICT (patient_id, requirement) WHERE status = 'open' DO NOTHING
             RETURNING id, patient_id, requirement, due_on, blocking
+        ), ol AS MATERIALIZED (
+            SELECT o.id, o.requirement, o.due_on, o.blocking, od.prescriber_id, od.rems_patient_id
+            FROM o JOIN od ON od.patient_id = o.patient_id AND od.requirement = o.requirement
         ), a AS (
             {_AUDIT_INSERT}
-            SELECT gen_random_uuid(), %(now)s, NULL, 'system', 'monitoring_flag.open', 'monitoringflag', o.id,
-                   json_build_object('patient', o.patient_id, 'requirement', o.requirement, 'due_on', o.due_on,
-                                     'blocking', o.blocking, 'sweep', %(run)s::text)::jsonb, ''
-            FROM o
+            SELECT gen_random_uuid(), %(now)s, NULL, 'system', x.action, 'monitoringflag', x.id, x.changes, ''
+            FROM (
+                SELECT 'monitoring_flag.resolve' AS action, r.id,
+                       json_build_object('status', json_build_array('open', 'resolved'),
+                                         'resolution', r.resolution, 'sweep', %(run)s::text)::jsonb AS changes
+                FROM r
+                UNION ALL
+                SELECT 'monitoring_flag.open', o.id,
+                       json_build_object('patient', o.patient_id, 'requirement', o.requirement,
+                                         'due_on', o.due_on, 'blocking', o.blocking, 'sweep', %(run)s::text)::jsonb
+                FROM o
+                UNION ALL
+                SELECT 'monitoring_flag.block', b.id,
+                       json_build_object('blocking', json_build_array(false, true), 'sweep', %(run)s::text)::jsonb
+                FROM b
+            ) x
+        ), pd AS MATERIALIZED (
+            -- A run in one part names each prescriber's digest now (the digest row follows in
+            -- `_digests_assemble`, same transaction; the foreign key is checked at commit), so its lines
+            -- are written once. A split run's lines get their digest when its last part assembles them.
+            SELECT x.prescriber_id, CASE WHEN %(one_part)s THEN gen_random_uuid() END AS digest_id
+            FROM (SELECT DISTINCT ol.prescriber_id FROM ol) x
         ), l AS (
             INSERT INTO registry_digestline
                 (run_id, prescriber_id, digest_id, flag_id, rems_patient_id, kind, label, due_on, blocking)
-            SELECT %(run)s, p.prescriber_id, NULL, o.id, p.rems_patient_id, o.requirement, lbl.label,
-                   o.due_on, o.blocking
-            FROM o JOIN registry_patient p ON p.id = o.patient_id
-                   JOIN {_LABELS_SQL} ON lbl.requirement = o.requirement
+            SELECT %(run)s, ol.prescriber_id, pd.digest_id, ol.id, ol.rems_patient_id, ol.requirement,
+                   lbl.label, ol.due_on, ol.blocking
+            FROM ol JOIN pd ON pd.prescriber_id = ol.prescriber_id
+                   JOIN {_LABELS_SQL} ON lbl.requirement = ol.requirement
         )
-        SELECT count(*), count(*) FILTER (WHERE o.blocking) FROM o
-    """
-    block = f"""
-        WITH c AS (
-            SELECT f.id FROM registry_monitoringflag f
-            WHERE f.status = 'open' AND NOT f.blocking AND f.due_on < %(blocking_before)s {range_flag}
-            FOR UPDATE SKIP LOCKED
-        ), b AS (
-            UPDATE registry_monitoringflag f SET blocking = TRUE, blocking_since = %(as_of)s
-            FROM c WHERE f.id = c.id
-            RETURNING f.id
-        ), a AS (
-            {_AUDIT_INSERT}
-            SELECT gen_random_uuid(), %(now)s, NULL, 'system', 'monitoring_flag.block', 'monitoringflag', b.id,
-                   json_build_object('blocking', json_build_array(false, true), 'sweep', %(run)s::text)::jsonb, ''
-            FROM b
-        )
-        SELECT count(*) FROM b
+        SELECT (SELECT count(*) FROM r), (SELECT count(*) FROM o),
+               (SELECT count(*) FILTER (WHERE o.blocking) FROM o), (SELECT count(*) FROM b)
     """
     complete = f"""
         WITH old AS (
@@ -476,12 +497,7 @@ def _sweep_statements(range_patient: str, range_flag: str) -> list[tuple[str, st
         )
         SELECT count(*) FROM c
     """
-    return [
-        ("resolve", resolve),
-        ("open", open_),
-        ("block", block),
-        ("complete", complete),
-    ]
+    return [("flags", flags), ("complete", complete)]
 
 
 def _part_run(*, run: SweepRun, index: int, program: rules.ProgramSettings, worker: str = "") -> SweepResult:
@@ -505,18 +521,19 @@ def _part_run(*, run: SweepRun, index: int, program: rules.ProgramSettings, work
         "hi": hi,
         "overdue_before": overdue_before(program, run.as_of),
         "blocking_before": blocking_before(program, run.as_of),
+        "one_part": run.parts_total == 1,
     }
     statements = _sweep_statements(_range_sql("{col}", lo, hi), _range_sql("f.patient_id", lo, hi))
     with connection.cursor() as cursor:
+        # The flag statement hashes the overdue set and the open flags: let it do so in memory (this
+        # transaction only; the default 4 MB spills to disk from about 50,000 overdue requirements).
+        cursor.execute(f"SET LOCAL work_mem = '{_SWEEP_WORK_MEM}'")
         for name, sql in statements:
             cursor.execute(sql, params)
             row = cursor.fetchone()
-            if name == "resolve":
-                result.resolved = row[0]
-            elif name == "open":
-                result.opened, result.blocking = row[0], row[1]
-            elif name == "block":
-                result.blocking += row[0]
+            if name == "flags":
+                result.resolved, result.opened = row[0], row[1]
+                result.blocking = row[2] + row[3]
             else:
                 result.completed = row[0]
     # GATE-2 (issue 9 item 4): numbers past their expiry are stored as expired, numbers whose grounds no
@@ -577,8 +594,11 @@ def _digests_assemble(run: SweepRun) -> list[Any]:
             WITH d AS (
                 INSERT INTO registry_digest
                     (id, created_at, run_id, prescriber_id, recipient, status, attempts, sent_at, last_error)
-                SELECT gen_random_uuid(), %(now)s, %(run)s, l.prescriber_id, pr.email, 'pending', 0, NULL, ''
-                FROM (SELECT DISTINCT prescriber_id FROM registry_digestline WHERE run_id = %(run)s) l
+                SELECT coalesce(l.digest_id, gen_random_uuid()), %(now)s, %(run)s, l.prescriber_id, pr.email,
+                       'pending', 0, NULL, ''
+                -- the id the flag statement gave the prescriber's lines (a run in one part), else a new one
+                FROM (SELECT prescriber_id, (max(digest_id::text))::uuid AS digest_id FROM registry_digestline
+                      WHERE run_id = %(run)s GROUP BY prescriber_id) l
                 JOIN registry_prescriber pr ON pr.id = l.prescriber_id
                 ON CONFLICT DO NOTHING
                 RETURNING id, prescriber_id
