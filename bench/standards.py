@@ -10,18 +10,17 @@ on time.
 
 from __future__ import annotations
 
-import datetime as dt
 import itertools
 import json
 
 from _harness import bench_database, drop_bench_database, median, p, timed
-from authorization import certified, seed_patient
+from authorization import participants_seed, seed_patient
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from registry.models import AuthorizationStatus, DispenseAuthorization, Facility, Pharmacy, Prescriber
+from registry.models import AuthorizationStatus, DispenseAuthorization
 from registry.services.accounts import admin_user_ensure, api_key_issue, participant_user_ensure
 
 REQUESTS = 200
@@ -101,50 +100,8 @@ def main() -> None:
 
 def run() -> None:
     now = timezone.now()
-    today = timezone.localdate(now)
     admin = admin_user_ensure(username="bench")
-    signed = {"enrollment_signed_on": today - dt.timedelta(days=30)}
-    prescriber = certified(
-        Prescriber,
-        admin,
-        now,
-        {
-            "npi": "1558598797",
-            "first_name": "B",
-            "last_name": "Ench",
-            "email": "b@example.org",
-            "knowledge_assessment_score": 8,
-            "knowledge_assessment_passed_on": today,
-            **signed,
-        },
-    )
-    facility = certified(
-        Facility,
-        admin,
-        now,
-        {
-            "npi": "1993999998",
-            "name": "Site",
-            "authorized_rep_name": "R",
-            "authorized_rep_email": "r@example.org",
-            "infusion_reaction_readiness_attested_on": today,
-            **signed,
-        },
-    )
-    pharmacy = certified(
-        Pharmacy,
-        admin,
-        now,
-        {
-            "npi": "1245319599",
-            "ncpdp_id": "1234567",
-            "name": "Rx",
-            "authorized_rep_name": "R",
-            "authorized_rep_email": "r@example.org",
-            "staff_training_completed_on": today,
-            **signed,
-        },
-    )
+    prescriber, facility, pharmacy = participants_seed(admin, now)
     prescriber_user = participant_user_ensure(participant=prescriber, actor=admin)
     _, pharmacy_key = api_key_issue(
         user=participant_user_ensure(participant=pharmacy, actor=admin), actor=admin
