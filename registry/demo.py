@@ -388,16 +388,7 @@ def _course_1(
 ) -> None:
     """Authorized 1 day before the start, course 1 planned, 5 doses dispensed on day 1, `doses` infused."""
     _authorize(demo, story, start_ago + 1)
-    demo.at(
-        start_ago,
-        lambda now: course_plan(
-            patient=_fresh(demo, story.key),
-            actor=_actor(demo, story.prescriber),
-            planned_start_on=now.date(),
-            now=now,
-        ),
-        hour=9,
-    )
+    _plan_on_the_day(demo, story, start_ago)
     _request(demo, story, start_ago, pharmacy=pharmacy, facility=facility, doses=5)
     for day in range(1, doses + 1):
         _infuse(demo, story, start_ago - day + 1, facility=facility, day=day)
@@ -442,13 +433,10 @@ def _status(demo: Demo, story: Story, days_ago: int, verb: str, reason: str, adm
     )
 
 
-def _legacy_course(demo: Demo, story: Story, admin: User, months_ago: int) -> None:
-    """Imported history: course 1 infused long ago, recorded by an administrator (legacy, no dispense)."""
-    first = demo.today - relativedelta(months=months_ago)
-    first_ago = (demo.today - first).days
-    _authorize(demo, story, first_ago + 1)
+def _plan_on_the_day(demo: Demo, story: Story, days_ago: int) -> None:
+    """The prescriber plans the course to start that same day, at 9 in the morning."""
     demo.at(
-        first_ago,
+        days_ago,
         lambda now: course_plan(
             patient=_fresh(demo, story.key),
             actor=_actor(demo, story.prescriber),
@@ -457,6 +445,14 @@ def _legacy_course(demo: Demo, story: Story, admin: User, months_ago: int) -> No
         ),
         hour=9,
     )
+
+
+def _legacy_course(demo: Demo, story: Story, admin: User, months_ago: int) -> None:
+    """Imported history: course 1 infused long ago, recorded by an administrator (legacy, no dispense)."""
+    first = demo.today - relativedelta(months=months_ago)
+    first_ago = (demo.today - first).days
+    _authorize(demo, story, first_ago + 1)
+    _plan_on_the_day(demo, story, first_ago)
     for day in range(1, 6):
 
         def step(now: dt.datetime, day: int = day) -> None:

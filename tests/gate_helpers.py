@@ -326,6 +326,31 @@ def patient_after_course_1(
 
 # --- Dispense authorization (GATE-1, GATE-2) ---------------------------------------------------------------
 
+# The dispense gate's requirements, in order, as its checks name them (GATE-5): the contract the tests hold
+# the gate to.
+DISPENSE_REQUIREMENT_NAMES = [
+    "pharmacy_certified",
+    "facility_certified",
+    "prescriber_certified",
+    "patient_found",
+    "prescriber_of_record",
+    "patient_authorized",
+    "no_contraindication",
+    "attestations_hold",
+    "no_open_pregnancy",  # PRG-4
+    "open_course",
+    "course_doses_remaining",
+    "doses_within_remaining",
+    "course_interval_met",
+    "dose_within_course_window",
+    "pre_course_labs_fresh",
+    "course_1_baseline_labs",
+    "course_1_screening",
+    "course_1_pregnancy_test",
+    "monitoring_current",  # MON-3, GATE-4
+    "status_form_current",  # MON-4, GATE-4
+]
+
 
 def authorization_body(
     patient: Patient, prescriber: Persona, facility: Persona, *, doses: int = 5, **overrides: Any

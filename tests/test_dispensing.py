@@ -34,6 +34,7 @@ from .conftest import client_with_key, participant_persona
 from .factories import PharmacyFactory
 from .gate_helpers import (
     DAY0,
+    DISPENSE_REQUIREMENT_NAMES,
     PRE_COURSE_LABS,
     add_contraindication,
     approved_number,
@@ -54,28 +55,6 @@ pytestmark = pytest.mark.django_db
 AUTHORIZATIONS = "/api/v1/dispense-authorizations"
 DISPENSES = "/api/v1/dispenses"
 NOW = moment(DAY0)
-DISPENSE_REQUIREMENT_NAMES = [
-    "pharmacy_certified",
-    "facility_certified",
-    "prescriber_certified",
-    "patient_found",
-    "prescriber_of_record",
-    "patient_authorized",
-    "no_contraindication",
-    "attestations_hold",
-    "no_open_pregnancy",  # PRG-4
-    "open_course",
-    "course_doses_remaining",
-    "doses_within_remaining",
-    "course_interval_met",
-    "dose_within_course_window",
-    "pre_course_labs_fresh",
-    "course_1_baseline_labs",
-    "course_1_screening",
-    "course_1_pregnancy_test",
-    "monitoring_current",  # MON-3, GATE-4
-    "status_form_current",  # MON-4, GATE-4
-]
 
 
 @pytest.fixture

@@ -63,6 +63,7 @@ from .conftest import Persona, client_with_key, participant_persona
 from .factories import FacilityFactory, PharmacyFactory, PrescriberFactory, create_body
 from .gate_helpers import (
     DAY0,
+    DISPENSE_REQUIREMENT_NAMES,
     PRE_COURSE_LABS,
     approved_number,
     authorized_patient,
@@ -130,28 +131,7 @@ COURSE_REQUIREMENTS = [
     "monitoring_current",  # MON-3, GATE-4
     "status_form_current",  # MON-4, GATE-4
 ]
-DISPENSE_REQUIREMENTS = [
-    "pharmacy_certified",
-    "facility_certified",
-    "prescriber_certified",
-    "patient_found",
-    "prescriber_of_record",
-    "patient_authorized",
-    "no_contraindication",
-    "attestations_hold",
-    "no_open_pregnancy",  # PRG-4
-    "open_course",
-    "course_doses_remaining",
-    "doses_within_remaining",
-    "course_interval_met",
-    "dose_within_course_window",
-    "pre_course_labs_fresh",
-    "course_1_baseline_labs",
-    "course_1_screening",
-    "course_1_pregnancy_test",
-    "monitoring_current",  # MON-3, GATE-4
-    "status_form_current",  # MON-4, GATE-4
-]
+DISPENSE_REQUIREMENTS = DISPENSE_REQUIREMENT_NAMES
 INFUSION_REQUIREMENTS = [
     "facility_certified",
     "patient_found",
