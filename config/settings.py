@@ -97,6 +97,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
         "timeout": env.int("DB_POOL_TIMEOUT", default=10),
     }
     DATABASES["default"]["CONN_MAX_AGE"] = 0  # the pool owns connection reuse
+    # Server-side binding lets psycopg prepare a statement on a connection once it has run
+    # DB_PREPARE_THRESHOLD times there, so the gate's hot statements are planned once per pooled connection,
+    # not once per request (issue 13). Behind a transaction-mode pooler without prepared-statement support,
+    # set DB_PREPARE_THRESHOLD=0 to turn preparing off.
+    DATABASES["default"]["OPTIONS"]["server_side_binding"] = env.bool("DB_SERVER_SIDE_BINDING", default=True)
+    _prepare = env.int("DB_PREPARE_THRESHOLD", default=5)
+    DATABASES["default"]["OPTIONS"]["prepare_threshold"] = _prepare if _prepare > 0 else None
 elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
     DATABASES["default"].setdefault("OPTIONS", {}).update({"transaction_mode": "IMMEDIATE", "timeout": 20})

@@ -7,13 +7,15 @@ rate. Two stores:
 
 - ``database`` (default): one upsert statement on `registry_throttlebucket` per request (PostgreSQL, and
   SQLite 3.35+ for the quick start); atomic, so concurrent workers never lose a hit.
-- ``cache``: Django's default cache, `add` + `incr`; atomic on Redis (`CACHE_URL=redis://…`), which is
-  what production should use (`THROTTLE_STORE=cache`, the default when the cache is Redis).
+- ``cache``: Django's default cache. On Redis (`CACHE_URL=redis://…`, what production should use, and
+  the default store when the cache is Redis) one MULTI/EXEC round trip, `INCR` + `EXPIRE NX`; on another
+  cache backend `add` + `incr`.
 """
 
 from __future__ import annotations
 
 import math
+from functools import cache as cache_function
 from typing import Any
 
 from django.conf import settings
@@ -38,13 +40,37 @@ def _hit_database(key: str, window: int) -> int:
     return int(row[0])
 
 
+@cache_function
+def _redis_client() -> Any | None:
+    """One redis-py client per process for the limiter, on the default cache's (write) server, or None
+    when the default cache is not Redis. Django's own Redis cache builds a client object on every call
+    and needs two round trips (`add`, then `incr`); the hit below is one (issue 13)."""
+    backend = settings.CACHES["default"]["BACKEND"]
+    if not backend.endswith("RedisCache"):
+        return None
+    import redis
+
+    location = settings.CACHES["default"]["LOCATION"]
+    url = location[0] if isinstance(location, list | tuple) else str(location).split(",")[0]
+    return redis.Redis.from_url(url)
+
+
 def _hit_cache(key: str, window: int, duration: int) -> int:
-    bucket = f"{key}:{window}"
-    cache.add(bucket, 0, timeout=duration * 2)
+    bucket = cache.make_key(f"{key}:{window}")
+    client = _redis_client()
+    if client is not None:
+        # INCR creates the counter at 1; EXPIRE NX gives it a lifetime once. MULTI/EXEC: one round trip,
+        # atomic whichever worker asks.
+        pipe = client.pipeline(transaction=True)
+        pipe.incr(bucket)
+        pipe.expire(bucket, duration * 2, nx=True)
+        hits, _ = pipe.execute()
+        return int(hits)
+    cache.add(f"{key}:{window}", 0, timeout=duration * 2)
     try:
-        return int(cache.incr(bucket))
+        return int(cache.incr(f"{key}:{window}"))
     except ValueError:  # expired between add and incr
-        cache.add(bucket, 1, timeout=duration * 2)
+        cache.add(f"{key}:{window}", 1, timeout=duration * 2)
         return 1
 
 
