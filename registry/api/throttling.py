@@ -41,22 +41,27 @@ def _hit_database(key: str, window: int) -> int:
 
 
 @cache_function
-def _redis_client() -> Any | None:
-    """One redis-py client per process for the limiter, on the default cache's (write) server, or None
-    when the default cache is not Redis. Django's own Redis cache builds a client object on every call
-    and needs two round trips (`add`, then `incr`); the hit below is one (issue 13)."""
-    backend = settings.CACHES["default"]["BACKEND"]
-    if not backend.endswith("RedisCache"):
-        return None
+def _redis_client_for(url: str) -> Any:
     import redis
 
-    location = settings.CACHES["default"]["LOCATION"]
-    url = location[0] if isinstance(location, list | tuple) else str(location).split(",")[0]
     return redis.Redis.from_url(url)
 
 
+def _redis_client() -> Any | None:
+    """One redis-py client per process and server for the limiter, on the default cache's (write) server,
+    or None when the default cache is not Redis. Django's own Redis cache builds a client object on every
+    call and needs two round trips (`add`, then `incr`); the hit below is one (issue 13). Keyed by the
+    server's URL, so a changed setting is never answered by an old client."""
+    if not settings.CACHES["default"]["BACKEND"].endswith("RedisCache"):
+        return None
+    location = settings.CACHES["default"]["LOCATION"]
+    url = location[0] if isinstance(location, list | tuple) else str(location).split(",")[0]
+    return _redis_client_for(url)
+
+
 def _hit_cache(key: str, window: int, duration: int) -> int:
-    bucket = cache.make_key(f"{key}:{window}")
+    name = f"{key}:{window}"
+    bucket = cache.make_key(name)  # the same key Django's cache would use, so `cache.get(name)` reads it
     client = _redis_client()
     if client is not None:
         # INCR creates the counter at 1; EXPIRE NX gives it a lifetime once. MULTI/EXEC: one round trip,
@@ -66,11 +71,11 @@ def _hit_cache(key: str, window: int, duration: int) -> int:
         pipe.expire(bucket, duration * 2, nx=True)
         hits, _ = pipe.execute()
         return int(hits)
-    cache.add(f"{key}:{window}", 0, timeout=duration * 2)
+    cache.add(name, 0, timeout=duration * 2)
     try:
-        return int(cache.incr(f"{key}:{window}"))
+        return int(cache.incr(name))
     except ValueError:  # expired between add and incr
-        cache.add(f"{key}:{window}", 1, timeout=duration * 2)
+        cache.add(name, 1, timeout=duration * 2)
         return 1
 
 
