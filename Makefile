@@ -36,7 +36,7 @@ services:
 	@bash .ci/ensure-services
 
 # The API and gate tests again on the quick start's database (SQLite), so `make run`'s path is tested too.
-SQLITE_TESTS := tests/test_dispensing.py tests/test_gate_safety.py tests/test_infusions.py tests/test_courses.py \
+SQLITE_TESTS := tests/test_dispensing.py tests/test_rows.py tests/test_gate_safety.py tests/test_infusions.py tests/test_courses.py \
 	tests/test_patients_api.py tests/test_gate_pipeline.py tests/test_walkthrough.py tests/test_api_conventions.py \
 	tests/test_participants_api.py tests/test_patient_permissions.py tests/test_pregnancy_gate.py \
 	tests/test_pregnancy_walkthrough.py tests/test_monitoring_schedule.py tests/test_access.py \

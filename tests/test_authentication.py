@@ -11,7 +11,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from registry.models import ApiKey, Prescriber
+from registry.models import ApiKey, AuditEvent, Decision, DispenseAuthorization, Prescriber
 from registry.selectors.keys import api_key_by_prefix
 from registry.services.accounts import api_key_authenticate, api_key_revoke
 from registry.services.certification import participant_deactivate
@@ -99,17 +99,27 @@ def test_a_revoked_key_and_a_deactivated_participant_stop_at_once_ACT_5(prescrib
 
 def test_a_dispense_authorization_is_at_most_8_statements_GATE_1(clock, prescriber, facility, pharmacy):
     """Issue 13, GATE-1, GATE-5: the approved authorization (key, rate limit, patient lock, facts with the
-    monitoring blocks, parties, number, audit, decision) in at most 8 statements besides transaction control;
-    every one is still there: the lock, the stored decision and the audit event."""
+    monitoring blocks, parties, number with its audit event, decision) in at most 8 statements besides
+    transaction control, and no savepoint (the number and its audit event are one all-or-nothing
+    statement); every one is still there: the lock, the stored decision and the audit event."""
     patient = authorized_patient(prescriber)
     plan_course(prescriber, patient, start=DAY0)
     pharmacy.get("/api/v1/me")
+    events = AuditEvent.objects.count()
     with CaptureQueriesContext(connection) as queries:
         response = request_authorization(pharmacy, patient, prescriber, facility, doses=1)
     assert response.json()["decision"] == "approved", response.json()
     sql = [q["sql"] for q in queries]
     work = [s for s in sql if not s.upper().startswith(TRANSACTION_CONTROL)]
     assert len(work) <= 8, [s[:70] for s in work]
+    # One savepoint: the gate's own transaction, nested in the test's; none around the approval.
+    assert sum(s.upper().startswith("SAVEPOINT") for s in sql) == 1, [s[:40] for s in sql]
     assert any("FOR UPDATE" in s for s in work)
-    assert any(s.startswith('INSERT INTO "registry_decision"') for s in work)
-    assert any(s.startswith('INSERT INTO "registry_auditevent"') for s in work)
+    assert any('INSERT INTO "registry_decision"' in s for s in work)
+    assert any('INSERT INTO "registry_dispenseauthorization"' in s for s in work)
+    number = response.json()["authorization_number"]
+    authorization = DispenseAuthorization.objects.get(number=number)
+    assert Decision.objects.filter(pk=authorization.decision_id, outcome="approved").exists()
+    issued = AuditEvent.objects.get(action="authorization.issue", subject_id=authorization.pk)
+    assert issued.changes["number"] == number
+    assert AuditEvent.objects.count() == events + 1  # the number's issue is the approval's one event

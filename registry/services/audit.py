@@ -24,7 +24,7 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def audit_record(
+def audit_event(
     *,
     actor: User | None,
     action: str,
@@ -32,9 +32,8 @@ def audit_record(
     changes: dict[str, Any] | None = None,
     at: dt.datetime | None = None,
 ) -> AuditEvent:
-    """Append one audit event. Must run inside the transaction of the change it records."""
-    if not transaction.get_connection().in_atomic_block:
-        raise RuntimeError("audit_record must run inside the transaction of the change it records")
+    """One audit event, not yet saved: for `audit_record`, or for `rows.rows_insert` to write with the
+    change it records in one statement."""
     event = AuditEvent(
         actor=actor,
         actor_role=actor.role if actor is not None else "system",
@@ -46,6 +45,21 @@ def audit_record(
     )
     if at is not None:
         event.created_at = at
+    return event
+
+
+def audit_record(
+    *,
+    actor: User | None,
+    action: str,
+    subject: models.Model,
+    changes: dict[str, Any] | None = None,
+    at: dt.datetime | None = None,
+) -> AuditEvent:
+    """Append one audit event. Must run inside the transaction of the change it records."""
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("audit_record must run inside the transaction of the change it records")
+    event = audit_event(actor=actor, action=action, subject=subject, changes=changes, at=at)
     event.save(force_insert=True)
     return event
 

@@ -30,10 +30,14 @@ from registry.selectors import (
 from registry.selectors.authorizations import lapsed_category, lapsed_q
 from registry.selectors.facts import Facts, facts_load, participants_for_authorization
 
-from .audit import audit_record, audit_record_many
+from .audit import audit_event, audit_record, audit_record_many
 from .decisions import DISPENSE_GATE
 from .dob_guard import patient_lookup_guarded
 from .gate import Outcome, gate_run
+from .rows import rows_insert
+
+# Numbers drawn before an approval gives up (each a 1 in 2^60 collision with a live number).
+_NUMBER_DRAWS = 5
 
 
 def authorization_request(
@@ -93,35 +97,40 @@ def authorization_request(
         assert prescriber is not None
         if course.lapsed_doses:  # freed doses are re-authorized: their old numbers must not revive
             authorizations_lapse(now=now, course_id=course.id)
-        authorization = DispenseAuthorization.objects.create(
-            # GATE-2: 60 random bits make a collision of live numbers negligible; the unique index still
-            # refuses one (the request then fails whole and the client retries under its Idempotency-Key).
-            id=decision_id,
-            decision_id=decision_id,
-            number=new_authorization_number(),
-            pharmacy_id=pharmacy_.pk,
-            facility_id=facility.pk,
-            prescriber_id=prescriber.pk,
-            patient_id=patient.pk,
-            course_id=course.id,
-            doses_authorized=data["doses_requested"],
-            issued_at=now,
-            expires_at=now + dt.timedelta(days=facts.program.authorization_validity_days),
-        )
-        audit_record(
-            actor=actor,
-            action="authorization.issue",
-            subject=authorization,
-            changes={
-                "decision": decision_id,
-                "outcome": "approved",
-                "number": authorization.number,
-                "doses": authorization.doses_authorized,
-                "expires_at": authorization.expires_at,
-                "course": course.id,
-            },
-        )
-        return authorization
+        # GATE-2: 60 random bits make a collision of live numbers negligible; should one be drawn, the
+        # unique index turns the one statement that writes the number and its audit event into a no-op
+        # (`rows_insert`), and a new number is drawn. Nothing is written before that statement can refuse,
+        # so the gate needs no savepoint around this action (Gate.approval_savepoint).
+        for _ in range(_NUMBER_DRAWS):
+            authorization = DispenseAuthorization(
+                id=decision_id,
+                decision_id=decision_id,
+                number=new_authorization_number(),
+                pharmacy_id=pharmacy_.pk,
+                facility_id=facility.pk,
+                prescriber_id=prescriber.pk,
+                patient_id=patient.pk,
+                course_id=course.id,
+                doses_authorized=data["doses_requested"],
+                issued_at=now,
+                expires_at=now + dt.timedelta(days=facts.program.authorization_validity_days),
+            )
+            event = audit_event(
+                actor=actor,
+                action="authorization.issue",
+                subject=authorization,
+                changes={
+                    "decision": decision_id,
+                    "outcome": "approved",
+                    "number": authorization.number,
+                    "doses": authorization.doses_authorized,
+                    "expires_at": authorization.expires_at,
+                    "course": course.id,
+                },
+            )
+            if rows_insert(authorization, event, first_may_conflict=True):
+                return authorization
+        raise Conflict("No free authorization number could be drawn; retry the request.")
 
     return gate_run(
         DISPENSE_GATE,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterable
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Generic, TypeVar
 
@@ -28,7 +29,8 @@ from registry.middleware import current_request_id
 from registry.models import Decision, DecisionKind, DecisionOutcome, Role, User
 from registry.selectors.facts import Facts
 
-from .audit import _jsonable, audit_record
+from .audit import _jsonable, audit_event
+from .rows import rows_insert
 
 T = TypeVar("T")
 
@@ -139,6 +141,10 @@ class Gate:
     # lists the labs; issue 9 item 5). A requirement with `applies_to(facts)` is listed only where it
     # applies (the course 1 baseline for course 1).
     pending: list[Requirement] = field(default_factory=list)
+    # The approval action runs in a savepoint, so that a `Refused` rolls its writes back. An action whose
+    # writes are one statement that either writes everything or nothing (`rows.rows_insert` with
+    # `first_may_conflict`) before it can refuse sets this False and saves the savepoint's two round trips.
+    approval_savepoint: bool = True
 
     def all_requirements(self) -> list[Requirement]:
         return [*self.requirements, *self.extensions]
@@ -243,7 +249,8 @@ def gate_run(
 ) -> Outcome[T]:
     """Lock and load (`load` takes the locks and reads the facts, in the registry's lock order: patient,
     then participants, then authorization or dispense), evaluate, store the decision (GATE-5), and on
-    approval run `approve(facts, decision_id)` in a savepoint. One transaction; the decision's row is
+    approval run `approve(facts, decision_id)` in a savepoint (none when the gate's approval is one
+    all-or-nothing statement: `Gate.approval_savepoint`). One transaction; the decision's row is
     written after the approval so that a `Refused` approval is stored as the denial it became (foreign keys
     to the decision are checked at commit)."""
     with transaction.atomic():
@@ -256,7 +263,8 @@ def gate_run(
         created: T | None = None
         if evaluation.approved and approve is not None:
             try:
-                with transaction.atomic():
+                # Not atomic(savepoint=False): a Refused leaving that block would doom the transaction.
+                with transaction.atomic() if gate.approval_savepoint else nullcontext():
                     created = approve(facts, decision_id)
             except Refused as refused:
                 evaluation = evaluation.refused_by(refused.check)
@@ -283,28 +291,32 @@ def decision_record(
     id: uuid.UUID | None = None,
 ) -> Decision:
     """GATE-5: stores the decision with every requirement, the settings in force, inputs and actor, and
-    audits it (unless the approval action's own audit event covers it). Runs in the caller's transaction."""
-    with transaction.atomic(savepoint=False):
-        decision = Decision.objects.create(
-            id=id or uuid.uuid4(),
-            kind=kind,
-            outcome=DecisionOutcome.APPROVED if evaluation.approved else DecisionOutcome.DENIED,
-            patient=facts.patient,
-            actor=actor,
-            inputs=_jsonable(inputs),
-            requirements=evaluation.requirements(),
-            reasons=evaluation.reasons,
-            pending=list(evaluation.pending),
-            program_settings=asdict(facts.program),
-            request_id=current_request_id(),
-        )
-        if audit:
-            audit_record(
+    audits it (unless the approval action's own audit event covers it), the two rows in one statement
+    (`rows.rows_insert`). Runs in the caller's transaction."""
+    decision = Decision(
+        id=id or uuid.uuid4(),
+        kind=kind,
+        outcome=DecisionOutcome.APPROVED if evaluation.approved else DecisionOutcome.DENIED,
+        patient=facts.patient,
+        actor=actor,
+        inputs=_jsonable(inputs),
+        requirements=evaluation.requirements(),
+        reasons=evaluation.reasons,
+        pending=list(evaluation.pending),
+        program_settings=asdict(facts.program),
+        request_id=current_request_id(),
+    )
+    rows: list[Any] = [decision]
+    if audit:
+        rows.append(
+            audit_event(
                 actor=actor,
                 action=f"decision.{kind}",
                 subject=decision,
                 changes={"outcome": decision.outcome, "reasons": [r["code"] for r in evaluation.reasons]},
             )
+        )
+    rows_insert(*rows)  # the decision and its audit event: one statement (issue 13)
     return decision
 
 
