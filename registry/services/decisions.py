@@ -671,8 +671,8 @@ DISPENSE_GATE = Gate(
     list(DISPENSE_REQUIREMENTS),
     caller="pharmacy_certified",
     audit_approval=False,
-    # services/dispensing.py: the number and its audit event are one all-or-nothing statement.
-    approval_savepoint=False,
+    # services/dispensing.py: the number, its audit event and the decision are one all-or-nothing statement.
+    one_statement_approval=True,
 )
 INFUSION_GATE = Gate(DecisionKind.INFUSION, list(INFUSION_REQUIREMENTS), caller="facility_certified")
 INFUSION_CHECK_GATE = Gate(

@@ -83,7 +83,7 @@ def authorization_request(
             request={"doses_requested": data["doses_requested"]},
         )
 
-    def approve(facts: Facts, decision_id: Any) -> DispenseAuthorization:
+    def approve(facts: Facts, decision_id: Any, decision_rows: list[Any]) -> DispenseAuthorization:
         patient, course, parties = (
             facts.patient,
             facts.open_course,
@@ -97,10 +97,10 @@ def authorization_request(
         assert prescriber is not None
         if course.lapsed_doses:  # freed doses are re-authorized: their old numbers must not revive
             authorizations_lapse(now=now, course_id=course.id)
-        # GATE-2: 60 random bits make a collision of live numbers negligible; should one be drawn, the
-        # unique index turns the one statement that writes the number and its audit event into a no-op
-        # (`rows_insert`), and a new number is drawn. Nothing is written before that statement can refuse,
-        # so the gate needs no savepoint around this action (Gate.approval_savepoint).
+        # GATE-2, GATE-5: the number, its audit event and the approved decision are one statement
+        # (Gate.one_statement_approval). 60 random bits make a collision of live numbers negligible; should
+        # one be drawn, the unique index turns that statement into a no-op (`rows_insert`) and a new number
+        # is drawn. The lapse above is the only write before it, and it is true whatever follows.
         for _ in range(_NUMBER_DRAWS):
             authorization = DispenseAuthorization(
                 id=decision_id,
@@ -128,7 +128,7 @@ def authorization_request(
                     "course": course.id,
                 },
             )
-            if rows_insert(authorization, event, first_may_conflict=True):
+            if rows_insert(authorization, event, *decision_rows, first_may_conflict=True):
                 return authorization
         raise Conflict("No free authorization number could be drawn; retry the request.")
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterable
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Generic, TypeVar
 
@@ -141,10 +140,12 @@ class Gate:
     # lists the labs; issue 9 item 5). A requirement with `applies_to(facts)` is listed only where it
     # applies (the course 1 baseline for course 1).
     pending: list[Requirement] = field(default_factory=list)
-    # The approval action runs in a savepoint, so that a `Refused` rolls its writes back. An action whose
-    # writes are one statement that either writes everything or nothing (`rows.rows_insert` with
-    # `first_may_conflict`) before it can refuse sets this False and saves the savepoint's two round trips.
-    approval_savepoint: bool = True
+    # The approval action runs in a savepoint, so that a `Refused` rolls its writes back, and the decision
+    # is written after it. An action that writes in one all-or-nothing statement (`rows.rows_insert` with
+    # `first_may_conflict`) sets this: it is called as `approve(facts, decision_id, decision_rows)` and
+    # writes the approved decision and its audit event in that same statement, with no savepoint (issue
+    # 13: three round trips fewer). Should it refuse, nothing was written and the denial is stored here.
+    one_statement_approval: bool = False
 
     def all_requirements(self) -> list[Requirement]:
         return [*self.requirements, *self.extensions]
@@ -236,7 +237,8 @@ class AlreadyDone(Exception):
         super().__init__("already done")
 
 
-Approve = Callable[[Facts, uuid.UUID], T]
+# (facts, decision_id), or (facts, decision_id, decision_rows) for a one-statement approval
+Approve = Callable[..., T]
 
 
 def gate_run(
@@ -249,10 +251,10 @@ def gate_run(
 ) -> Outcome[T]:
     """Lock and load (`load` takes the locks and reads the facts, in the registry's lock order: patient,
     then participants, then authorization or dispense), evaluate, store the decision (GATE-5), and on
-    approval run `approve(facts, decision_id)` in a savepoint (none when the gate's approval is one
-    all-or-nothing statement: `Gate.approval_savepoint`). One transaction; the decision's row is
+    approval run `approve(facts, decision_id)` in a savepoint. One transaction; the decision's row is
     written after the approval so that a `Refused` approval is stored as the denial it became (foreign keys
-    to the decision are checked at commit)."""
+    to the decision are checked at commit). A gate with `one_statement_approval` has its approval write
+    the approved decision in the same statement as its own rows, with no savepoint."""
     with transaction.atomic():
         try:
             facts = load()
@@ -261,26 +263,31 @@ def gate_run(
         evaluation = gate.evaluate(facts, caller_role=actor.role)
         decision_id = uuid.uuid4()
         created: T | None = None
+        record: dict[str, Any] = {
+            "id": decision_id,
+            "kind": gate.kind,
+            "facts": facts,
+            "actor": actor,
+            "inputs": inputs(facts) if callable(inputs) else inputs,
+        }
         if evaluation.approved and approve is not None:
             try:
-                # Not atomic(savepoint=False): a Refused leaving that block would doom the transaction.
-                with transaction.atomic() if gate.approval_savepoint else nullcontext():
+                if gate.one_statement_approval:
+                    # No atomic(savepoint=False) either: a Refused leaving it would doom the transaction.
+                    decision, rows = decision_rows(evaluation=evaluation, audit=gate.audit_approval, **record)
+                    created = approve(facts, decision_id, rows)
+                    return Outcome(decision, evaluation, facts, created)
+                with transaction.atomic():
                     created = approve(facts, decision_id)
             except Refused as refused:
                 evaluation = evaluation.refused_by(refused.check)
         decision = decision_record(
-            id=decision_id,
-            kind=gate.kind,
-            evaluation=evaluation,
-            facts=facts,
-            actor=actor,
-            inputs=inputs(facts) if callable(inputs) else inputs,
-            audit=gate.audit_approval or not evaluation.approved,
+            evaluation=evaluation, audit=gate.audit_approval or not evaluation.approved, **record
         )
     return Outcome(decision, evaluation, facts, created)
 
 
-def decision_record(
+def decision_rows(
     *,
     kind: DecisionKind,
     evaluation: Evaluation,
@@ -289,10 +296,10 @@ def decision_record(
     inputs: dict[str, Any],
     audit: bool = True,
     id: uuid.UUID | None = None,
-) -> Decision:
-    """GATE-5: stores the decision with every requirement, the settings in force, inputs and actor, and
-    audits it (unless the approval action's own audit event covers it), the two rows in one statement
-    (`rows.rows_insert`). Runs in the caller's transaction."""
+) -> tuple[Decision, list[Any]]:
+    """GATE-5: the decision with every requirement, the settings in force, inputs and actor, and its audit
+    event (unless the approval action's own event covers it), not yet written: the rows `decision_record`
+    writes, or a one-statement approval writes with its own."""
     decision = Decision(
         id=id or uuid.uuid4(),
         kind=kind,
@@ -316,7 +323,14 @@ def decision_record(
                 changes={"outcome": decision.outcome, "reasons": [r["code"] for r in evaluation.reasons]},
             )
         )
-    rows_insert(*rows)  # the decision and its audit event: one statement (issue 13)
+    return decision, rows
+
+
+def decision_record(**kwargs: Any) -> Decision:
+    """GATE-5: stores the decision and its audit event (`decision_rows`, same keywords) in one statement
+    (`rows.rows_insert`). Runs in the caller's transaction."""
+    decision, rows = decision_rows(**kwargs)
+    rows_insert(*rows)
     return decision
 
 
@@ -332,5 +346,6 @@ __all__ = [
     "Requirement",
     "blocking_condition",
     "decision_record",
+    "decision_rows",
     "gate_run",
 ]
