@@ -9,6 +9,7 @@ or an OperationOutcome. Scoped to the patients the caller may see; read-only.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -272,9 +273,9 @@ def test_etasu_is_read_only(patient, prescriber):
     writes = [
         q["sql"]
         for q in queries.captured_queries
-        # a data-modifying CTE (services/rows.py) is a write too
-        if q["sql"].lstrip().upper().startswith(("INSERT", "UPDATE", "DELETE"))
-        or any(verb in q["sql"].upper() for verb in ("INSERT INTO", "UPDATE ", "DELETE FROM"))
+        # a data-modifying CTE (services/rows.py) is a write too; a locking read (FOR UPDATE) is not
+        if re.match(r"\s*(INSERT|UPDATE|DELETE)\b", q["sql"], re.IGNORECASE)
+        or re.match(r"\s*WITH\b.*\b(INSERT\s+INTO|DELETE\s+FROM|UPDATE\s+\S+\s+SET)\b", q["sql"], re.I | re.S)
     ]
     # Only the key's last-used stamp, the shared rate limit's counter and the access log's one row (issue 8:
     # who read this patient); the last two are outside the budget, which is the operation's own.

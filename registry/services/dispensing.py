@@ -100,7 +100,8 @@ def authorization_request(
         # GATE-2, GATE-5: the number, its audit event and the approved decision are one statement
         # (Gate.one_statement_approval). 60 random bits make a collision of live numbers negligible; should
         # one be drawn, the unique index turns that statement into a no-op (`rows_insert`) and a new number
-        # is drawn. The lapse above is the only write before it, and it is true whatever follows.
+        # is drawn. The lapse above is the only write before it (its revocations hold whatever follows);
+        # nothing here raises `Refused`, and any error fails the request whole.
         for _ in range(_NUMBER_DRAWS):
             authorization = DispenseAuthorization(
                 id=decision_id,
@@ -128,7 +129,7 @@ def authorization_request(
                     "course": course.id,
                 },
             )
-            if rows_insert(authorization, event, *decision_rows, first_may_conflict=True):
+            if rows_insert(authorization, event, *decision_rows, conflict_on=("number",)):
                 return authorization
         raise Conflict("No free authorization number could be drawn; retry the request.")
 

@@ -11,7 +11,10 @@ Every check the registry answers stores exactly one decision, approved or denied
 evaluated, the settings in force, the inputs and the actor (GATE-5). Refusals are returned, not raised, so
 no enclosing transaction (an Idempotency-Key claim, say) can roll the stored decision back. An approval
 action that is turned down by a race the locks cannot exclude (a unique index firing) raises `Refused`: its
-writes roll back to a savepoint and the decision is stored as denied with that reason.
+writes roll back to a savepoint and the decision is stored as denied with that reason. A gate whose approval
+writes everything, the approved decision included, in one all-or-nothing statement
+(`Gate.one_statement_approval`, issue 13) runs it without the savepoint; should it refuse, that statement
+wrote nothing, and the denial is stored the same way.
 """
 
 from __future__ import annotations
@@ -142,7 +145,7 @@ class Gate:
     pending: list[Requirement] = field(default_factory=list)
     # The approval action runs in a savepoint, so that a `Refused` rolls its writes back, and the decision
     # is written after it. An action that writes in one all-or-nothing statement (`rows.rows_insert` with
-    # `first_may_conflict`) sets this: it is called as `approve(facts, decision_id, decision_rows)` and
+    # `conflict_on`) sets this: it is called as `approve(facts, decision_id, decision_rows)` and
     # writes the approved decision and its audit event in that same statement, with no savepoint (issue
     # 13: three round trips fewer). Should it refuse, nothing was written and the denial is stored here.
     one_statement_approval: bool = False
@@ -280,6 +283,10 @@ def gate_run(
                 with transaction.atomic():
                     created = approve(facts, decision_id)
             except Refused as refused:
+                if transaction.get_connection().needs_rollback:
+                    # A one-statement approval refused from inside an atomic(savepoint=False) block: the
+                    # transaction is doomed, so the denial could not be stored. Fail whole instead.
+                    raise
                 evaluation = evaluation.refused_by(refused.check)
         decision = decision_record(
             evaluation=evaluation, audit=gate.audit_approval or not evaluation.approved, **record
