@@ -299,6 +299,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "registry.tasks.purge_idempotency_records",
         "schedule": 60 * 60,
     },
+    # The database rate-limit store's counters of callers not seen in their current window (one row per
+    # caller ever seen otherwise); nothing to do when the limit counts in Redis (THROTTLE_STORE=cache).
+    "purge-rate-limit-counters": {
+        "task": "registry.tasks.purge_rate_limit_counters",
+        "schedule": 60 * 60,
+    },
 }
 
 # Console locally; in production EMAIL_BACKEND=django.core.mail.backends.smtp.EmailBackend with the

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 from typing import Any
 
 from celery import group, shared_task
 from django.conf import settings
 from django.utils import timezone
 
+from registry.api.throttling import throttle_buckets_purge
 from registry.services import monitoring
 from registry.services.idempotency import idempotency_purge
 
@@ -16,6 +18,11 @@ from registry.services.idempotency import idempotency_purge
 @shared_task
 def purge_idempotency_records() -> int:
     return idempotency_purge(now=timezone.now())
+
+
+@shared_task
+def purge_rate_limit_counters() -> int:
+    return throttle_buckets_purge(now=time.time())
 
 
 @shared_task(bind=True)

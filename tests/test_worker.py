@@ -21,6 +21,7 @@ from django.db import connection
 
 from config.celery import app
 from registry import tasks
+from registry.api.throttling import ApiKeyRateThrottle
 from registry.models import (
     AuditEvent,
     AuthorizationStatus,
@@ -29,6 +30,7 @@ from registry.models import (
     IdempotencyRecord,
     MonitoringFlag,
     SweepRun,
+    ThrottleBucket,
 )
 
 from .gate_helpers import (
@@ -270,3 +272,23 @@ def test_purge_task_on_a_real_worker_drops_only_stale_idempotency_records(admin,
 
     assert tasks.purge_idempotency_records.delay().get(timeout=60) == 1
     assert list(IdempotencyRecord.objects.values_list("key", flat=True)) == ["fresh"]
+
+
+def test_purge_task_on_a_real_worker_drops_only_ended_rate_limit_windows(redis_worker):
+    """The database rate-limit store keeps one counter per caller ever seen; the hourly purge removes the
+    counters whose window has ended (their next hit would restart at 1) and keeps the current ones and
+    other stores' rows."""
+    current = int(time.time() // ApiKeyRateThrottle().duration)  # +1 below: a window may end meanwhile
+    ThrottleBucket.objects.bulk_create(
+        [
+            ThrottleBucket(key="throttle_api_key_ip-203.0.113.9", window_start=current - 300, hits=40),
+            ThrottleBucket(key="throttle_api_key_key-ended", window_start=current - 1, hits=3),
+            ThrottleBucket(key="throttle_api_key_key-current", window_start=current + 1, hits=7),
+            ThrottleBucket(key="another_scope_x", window_start=0, hits=1),
+        ]
+    )
+    assert tasks.purge_rate_limit_counters.delay().get(timeout=60) == 2
+    assert sorted(ThrottleBucket.objects.values_list("key", flat=True)) == [
+        "another_scope_x",
+        "throttle_api_key_key-current",
+    ]

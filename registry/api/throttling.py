@@ -79,6 +79,25 @@ def _hit_cache(key: str, window: int, duration: int) -> int:
         return 1
 
 
+def throttle_buckets_purge(*, now: float) -> int:
+    """Deletes the database store's counters whose window has ended (each throttle scope by its own
+    window length): a counter is one row per caller ever seen, so callers that never come back (the
+    addresses of a key-guessing run, say) would otherwise stay forever. A counter in its current window
+    is kept, so no count is lost; a deleted one would restart at 1 anyway. Returns how many went."""
+    from registry.models import ThrottleBucket
+
+    deleted = 0
+    for throttle_class in (ApiKeyRateThrottle,):
+        throttle = throttle_class()
+        if throttle.rate is None:
+            continue
+        prefix = throttle.cache_format % {"scope": throttle.scope, "ident": ""}
+        current = int(now // throttle.duration)
+        count, _ = ThrottleBucket.objects.filter(key__startswith=prefix, window_start__lt=current).delete()
+        deleted += count
+    return deleted
+
+
 def throttle_hit(*, key: str, window: int, duration: int) -> int:
     """Counts one request for `key` in `window`; returns the window's count including this one."""
     if getattr(settings, "THROTTLE_STORE", "database") == "cache":
