@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from django.db import IntegrityError, connection, transaction
+from django.db import connection, transaction
 
 from registry.errors import Conflict, ErrorCode, InvalidTransition, NotFound
 from registry.identifiers import new_authorization_number
@@ -229,22 +229,16 @@ def dispense_record(*, actor: User, data: dict[str, Any], now: dt.datetime) -> D
                 f"At most {authorization.doses_authorized} vials may be dispensed on this authorization.",
                 code=ErrorCode.VIALS_EXCEED_AUTHORIZATION,
             )
-        try:
-            with transaction.atomic():
-                dispense = Dispense.objects.create(
-                    authorization=authorization,
-                    pharmacy_id=authorization.pharmacy_id,
-                    patient_id=authorization.patient_id,
-                    vials=data["vials"],
-                    ndc=data.get("ndc", ""),
-                    lot_number=data.get("lot_number", ""),
-                    dispensed_by=actor,
-                )
-        except IntegrityError as exc:
-            raise Conflict(_REFUSALS[AuthorizationState.USED][1], code=ErrorCode.AUTHORIZATION_USED) from exc
-        authorization.status, authorization.used_at = AuthorizationStatus.USED, now
-        authorization.save(update_fields=["status", "used_at"])
-        audit_record(
+        dispense = Dispense(
+            authorization=authorization,
+            pharmacy_id=authorization.pharmacy_id,
+            patient_id=authorization.patient_id,
+            vials=data["vials"],
+            ndc=data.get("ndc", ""),
+            lot_number=data.get("lot_number", ""),
+            dispensed_by=actor,
+        )
+        event = audit_event(
             actor=actor,
             action="dispense.record",
             subject=dispense,
@@ -255,6 +249,13 @@ def dispense_record(*, actor: User, data: dict[str, Any], now: dt.datetime) -> D
                 "lot_number": dispense.lot_number,
             },
         )
+        # The dispense and its audit event in one statement (issue 13); the one-to-one index on the
+        # authorization is its conflict target, the last line of defence behind the row lock: should it
+        # fire, nothing is written and the number answers as used.
+        if not rows_insert(dispense, event, conflict_on=("authorization",)):
+            raise Conflict(_REFUSALS[AuthorizationState.USED][1], code=ErrorCode.AUTHORIZATION_USED)
+        authorization.status, authorization.used_at = AuthorizationStatus.USED, now
+        authorization.save(update_fields=["status", "used_at"])
     return dispense
 
 
