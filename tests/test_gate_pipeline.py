@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from registry.errors import ReasonCode
-from registry.models import Course, Decision, DecisionKind, DecisionOutcome
+from registry.models import AuditEvent, Course, Decision, DecisionKind, DecisionOutcome
 from registry.selectors.facts import Facts, facts_load
 from registry.services.decisions import (
     COURSE_PLAN_GATE,
@@ -30,6 +33,7 @@ from registry.services.gate import (
     blocking_condition_remove,
     gate_run,
 )
+from registry.services.rows import rows_insert
 
 from .gate_helpers import (
     DAY0,
@@ -147,6 +151,81 @@ def test_a_refused_approval_is_stored_as_a_denial_and_its_writes_roll_back_GATE_
         DecisionOutcome.DENIED,
         [{"code": "open_course_exists", "detail": "Raced."}],
     )
+
+
+def _one_statement_run(prescriber: Any, approve: Any) -> Any:
+    patient = authorized_patient(prescriber)
+    now = timezone.now()
+    return patient, lambda: gate_run(
+        Gate(DecisionKind.COURSE_PLAN, [], one_statement_approval=True),
+        actor=prescriber.user,
+        load=lambda: facts_load(patient=patient, now=now, as_of=DAY0),
+        inputs={"patient": patient.pk},
+        approve=approve,
+    )
+
+
+def test_a_one_statement_approval_writes_its_decision_with_its_rows_GATE_5(clock, prescriber):
+    """Issue 13: the approved decision is written by the approval's own statement, once."""
+
+    def approve(facts: Facts, decision_id: object, decision_rows: list[Any]) -> Course:
+        course = Course(
+            patient=facts.patient,
+            number=1,
+            planned_doses=5,
+            planned_start_on=DAY0,
+            planned_by=prescriber.user,
+        )
+        assert rows_insert(course, *decision_rows)
+        return course
+
+    patient, run = _one_statement_run(prescriber, approve)
+    with CaptureQueriesContext(connection) as queries:
+        outcome = run()
+    assert outcome.approved
+    assert Decision.objects.get(kind=DecisionKind.COURSE_PLAN).pk == outcome.decision.pk
+    assert Course.objects.get(patient=patient).pk == outcome.created.pk
+    inserts = [q["sql"] for q in queries if "INSERT INTO" in q["sql"]]
+    assert len(inserts) == 1, inserts  # the course, the decision and its audit event: one statement
+    assert (
+        AuditEvent.objects.filter(subject_id=outcome.decision.pk, action="decision.course_plan").count() == 1
+    )
+
+
+def test_a_one_statement_approval_refused_before_its_statement_stores_one_denial_GATE_5(clock, prescriber):
+    def approve(facts: Facts, decision_id: object, decision_rows: list[Any]) -> Course:
+        raise Refused(Check("no_open_course", False, ReasonCode.OPEN_COURSE_EXISTS, "Raced."))
+
+    patient, run = _one_statement_run(prescriber, approve)
+    outcome = run()
+    assert not outcome.approved
+    decision = Decision.objects.get(kind=DecisionKind.COURSE_PLAN)
+    assert (decision.pk, decision.outcome) == (outcome.decision.pk, DecisionOutcome.DENIED)
+    assert decision.reasons == [{"code": "open_course_exists", "detail": "Raced."}]
+    assert not Course.objects.filter(patient=patient).exists()
+
+
+@pytest.mark.parametrize("when", ["after_its_statement", "in_a_doomed_transaction", "without_writing"])
+def test_a_one_statement_approval_that_cannot_store_a_denial_fails_whole_GATE_5(clock, prescriber, when):
+    """A Refused after the statement wrote the approved decision, or out of an atomic(savepoint=False)
+    block (the transaction is doomed), and an approval that never wrote its decision: the request fails
+    whole and nothing of it is stored (never an approval without its decision, never two decisions)."""
+
+    def approve(facts: Facts, decision_id: object, decision_rows: list[Any]) -> None:
+        refused = Refused(Check("no_open_course", False, ReasonCode.OPEN_COURSE_EXISTS, "Raced."))
+        if when == "after_its_statement":
+            rows_insert(*decision_rows)
+            raise refused
+        if when == "in_a_doomed_transaction":
+            with transaction.atomic(savepoint=False):
+                raise refused
+
+    _patient, run = _one_statement_run(prescriber, approve)
+    decisions = Decision.objects.count()
+    with pytest.raises(RuntimeError if when == "without_writing" else Refused):
+        run()
+    assert Decision.objects.count() == decisions
+    assert not Decision.objects.filter(kind=DecisionKind.COURSE_PLAN).exists()
 
 
 def test_every_refusal_body_names_its_stored_decision_GATE_5(clock, prescriber, facility, pharmacy):

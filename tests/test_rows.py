@@ -12,7 +12,7 @@ from django.db import DataError, IntegrityError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from registry import identifiers
-from registry.models import AuditEvent, Decision, DispenseAuthorization, User
+from registry.models import AuditEvent, Decision, Dispense, DispenseAuthorization, User
 from registry.services.rows import rows_insert
 
 from .gate_helpers import (
@@ -179,3 +179,29 @@ def test_numbers_that_never_come_free_fail_the_request_whole(
     assert response.json()["code"] == "conflict"
     assert (Decision.objects.count(), AuditEvent.objects.count()) == (decisions, events)
     assert not DispenseAuthorization.objects.filter(patient=second).exists()
+
+
+def test_a_dispense_meeting_the_one_to_one_index_writes_nothing_GATE_2(
+    clock, prescriber, facility, pharmacy
+) -> None:
+    """GATE-2: behind the row lock, the one-to-one index on the authorization is the last line of
+    defence, and the dispense's one statement takes it as its conflict target. Reached here by putting a
+    used number back to active (which no service does): the second dispense answers 409
+    `authorization_used`, and nothing of it is written. The dispense and its audit event are one
+    statement."""
+    patient = authorized_patient(prescriber)
+    plan_course(prescriber, patient, start=DAY0)
+    number = approved_number(request_authorization(pharmacy, patient, prescriber, facility, doses=1))
+    with CaptureQueriesContext(connection) as queries:
+        first = pharmacy.post("/api/v1/dispenses", {"authorization_number": number, "vials": 1})
+    assert first.status_code == 201, first.json()
+    if connection.vendor == "postgresql":  # SQLite: ordinary saves
+        writes = [q["sql"] for q in queries if 'INSERT INTO "registry_dispense"' in q["sql"]]
+        assert len(writes) == 1
+        assert 'INSERT INTO "registry_auditevent"' in writes[0]
+    DispenseAuthorization.objects.filter(number=number).update(status="active", used_at=None)
+    events = AuditEvent.objects.filter(action="dispense.record").count()
+    again = pharmacy.post("/api/v1/dispenses", {"authorization_number": number, "vials": 1})
+    assert (again.status_code, again.json()["code"]) == (409, "authorization_used"), again.json()
+    assert Dispense.objects.filter(authorization__number=number).count() == 1
+    assert AuditEvent.objects.filter(action="dispense.record").count() == events

@@ -257,7 +257,8 @@ def gate_run(
     approval run `approve(facts, decision_id)` in a savepoint. One transaction; the decision's row is
     written after the approval so that a `Refused` approval is stored as the denial it became (foreign keys
     to the decision are checked at commit). A gate with `one_statement_approval` has its approval write
-    the approved decision in the same statement as its own rows, with no savepoint."""
+    the approved decision in the same statement as its own rows, with no savepoint. `inputs`, when a
+    callable, is called once, before the approval."""
     with transaction.atomic():
         try:
             facts = load()
@@ -274,18 +275,23 @@ def gate_run(
             "inputs": inputs(facts) if callable(inputs) else inputs,
         }
         if evaluation.approved and approve is not None:
+            approved: Decision | None = None
             try:
                 if gate.one_statement_approval:
                     # No atomic(savepoint=False) either: a Refused leaving it would doom the transaction.
-                    decision, rows = decision_rows(evaluation=evaluation, audit=gate.audit_approval, **record)
+                    approved, rows = decision_rows(evaluation=evaluation, audit=gate.audit_approval, **record)
                     created = approve(facts, decision_id, rows)
-                    return Outcome(decision, evaluation, facts, created)
+                    if approved._state.adding:
+                        raise RuntimeError(f"{gate.kind}: the approval did not write its decision")
+                    return Outcome(approved, evaluation, facts, created)
                 with transaction.atomic():
                     created = approve(facts, decision_id)
             except Refused as refused:
-                if transaction.get_connection().needs_rollback:
-                    # A one-statement approval refused from inside an atomic(savepoint=False) block: the
-                    # transaction is doomed, so the denial could not be stored. Fail whole instead.
+                # A one-statement approval may refuse only before its statement: once the decision is
+                # written, or once the transaction is doomed (a Refused out of an atomic(savepoint=False)
+                # block), the denial cannot be stored, and the request fails whole.
+                written = approved is not None and not approved._state.adding
+                if written or transaction.get_connection().needs_rollback:
                     raise
                 evaluation = evaluation.refused_by(refused.check)
         decision = decision_record(
