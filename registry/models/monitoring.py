@@ -222,10 +222,8 @@ class Digest(UUIDModel):
     """MON-5: one e-mail per prescriber per sweep listing its new flags (and other new items, e.g.
     pregnancy reminders); sent after the sweep commits, with retries."""
 
-    # run: led by one_digest_per_prescriber_per_run (run, prescriber), no second index. With a run-only
-    # index the planner, its statistics predating a new run, linked a split run's lines to their digests
-    # by scanning all the run's digests once per line (53 s at 1,000,000 patients); the unique index makes
-    # each link one probe.
+    # run: led by one_digest_per_prescriber_per_run (run, prescriber), no second index to maintain or to
+    # tempt the planner (services/monitoring.py `_digests_assemble` links lines by one probe of it each).
     run = models.ForeignKey(SweepRun, on_delete=models.PROTECT, related_name="digest_set", db_index=False)
     prescriber = models.ForeignKey("registry.Prescriber", on_delete=models.PROTECT, related_name="digests")
     recipient = models.EmailField()
