@@ -7,6 +7,10 @@ then, for each size, it prints
   (it also resolves, blocks and re-checks): wall time, statements issued, patients/s and schedule rows/s;
 - the baseline: one hand-written SQL statement that finds the same overdue set, timed in the same run,
   and the ratio sweep / baseline;
+- the write floor: one hand-written SQL statement that makes only the flag changes the sweep makes (opens,
+  resolves, marks blocking; no audit rows, no digest lines, no completions), with its foreign-key checks,
+  rolled back; and the ratio sweep / write floor: what the audit trail and the digests add to the writes
+  no sweep can avoid;
 - the same daily sweep split into 2 patient-id ranges run by two local workers at once (two threads, each
   with its own database connection, as two Celery workers would), checked to give the same counts;
 - a second run for the same day (the database guard: nothing to do).
@@ -45,7 +49,7 @@ from django.utils import timezone
 
 from registry import rules
 from registry.models import Prescriber
-from registry.selectors.monitoring import overdue_before
+from registry.selectors.monitoring import blocking_before, overdue_before
 from registry.services.accounts import admin_user_ensure
 from registry.services.monitoring import (
     _SWEEP_WORK_MEM,
@@ -73,6 +77,39 @@ BASELINE_SQL = """
     SELECT count(*) FROM registry_monitoringschedule s JOIN registry_patient p ON p.id = s.patient_id
     WHERE s.next_due_on < %(overdue_before)s AND s.window_ends_on >= %(as_of)s
       AND p.status NOT IN ('deceased', 'monitoring_complete')
+"""
+
+# The write floor: the flag changes alone, as one hand-written statement (no audit, no digest lines).
+WRITE_FLOOR_SQL = """
+    WITH od AS MATERIALIZED (
+        SELECT s.patient_id, s.requirement, s.next_due_on
+        FROM registry_monitoringschedule s JOIN registry_patient p ON p.id = s.patient_id
+        WHERE s.next_due_on < %(overdue_before)s AND s.window_ends_on >= %(as_of)s
+          AND p.status NOT IN ('deceased', 'monitoring_complete')
+    ), fl AS MATERIALIZED (
+        SELECT f.id, f.patient_id, f.requirement, f.due_on, f.blocking, od.patient_id IS NOT NULL AS overdue
+        FROM registry_monitoringflag f
+        LEFT JOIN od ON od.patient_id = f.patient_id AND od.requirement = f.requirement
+        WHERE f.status = 'open'
+    ), r AS (
+        UPDATE registry_monitoringflag f SET status = 'resolved', resolved_on = %(as_of)s, resolution = 'result'
+        FROM fl WHERE f.id = fl.id AND NOT fl.overdue RETURNING f.id
+    ), b AS (
+        UPDATE registry_monitoringflag f SET blocking = TRUE, blocking_since = %(as_of)s
+        FROM fl WHERE f.id = fl.id AND fl.overdue AND NOT fl.blocking AND fl.due_on < %(blocking_before)s
+        RETURNING f.id
+    ), o AS (
+        INSERT INTO registry_monitoringflag
+            (id, created_at, patient_id, requirement, due_on, opened_on, status, blocking, blocking_since,
+             resolved_on, resolution, sweep_id)
+        SELECT gen_random_uuid(), now(), od.patient_id, od.requirement, od.next_due_on, %(as_of)s, 'open',
+               od.next_due_on < %(blocking_before)s,
+               CASE WHEN od.next_due_on < %(blocking_before)s THEN %(as_of)s END, NULL, '', NULL
+        FROM od WHERE NOT EXISTS (SELECT 1 FROM fl WHERE fl.patient_id = od.patient_id
+                                  AND fl.requirement = od.requirement)
+        RETURNING id
+    )
+    SELECT (SELECT count(*) FROM o), (SELECT count(*) FROM r), (SELECT count(*) FROM b)
 """
 
 
@@ -285,6 +322,28 @@ def baseline(as_of: dt.date, repeat: int = 5) -> tuple[float, int]:
     return median(samples), found
 
 
+def write_floor(as_of: dt.date) -> tuple[float, tuple[int, int, int]]:
+    """The time of the flag changes alone (one hand-written statement and its foreign-key checks), rolled
+    back so that the sweep measured next starts from the same state; and (opened, resolved, blocked)."""
+    program = rules.current()
+    params = {
+        "as_of": as_of,
+        "overdue_before": overdue_before(program, as_of),
+        "blocking_before": blocking_before(program, as_of),
+    }
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(f"SET LOCAL work_mem = '{_SWEEP_WORK_MEM}'")
+        start = time.perf_counter()
+        cursor.execute(WRITE_FLOOR_SQL, params)
+        counts = cursor.fetchone()
+        constraints_checked()
+        seconds = time.perf_counter() - start
+        transaction.set_rollback(True)
+    with connection.cursor() as cursor:  # the rolled-back rows' dead versions, gone before the sweep runs
+        cursor.execute("VACUUM registry_monitoringflag")
+    return seconds, tuple(counts)
+
+
 def constraints_checked() -> None:
     """Runs the deferred foreign-key checks now, as the commit would: they are part of the sweep's cost."""
     with connection.cursor() as cursor:
@@ -344,13 +403,28 @@ def sweep_split(as_of: dt.date, workers: int) -> tuple[list[SweepResult], float,
 
 
 def figures(
-    name: str, result: SweepResult, seconds: float, queries: int, patients: int, rows: int, base: float
+    name: str,
+    result: SweepResult,
+    seconds: float,
+    queries: int,
+    patients: int,
+    rows: int,
+    base: float,
+    floor: float,
 ):
     print(
         f"  {name:<34} {seconds:8.3f} s  {queries:3d} statements  {patients / seconds:11,.0f} patients/s"
-        f"  {rows / seconds:12,.0f} rows/s  ratio {seconds / base:6.1f}x"
+        f"  {rows / seconds:12,.0f} rows/s  ratio {seconds / base:6.1f}x  / write floor {seconds / floor:5.2f}x"
         f"   opened={result.opened} resolved={result.resolved} blocking={result.blocking}"
         f" completed={result.completed} digests={result.digests}"
+    )
+
+
+def write_floor_line(seconds: float, counts: tuple[int, ...]) -> str:
+    opened, resolved, blocked = counts
+    return (
+        f"  write floor: one statement makes the flag changes alone (opens {opened:,}, resolves {resolved:,},"
+        f" blocks {blocked:,}; no audit, no digest) in {seconds * 1000:.1f} ms"
     )
 
 
@@ -365,10 +439,12 @@ def run_size(patients: int, history_months: int, workers: int) -> None:
     yesterday = AS_OF - dt.timedelta(days=1)
 
     base_first, found_first = baseline(yesterday)
+    floor_first, floor_counts = write_floor(yesterday)
     first, first_s, first_q = sweep_once(yesterday, keep=True)
     print(
         f"  baseline: one statement finds the overdue set ({found_first:,} rows) in {base_first * 1000:.1f} ms"
     )
+    print(write_floor_line(floor_first, floor_counts))
     figures(
         "first sweep ever (" + yesterday.isoformat() + ")",
         first,
@@ -377,6 +453,7 @@ def run_size(patients: int, history_months: int, workers: int) -> None:
         patients,
         rows,
         base_first,
+        floor_first,
     )
 
     # A day passes: on a live server autovacuum would have vacuumed and analyzed the tables the first
@@ -387,12 +464,21 @@ def run_size(patients: int, history_months: int, workers: int) -> None:
     arrived = results_arrive(AS_OF)
     print(f"  then {arrived:,} monthly results arrive for patients whose flags are open")
     base_daily, found_daily = baseline(AS_OF)
+    floor_daily, floor_counts = write_floor(AS_OF)
     daily, daily_s, daily_q = sweep_once(AS_OF, keep=False)
     print(
         f"  baseline: one statement finds the overdue set ({found_daily:,} rows) in {base_daily * 1000:.1f} ms"
     )
+    print(write_floor_line(floor_daily, floor_counts))
     figures(
-        "next day's sweep (" + AS_OF.isoformat() + ")", daily, daily_s, daily_q, patients, rows, base_daily
+        "next day's sweep (" + AS_OF.isoformat() + ")",
+        daily,
+        daily_s,
+        daily_q,
+        patients,
+        rows,
+        base_daily,
+        floor_daily,
     )
 
     parts, split_s, split_q = sweep_split(AS_OF, workers)
@@ -406,7 +492,16 @@ def run_size(patients: int, history_months: int, workers: int) -> None:
         lapsed=sum(r.lapsed for r in parts),
         digests=sum(r.digests for r in parts),
     )
-    figures(f"same day split over {workers} workers", total, split_s, split_q, patients, rows, base_daily)
+    figures(
+        f"same day split over {workers} workers",
+        total,
+        split_s,
+        split_q,
+        patients,
+        rows,
+        base_daily,
+        floor_daily,
+    )
     same = total.counts() == daily.counts()
     print(f"  split result equals one run: {'yes' if same else 'NO: ' + str(total.counts())}")
     print(f"  speed-up of the split: {daily_s / split_s:.2f}x")

@@ -12,13 +12,33 @@ import unicodedata
 # Normalized first + last name; the column is indexed with the date of birth (models/patients.py).
 MATCH_KEY_MAX_LENGTH = 201
 
+# Latin letters that Unicode does not decompose into a base letter and an accent, folded as systems that
+# keep names in ASCII write them ("Søren Łukasz Æbelø" arrives as "Soren Lukasz Aebelo"). Applied after
+# casefolding, so only the lowercase forms are listed (casefold already writes ß as "ss").
+_LATIN_FOLDS = str.maketrans(
+    {
+        "ø": "o",
+        "ł": "l",
+        "đ": "d",
+        "ð": "d",
+        "ħ": "h",
+        "\u0131": "i",  # dotless i
+        "ŀ": "l",
+        "ŧ": "t",
+        "æ": "ae",
+        "œ": "oe",
+        "þ": "th",
+    }
+)
+
 
 def name_normalize(value: str) -> str:
     """Casefolded, accents removed, whitespace and punctuation dropped: "  José  O'Brien-Smith " and
-    "jose obriensmith" read the same. Letters of any script and digits are kept."""
+    "jose obriensmith" read the same, as do "Søren Łukasz" and "soren lukasz" (`_LATIN_FOLDS`). Letters
+    of any script and digits are kept."""
     decomposed = unicodedata.normalize("NFKD", value or "")
     stripped = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
-    folded = unicodedata.normalize("NFKD", stripped.casefold())
+    folded = unicodedata.normalize("NFKD", stripped.casefold().translate(_LATIN_FOLDS))
     return "".join(ch for ch in folded if ch.isalnum() and not unicodedata.combining(ch))
 
 

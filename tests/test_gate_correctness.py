@@ -25,6 +25,7 @@ Every moment is 15:00 UTC (gate_helpers.frozen) unless a test says otherwise.
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -269,6 +270,33 @@ def full_width(text: str) -> str:
 def test_match_key_normalizes_case_accents_whitespace_and_punctuation_ACT_6():
     assert patient_match_key("  JOSE ", "obrien smith") == patient_match_key("José", "O'Brien-Smith")
     assert patient_match_key("Ann", "Marie") != patient_match_key("Annm", "Arie")
+
+
+def test_match_key_folds_latin_letters_without_decomposition_ACT_6():
+    """ø, ł, æ, œ, đ, þ and ß have no accent to strip: systems that keep names in ASCII write them as
+    these letters' usual transliterations, and the key reads both the same."""
+    assert patient_match_key("Søren", "Łukasz-Æbelø") == patient_match_key("SOREN", "lukasz aebelo")
+    assert patient_match_key("Œdipe", "Đorđević") == patient_match_key("oedipe", "dordevic")
+    assert patient_match_key("Þóra", "Straße") == patient_match_key("thora", "strasse")
+    # dotless i (Turkish)
+    assert patient_match_key("Y\u0131ld\u0131z", "Ægir") == patient_match_key("yildiz", "aegir")
+
+
+def test_migration_rekeys_only_the_patients_whose_key_changed_ACT_6(prescriber):
+    """Migration 0014 writes the new key for names holding a folded letter; other rows are untouched."""
+    from django.apps import apps
+
+    rekey = importlib.import_module("registry.migrations.0014_match_key_latin_folds").rekey
+    folded = enroll_patient(prescriber, first_name="Søren", last_name="Ødegård")
+    plain = enroll_patient(prescriber, first_name="Anna", last_name="Berg")
+    Patient.objects.filter(pk=folded.pk).update(match_key="søren|ødegård")  # as the old key was stored
+    plain_updated = Patient.objects.get(pk=plain.pk).updated_at
+
+    rekey(apps, None)
+
+    assert Patient.objects.get(pk=folded.pk).match_key == "soren|odegard"
+    assert Patient.objects.get(pk=plain.pk).match_key == "anna|berg"
+    assert Patient.objects.get(pk=plain.pk).updated_at == plain_updated
 
 
 def test_second_enrollment_of_one_person_is_a_possible_duplicate_ACT_6(prescriber, other_prescriber, admin):

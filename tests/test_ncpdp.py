@@ -616,6 +616,41 @@ def test_initiation_matches_only_the_named_prescribers_patients(
     )
 
 
+def test_initiation_matches_names_as_enrollment_compares_them_ACT_6(clock, prescriber, pharmacy):
+    """A pharmacy system that keeps names in ASCII, upper case, without punctuation still finds the
+    patient enrolled as "Zoë Ødegård-Łuc" (the match key of enrollment's duplicate check); a name of
+    punctuation alone names nobody."""
+    patient = authorized_patient(prescriber, first_name="Zoë", last_name="Ødegård-Łuc")
+    root = answer(
+        send(
+            pharmacy,
+            initiation_request(
+                pharmacy=pharmacy.participant,
+                prescriber_npi=prescriber.participant.npi,
+                first="ZOE",
+                last="ODEGARD LUC",
+                message_id="IN-ASCII",
+            ),
+        )
+    )
+    assert text(root, "Body/REMSInitiationResponse/Patient/HumanPatient/Identification/REMSPatientID") == (
+        patient.rems_patient_id
+    )
+    nobody = answer(
+        send(
+            pharmacy,
+            initiation_request(
+                pharmacy=pharmacy.participant,
+                prescriber_npi=prescriber.participant.npi,
+                first="-",
+                last="'",
+                message_id="IN-PUNCT",
+            ),
+        )
+    )
+    assert nobody.find("Body/REMSInitiationResponse/Patient") is None
+
+
 def test_initiation_from_uncertified_pharmacy_learns_nothing(clock, prescriber):
     authorized_patient(prescriber, first_name="Pat")
     pending = participant_persona(PharmacyFactory())  # registered, not certified

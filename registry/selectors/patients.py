@@ -9,6 +9,7 @@ from django.db.models import QuerySet
 
 from registry.errors import NotFound
 from registry.identifiers import parse_registry_id
+from registry.matching import name_normalize, patient_match_key
 from registry.models import Course, LabResult, Patient, Prescriber, Role, User
 
 PATIENT_VIEW_PERMISSION = "view_patient"
@@ -56,14 +57,18 @@ def patient_visible_by_registry_id(user: User, rems_patient_id: str, date_of_bir
 def patient_of_record_by_demographics(
     prescriber: Prescriber, *, first_name: str, last_name: str, date_of_birth: Any, sex: str | None = None
 ) -> Patient | None:
-    """The one patient of record of `prescriber` with this name (case-insensitive), date of birth and, when
-    given, sex; None when there is none or more than one (an ambiguous match is no match). Scoped to one
-    prescriber's patients: a pharmacy naming a prescription's prescriber cannot search the registry."""
+    """The one patient of record of `prescriber` with this name, date of birth and, when given, sex; None
+    when there is none or more than one (an ambiguous match is no match). Names compare as enrollment's
+    duplicate check compares them (registry/matching.py: case, accents, spaces and punctuation aside), so
+    a pharmacy system that writes "Jose OBrien" finds "José O'Brien"; on the (date of birth, match key)
+    index. Scoped to one prescriber's patients: a pharmacy naming a prescription's prescriber cannot
+    search the registry."""
+    if not name_normalize(first_name) or not name_normalize(last_name):
+        return None  # a name of punctuation alone names nobody
     candidates = Patient.objects.filter(
         prescriber=prescriber,
-        first_name__iexact=first_name,
-        last_name__iexact=last_name,
         date_of_birth=date_of_birth,
+        match_key=patient_match_key(first_name, last_name),
     )
     if sex is not None:
         candidates = candidates.filter(sex=sex)
