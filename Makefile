@@ -12,7 +12,7 @@ TEST_ENV := DATABASE_URL=$(TEST_DATABASE_URL) SECRET_KEY=test-only-secret-key-no
 # The quick start: the embedded default (SQLite file in var/, eager Celery), whatever the shell exports.
 RUN_ENV := env -u DATABASE_URL -u CELERY_BROKER_URL DEBUG=true
 
-.PHONY: install run test test-sqlite lint typecheck schema migrations-check deploy-check services bench bench-http bench-sweep clean
+.PHONY: install run test test-sqlite lint typecheck schema migrations-check deploy-check services bench bench-http bench-profile bench-sweep clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -78,6 +78,10 @@ bench: install services
 bench-http: install services
 	@command -v wrk >/dev/null || apt-get install -y wrk
 	$(TEST_ENV) $(PY) bench/wire.py
+
+# Where the approved authorization's time goes, in process: database vs Python, per statement (issue 13).
+bench-profile: install services
+	$(TEST_ENV) $(PY) bench/gate_profile.py
 
 # The daily monitoring sweep at scale (issue 10): BENCH_SWEEP_SIZES=10000,100000,1000000 for more sizes.
 BENCH_SWEEP_SIZES ?= 20000
