@@ -97,9 +97,10 @@ def test_a_revoked_key_and_a_deactivated_participant_stop_at_once_ACT_5(prescrib
     assert api_key_authenticate("rems_nonsense") is None
 
 
-def test_a_dispense_authorization_is_at_most_6_statements_GATE_1(clock, prescriber, facility, pharmacy):
+def test_a_dispense_authorization_is_at_most_5_statements_GATE_1(clock, prescriber, facility, pharmacy):
     """Issue 13, GATE-1, GATE-5: the approved authorization (key, rate limit, patient lock, facts with the
-    monitoring blocks, parties, then the number, its audit event and the decision) in at most 6 statements
+    monitoring blocks and the share-locked parties, then the number, its audit event and the decision) in
+    at most 5 statements
     besides transaction control (the issue's budget is 8), and no savepoint: the writes are one
     all-or-nothing statement. Every part is still there: the lock, the stored decision, the audit event."""
     patient = authorized_patient(prescriber)
@@ -111,11 +112,13 @@ def test_a_dispense_authorization_is_at_most_6_statements_GATE_1(clock, prescrib
     assert response.json()["decision"] == "approved", response.json()
     sql = [q["sql"] for q in queries]
     work = [s for s in sql if not s.upper().startswith(TRANSACTION_CONTROL)]
-    # key, rate limit, patient lock, facts, parties, and one statement for every write
-    assert len(work) <= 6, [s[:70] for s in work]
+    # key, rate limit, patient lock, facts with the parties, and one statement for every write
+    assert len(work) <= 5, [s[:70] for s in work]
     # One savepoint: the gate's own transaction, nested in the test's; none around the approval.
     assert sum(s.upper().startswith("SAVEPOINT") for s in sql) == 1, [s[:40] for s in sql]
-    assert any("FOR UPDATE" in s for s in work)
+    locks = [i for i, s in enumerate(work) if "FOR UPDATE" in s]
+    shares = [i for i, s in enumerate(work) if "FOR SHARE" in s and "registry_pharmacy" in s]
+    assert locks and shares and locks[0] < shares[0], "the parties are share-locked after the patient lock"
     writes = [s for s in work if "INSERT INTO" in s and "registry_throttlebucket" not in s]
     assert len(writes) == 1, writes
     for table in ("registry_dispenseauthorization", "registry_auditevent", "registry_decision"):

@@ -182,7 +182,7 @@ _ACTIVE_DOSES_SQL = (
 _HOLDING_NOW_PARAMS = 5
 
 
-def _facts_sql(*, on_date: bool, postgres: bool) -> str:
+def _facts_sql(*, on_date: bool, postgres: bool, parties: bool = False) -> str:
     labs = ", ".join(
         f"(SELECT MAX(l.collected_on) FROM registry_labresult l WHERE l.patient_id = p.id AND l.test = '{test}'"
         " AND l.collected_on <= %s)"
@@ -240,18 +240,43 @@ def _facts_sql(*, on_date: bool, postgres: bool) -> str:
         if on_date
         else "FALSE"
     )
+    party_columns = ""
+    if parties:  # GATE-1's three parties, share-locked in this statement (`participants_for_authorization`)
+        party_columns = ", " + ", ".join(f"gp.{name}" for name in _PARTY_COLUMNS)
+        joins += f" LEFT JOIN ({_PARTIES_SQL} FOR SHARE) gp ON TRUE"
     return (
         f"SELECT {_PATIENT_SELECT}, {courses}{labs}, {pregnancy}, {PREGNANCY_FACTS_COLUMNS}, {monitoring}, "
         f"{screening}, "
         f"(SELECT {kinds} FROM registry_contraindication c WHERE c.patient_id = p.id) AS contraindication_kinds, "
-        f"{infused} AS infused_on_date FROM registry_patient p{joins} WHERE "
+        f"{infused} AS infused_on_date{party_columns} FROM registry_patient p{joins} WHERE "
     )
 
 
+# GATE-1's three parties: the pharmacy by id, the facility and the prescriber by NPI, none deactivated; only
+# what a gate reads (id, status, expiry) of each. Read alone (`participants_for_authorization`) or, for a
+# dispense authorization, with the patient's facts (`patient_by_registry_id(parties=...)`).
+_PARTY_COLUMNS = [
+    f"party_{who}_{name}" for who in ("ph", "f", "pr") for name in ("id", "status", "expires_at")
+]
+_PARTIES_SQL = (
+    "SELECT "
+    + ", ".join(
+        f"{who}.{column} AS party_{who}_{name}"
+        for who in ("ph", "f", "pr")
+        for column, name in (("id", "id"), ("status", "status"), ("certification_expires_at", "expires_at"))
+    )
+    + " FROM registry_pharmacy ph, registry_facility f, registry_prescriber pr"
+    " WHERE ph.id = %s AND f.npi = %s AND f.status <> 'deactivated'"
+    " AND pr.npi = %s AND pr.status <> 'deactivated'"
+)
+
+
 _FACTS_SQL = {
-    (on_date, postgres): _facts_sql(on_date=on_date, postgres=postgres)
+    (on_date, postgres, parties): _facts_sql(on_date=on_date, postgres=postgres, parties=parties)
     for on_date in (False, True)
     for postgres in (False, True)
+    for parties in (False, True)
+    if postgres or not parties
 }
 
 
@@ -263,18 +288,28 @@ def _as_date(value: Any) -> dt.date | None:
 
 
 def _patient_with_facts(
-    where: str, params: list[Any], *, now: dt.datetime, on_date: dt.date | None, labs_as_of: dt.date
+    where: str,
+    params: list[Any],
+    *,
+    now: dt.datetime,
+    on_date: dt.date | None,
+    labs_as_of: dt.date,
+    parties: PartiesNamed | None = None,
 ) -> Patient | None:
     """The patient with its facts as extra attributes. Labs count only if collected on or before
-    `labs_as_of` (the day the decision is about): a later lab must not hide one valid on that day."""
+    `labs_as_of` (the day the decision is about): a later lab must not hide one valid on that day.
+    With `parties` (PostgreSQL), GATE-1's three parties are read and share-locked in the same statement:
+    `patient.gate_parties` is (pharmacy, facility, prescriber), or None when one of them is missing."""
     postgres = connection.vendor == "postgresql"
-    sql = _FACTS_SQL[(on_date is not None, postgres)] + where
+    with_parties = parties is not None and postgres
+    sql = _FACTS_SQL[(on_date is not None, postgres, with_parties)] + where
     db_date = connection.ops.adapt_datefield_value
     all_params = (
         ([connection.ops.adapt_datetimefield_value(now)] * _HOLDING_NOW_PARAMS if postgres else [])
         + [db_date(labs_as_of)] * _LAB_PARAMS
         + [db_date(blocking_before(rules.current(), labs_as_of)), db_date(labs_as_of)]
         + ([db_date(on_date)] if on_date is not None else [])
+        + (_parties_params(parties) if with_parties and parties is not None else [])
         + params
     )
     if not postgres:  # SQLite returns text: the raw queryset applies the model fields' converters
@@ -290,9 +325,21 @@ def _patient_with_facts(
         names = [column.name for column in cursor.description or ()]
     count = len(_PATIENT_ATTNAMES)
     patient = Patient.from_db(connection.alias, _PATIENT_ATTNAMES, list(row[:count]))
-    for name, value in zip(names[count:], row[count:], strict=True):
+    end = len(row) - (len(_PARTY_COLUMNS) if with_parties else 0)
+    for name, value in zip(names[count:end], row[count:end], strict=True):
         setattr(patient, name, value)
     patient.facts_as_of = labs_as_of  # type: ignore[attr-defined]
+    if with_parties:
+        party = list(row[end:])
+        patient.gate_parties = (  # type: ignore[attr-defined]
+            None
+            if party[0] is None
+            else (
+                _partial(Pharmacy, party[0:3]),
+                _partial(Facility, party[3:6]),
+                _partial(Prescriber, party[6:9]),
+            )
+        )
     return patient
 
 
@@ -333,30 +380,37 @@ def _partial(model: Any, values: list[Any]) -> Any:
     return model.from_db(connection.alias, _GATE_FIELDS, values)
 
 
+@dataclass(frozen=True)
+class PartiesNamed:
+    """GATE-1's three parties as a dispense authorization names them."""
+
+    pharmacy_id: Any
+    facility_npi: str
+    prescriber_npi: str
+
+
+def _parties_params(parties: PartiesNamed) -> list[Any]:
+    return [
+        Pharmacy._meta.pk.get_db_prep_value(parties.pharmacy_id, connection),
+        parties.facility_npi or "",
+        parties.prescriber_npi or "",
+    ]
+
+
 def participants_for_authorization(
     *, pharmacy_id: Any, facility_npi: str, prescriber_npi: str
 ) -> tuple[Pharmacy | None, Facility | None, Prescriber | None]:
     """GATE-1's three parties, read and share-locked in one statement (the common, approvable case), so
     a suspension cannot commit between this read and the issue of a number; the suspension waits, and its
-    revocation then sees the number. When one is missing nothing can be approved: they are read unlocked."""
-    sql = (
-        "SELECT ph.id, ph.status, ph.certification_expires_at, f.id, f.status, f.certification_expires_at,"
-        " pr.id, pr.status, pr.certification_expires_at"
-        " FROM registry_pharmacy ph, registry_facility f, registry_prescriber pr"
-        " WHERE ph.id = %s AND f.npi = %s AND f.status <> 'deactivated'"
-        " AND pr.npi = %s AND pr.status <> 'deactivated'"
-    )
+    revocation then sees the number. When one is missing nothing can be approved: they are read unlocked.
+    The dispense authorization reads the same statement with the patient's facts (`_patient_with_facts`)
+    and comes here only when that found no row."""
+    sql = _PARTIES_SQL
     if connection.vendor == "postgresql":
         sql += " FOR SHARE"
+    named = PartiesNamed(pharmacy_id, facility_npi, prescriber_npi)
     with connection.cursor() as cursor:
-        cursor.execute(
-            sql,
-            [
-                Pharmacy._meta.pk.get_db_prep_value(pharmacy_id, connection),
-                facility_npi or "",
-                prescriber_npi or "",
-            ],
-        )
+        cursor.execute(sql, _parties_params(named))
         row = cursor.fetchone()
     if row is not None:
         return (
@@ -451,6 +505,7 @@ def patient_by_registry_id(
     on_date: dt.date | None = None,
     lock: bool = False,
     locked_out_for: Any = None,
+    parties: PartiesNamed | None = None,
 ) -> Patient | None:
     """ID-4: a pharmacy or facility names a patient by registry ID and date of birth. An unknown ID, a
     malformed one and a date-of-birth mismatch are indistinguishable to the caller; so is a lock: with
@@ -473,6 +528,7 @@ def patient_by_registry_id(
             now=now,
             labs_as_of=labs_as_of,
             on_date=on_date,
+            parties=parties,
         )
     # Lock first, in a statement of its own, then read the facts in a new statement: under READ COMMITTED
     # a statement that waited for the lock still returns the subqueries of the snapshot it started with,
@@ -487,7 +543,13 @@ def patient_by_registry_id(
         row = cursor.fetchone()
     if row is None:
         return None
-    return _patient_with_facts("p.id = %s", [row[0]], now=now, on_date=on_date, labs_as_of=labs_as_of)
+    # `parties` (a dispense authorization): GATE-1's parties are share-locked in this statement too. It
+    # starts after the patient lock is held, so a party's suspension committed while this request waited
+    # for that lock is seen; one committing later waits for this transaction (and its revocation then sees
+    # the number issued). A locking read returns the party rows' latest committed versions in any case.
+    return _patient_with_facts(
+        "p.id = %s", [row[0]], now=now, on_date=on_date, labs_as_of=labs_as_of, parties=parties
+    )
 
 
 def facts_load(

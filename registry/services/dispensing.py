@@ -28,7 +28,7 @@ from registry.selectors import (
     authorization_visible,
 )
 from registry.selectors.authorizations import lapsed_category, lapsed_q
-from registry.selectors.facts import Facts, facts_load, participants_for_authorization
+from registry.selectors.facts import Facts, PartiesNamed, facts_load, participants_for_authorization
 
 from .audit import audit_event, audit_record, audit_record_many
 from .decisions import DISPENSE_GATE
@@ -59,6 +59,11 @@ def authorization_request(
     parties: list[Any] = [None, None, None]
 
     def load() -> Facts:
+        named = PartiesNamed(
+            pharmacy_id=pharmacy.pk if pharmacy else None,
+            facility_npi=data["facility_npi"],
+            prescriber_npi=data["prescriber_npi"],
+        )
         patient = patient_lookup_guarded(  # ID-4: date-of-birth guessing lock
             data["rems_patient_id"],
             data["date_of_birth"],
@@ -66,11 +71,13 @@ def authorization_request(
             labs_as_of=today,
             lock=True,
             caller=actor,
+            parties=named,  # read and share-locked with the facts, after the patient lock (PostgreSQL)
         )
-        parties[:] = participants_for_authorization(
-            pharmacy_id=pharmacy.pk if pharmacy else None,
-            facility_npi=data["facility_npi"],
-            prescriber_npi=data["prescriber_npi"],
+        found = getattr(patient, "gate_parties", None)
+        parties[:] = found or participants_for_authorization(
+            pharmacy_id=named.pharmacy_id,
+            facility_npi=named.facility_npi,
+            prescriber_npi=named.prescriber_npi,
         )
         return facts_load(
             patient=patient,
