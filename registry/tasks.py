@@ -10,9 +10,9 @@ from celery import group, shared_task
 from django.conf import settings
 from django.utils import timezone
 
-from registry.api.throttling import throttle_buckets_purge
 from registry.services import monitoring
 from registry.services.idempotency import idempotency_purge
+from registry.services.rate_limits import throttle_buckets_purge
 
 
 @shared_task

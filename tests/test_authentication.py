@@ -118,7 +118,9 @@ def test_a_dispense_authorization_is_at_most_5_statements_GATE_1(clock, prescrib
     assert sum(s.upper().startswith("SAVEPOINT") for s in sql) == 1, [s[:40] for s in sql]
     locks = [i for i, s in enumerate(work) if "FOR UPDATE" in s]
     shares = [i for i, s in enumerate(work) if "FOR SHARE" in s and "registry_pharmacy" in s]
-    assert locks and shares and locks[0] < shares[0], "the parties are share-locked after the patient lock"
+    assert locks, "the patient is locked"
+    assert shares, "the parties are share-locked"
+    assert locks[0] < shares[0], "the parties are share-locked after the patient lock"
     writes = [s for s in work if "INSERT INTO" in s and "registry_throttlebucket" not in s]
     assert len(writes) == 1, writes
     for table in ("registry_dispenseauthorization", "registry_auditevent", "registry_decision"):

@@ -71,8 +71,8 @@ class DobLookupGuard(models.Model):
 
 class ThrottleBucket(models.Model):
     """A fixed-window request counter shared by every worker (the database store of
-    registry/api/throttling.py; Redis replaces it when THROTTLE_STORE=cache). One row per caller, updated
-    with a single atomic upsert per request."""
+    registry/services/rate_limits.py; Redis replaces it when THROTTLE_STORE=cache). One row per caller,
+    updated with a single atomic upsert per request."""
 
     key = models.CharField(max_length=200, primary_key=True)
     window_start = models.BigIntegerField()
