@@ -23,7 +23,6 @@ _LATIN_FOLDS = str.maketrans(
         "ð": "d",
         "ħ": "h",
         "\u0131": "i",  # dotless i
-        "ŀ": "l",
         "ŧ": "t",
         "æ": "ae",
         "œ": "oe",

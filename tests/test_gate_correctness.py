@@ -283,20 +283,61 @@ def test_match_key_folds_latin_letters_without_decomposition_ACT_6():
 
 
 def test_migration_rekeys_only_the_patients_whose_key_changed_ACT_6(prescriber):
-    """Migration 0014 writes the new key for names holding a folded letter; other rows are untouched."""
+    """Migration 0014 writes the new key for names holding a folded letter (and rows never keyed); other
+    rows are untouched; its reverse writes the old keys back, so older code finds its own keys."""
     from django.apps import apps
 
-    rekey = importlib.import_module("registry.migrations.0014_match_key_latin_folds").rekey
+    migration = importlib.import_module("registry.migrations.0014_match_key_latin_folds")
     folded = enroll_patient(prescriber, first_name="Søren", last_name="Ødegård")
     plain = enroll_patient(prescriber, first_name="Anna", last_name="Berg")
-    Patient.objects.filter(pk=folded.pk).update(match_key="søren|ødegård")  # as the old key was stored
+    Patient.objects.filter(pk=folded.pk).update(
+        match_key="søren|ødegard"
+    )  # the key before 0014 (accents gone, ø kept)
     plain_updated = Patient.objects.get(pk=plain.pk).updated_at
 
-    rekey(apps, None)
+    migration.forward(apps, None)
 
     assert Patient.objects.get(pk=folded.pk).match_key == "soren|odegard"
     assert Patient.objects.get(pk=plain.pk).match_key == "anna|berg"
     assert Patient.objects.get(pk=plain.pk).updated_at == plain_updated
+    migration.backward(apps, None)
+    assert Patient.objects.get(pk=folded.pk).match_key == "søren|ødegard"
+    assert Patient.objects.get(pk=plain.pk).match_key == "anna|berg"
+
+
+def test_migration_key_is_the_live_key_ACT_6():
+    """The migration's frozen normalization is the one registry/matching.py applies today."""
+    migration = importlib.import_module("registry.migrations.0014_match_key_latin_folds")
+    names = [
+        ("Søren", "Łukasz-Æbelø"),
+        ("  JOSE ", "O'Brien-Smith"),
+        ("Þóra", "Straße"),
+        ("Œdipe", "Đorđević"),
+    ]
+    names.append(("Y\u0131ld\u0131z", "Ħal-Ŧom"))  # dotless i
+    for first, last in names:
+        assert migration._key(first, last, migration._FOLDS) == patient_match_key(first, last)
+
+
+def test_fixture_patients_get_their_match_key_ACT_6():
+    """`loaddata` saves raw (no `Patient.save`): the key is still written, so the demo fixture's patients
+    are found by the duplicate check and the NCPDP demographics match."""
+    from django.core.management import call_command
+
+    from registry.selectors.patients import patient_of_record_by_demographics
+
+    call_command("loaddata", "fixtures/demo.json", verbosity=0)
+    patients = list(Patient.objects.select_related("prescriber"))
+    assert patients
+    for patient in patients:
+        assert patient.match_key == patient_match_key(patient.first_name, patient.last_name)
+        found = patient_of_record_by_demographics(
+            patient.prescriber,
+            first_name=patient.first_name.upper(),
+            last_name=patient.last_name,
+            date_of_birth=patient.date_of_birth,
+        )
+        assert found == patient
 
 
 def test_second_enrollment_of_one_person_is_a_possible_duplicate_ACT_6(prescriber, other_prescriber, admin):

@@ -151,6 +151,82 @@ def test_gate1_gate2_concurrent_authorizations_for_all_doses_grant_exactly_one(
         ]
 
 
+def _raw_connection(autocommit: bool) -> Any:
+    """A connection of its own to the test database, outside Django (a second participant's session)."""
+    import psycopg
+
+    db = connection.settings_dict
+    return psycopg.connect(
+        host=db["HOST"] or "127.0.0.1",
+        port=db["PORT"] or 5432,
+        user=db["USER"],
+        password=db["PASSWORD"],
+        dbname=db["NAME"],
+        autocommit=autocommit,
+    )
+
+
+@pytest.mark.postgres_only  # a real second session holding a row lock
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    ("party", "code"), [("pharmacy", "pharmacy_not_certified"), ("facility", "facility_not_certified")]
+)
+def test_gate1_act5_a_suspension_in_flight_is_waited_for_and_seen(
+    clock, prescriber, facility, pharmacy, party, code
+):
+    """GATE-1, ACT-5: the authorization share-locks its parties (in the facts statement, after the patient
+    lock). A suspension written but not yet committed when the request reads them makes the request wait;
+    once it commits, the request decides on the suspended party: denied, no number."""
+    patient = authorized_patient(prescriber)
+    plan_course(prescriber, patient, start=DAY0)
+    participant = pharmacy.participant if party == "pharmacy" else facility.participant
+    suspender = _raw_connection(autocommit=False)
+    watcher = _raw_connection(autocommit=True)
+    result: list[tuple[int, dict[str, Any]]] = []
+    try:
+        suspender.execute(
+            f"UPDATE registry_{party} SET status = 'suspended' WHERE id = %s",  # noqa: S608 - fixed names
+            [participant.pk],
+        )
+
+        def ask() -> None:
+            try:
+                response = client_with_key(pharmacy.key).post(
+                    AUTHORIZATIONS, _authorization_body(patient, prescriber, facility, doses=1), format="json"
+                )
+                result.append((response.status_code, response.json()))
+            finally:
+                connection.close()
+
+        thread = threading.Thread(target=ask, name="authorization")
+        thread.start()
+        deadline = time.monotonic() + 20
+        waiting = False
+        while time.monotonic() < deadline and not waiting:
+            # the gate's facts statement (it reads the parties) waits for the suspender's row lock
+            waiting = watcher.execute(
+                "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = current_database()"
+                " AND %s = ANY (pg_blocking_pids(pid)) AND query LIKE 'SELECT p.id, p.created_at, %%')",
+                [suspender.info.backend_pid],
+            ).fetchone()[0]
+            time.sleep(0.02)
+        assert waiting, "the authorization did not wait for the uncommitted suspension"
+        assert thread.is_alive()
+        suspender.commit()
+        thread.join(timeout=30)
+        assert not thread.is_alive()
+    finally:
+        suspender.close()
+        watcher.close()
+
+    [(status, body)] = result
+    assert status == 201
+    assert body["decision"] == "denied", body
+    assert code in _codes(body)
+    assert body["authorization_number"] is None
+    assert not DispenseAuthorization.objects.filter(patient=patient).exists()
+
+
 @pytest.mark.postgres_only  # threads racing on row locks
 @pytest.mark.django_db(transaction=True)
 def test_crs3_gate1_course_cancel_racing_an_authorization_never_leaves_it_active(

@@ -6,6 +6,8 @@ from typing import Any
 
 from django.db import models
 from django.db.models import Q
+from django.db.models.signals import pre_save
+from django.dispatch import receiver
 from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 
 from registry.matching import MATCH_KEY_MAX_LENGTH, patient_match_key
@@ -75,11 +77,18 @@ class Patient(UUIDModel):
         return f"{self.rems_patient_id} {self.last_name}, {self.first_name}"
 
     def save(self, *args: Any, **kwargs: Any) -> None:
-        self.match_key = patient_match_key(self.first_name, self.last_name)
         update_fields = kwargs.get("update_fields")
         if update_fields is not None and {"first_name", "last_name"} & set(update_fields):
             kwargs["update_fields"] = {*update_fields, "match_key"}
-        super().save(*args, **kwargs)
+        super().save(*args, **kwargs)  # `_match_key_write` below sets the key
+
+
+@receiver(pre_save, sender=Patient, dispatch_uid="registry.patient_match_key")
+def _match_key_write(sender: type[Patient], instance: Patient, **kwargs: Any) -> None:
+    """ACT-6: the key follows the names on every save, raw ones included (`loaddata` bypasses
+    `Patient.save`), so a patient loaded from a fixture is found by the duplicate check and the NCPDP
+    demographics match like any other."""
+    instance.match_key = patient_match_key(instance.first_name, instance.last_name)
 
 
 class PatientUserObjectPermission(UserObjectPermissionBase):

@@ -309,7 +309,7 @@ def _patient_with_facts(
         + [db_date(labs_as_of)] * _LAB_PARAMS
         + [db_date(blocking_before(rules.current(), labs_as_of)), db_date(labs_as_of)]
         + ([db_date(on_date)] if on_date is not None else [])
-        + (_parties_params(parties) if with_parties and parties is not None else [])
+        + (_parties_params(parties) if parties is not None and postgres else [])
         + params
     )
     if not postgres:  # SQLite returns text: the raw queryset applies the model fields' converters
