@@ -81,11 +81,13 @@ class AccessLogEntryAdmin(ReadOnlyAdmin):
 
 @admin.register(DobLookupGuard)
 class DobLookupGuardAdmin(AuditedAdmin):
-    """ID-4: callers locked out of a registry ID after repeated date-of-birth mismatches. Lifting runs the
+    """ID-4: callers locked out of a registry ID (or, for the NCPDP initiation by name, of a name of one
+    prescriber's patients: shown as a digest) after repeated date-of-birth mismatches. Lifting runs the
     service (audited, with a reason)."""
 
     list_display = (
         "rems_patient_id",
+        "lookup",
         "user",
         "locked_now",
         "locked_at",
@@ -93,11 +95,12 @@ class DobLookupGuardAdmin(AuditedAdmin):
         "lifted_at",
         "lifted_by",
     )
-    list_filter = ("locked_at", "lifted_at")
+    list_filter = ("lookup", "locked_at", "lifted_at")
     search_fields = ("rems_patient_id", "user__username")
     list_select_related = ("user", "lifted_by")
     readonly_fields = (
         "user",
+        "lookup",
         "rems_patient_id",
         "failures",
         "locked_at",

@@ -13,7 +13,7 @@ from django.test import Client
 
 from registry.errors import Conflict
 from registry.identifiers import new_registry_id
-from registry.models import AuditEvent, DobLookupGuard
+from registry.models import AuditEvent, DobLookupGuard, LookupKind
 from registry.services.dob_guard import dob_lock_lift
 
 from .conftest import participant_persona
@@ -28,6 +28,7 @@ from .gate_helpers import (
     moment,
     plan_course,
 )
+from .ncpdp_helpers import answer, initiation_request, send, text
 
 pytestmark = pytest.mark.django_db
 
@@ -244,3 +245,87 @@ def test_id4_admin_sees_and_lifts_locks_in_the_admin(patient, prescriber, facili
     guard.refresh_from_db()
     assert guard.locked_until is None
     assert AuditEvent.objects.filter(action="dob_lookup.lift", subject_id=guard.pk).count() == 1
+
+
+# --- ID-4 for the NCPDP initiation by name (no registry ID) ------------------------------------------------
+
+
+def _initiation_by_name(
+    pharmacy, prescriber, *, dob: dt.date | str, message_id: str, first: str = "Pat"
+) -> Any:
+    """The patient named by name, date of birth and sex among the prescriber's patients; answers the
+    REMSPatientID found (None when none)."""
+    body = initiation_request(
+        pharmacy=pharmacy.participant,
+        prescriber_npi=prescriber.participant.npi,
+        first=first,
+        last="Ient",
+        dob=dob,
+        message_id=message_id,
+    )
+    root = answer(send(pharmacy, body))
+    return text(root, "Body/REMSInitiationResponse/Patient/HumanPatient/Identification/REMSPatientID")
+
+
+def test_id4_a_name_lookup_is_locked_after_five_misses_even_with_the_right_date(
+    clock, prescriber, pharmacy, other_pharmacy
+):
+    """ID-4: a caller holding a name cannot try dates of birth until one answers (and learn that the person
+    is a patient of this prescriber): five misses for one name lock that caller out of that name; another
+    caller, and the registry-ID lookup, are not locked. The guard stores a digest, never the name."""
+    patient = authorized_patient(prescriber, first_name="Pat")
+    for attempt in range(5):
+        wrong = patient.date_of_birth - dt.timedelta(days=attempt + 1)
+        assert _initiation_by_name(pharmacy, prescriber, dob=wrong, message_id=f"G-{attempt}") is None
+
+    assert _initiation_by_name(pharmacy, prescriber, dob=patient.date_of_birth, message_id="G-right") is None
+    assert (
+        _initiation_by_name(other_pharmacy, prescriber, dob=patient.date_of_birth, message_id="G-other")
+        == patient.rems_patient_id
+    )
+    by_id = initiation_request(
+        pharmacy=pharmacy.participant,
+        prescriber_npi=prescriber.participant.npi,
+        rems_patient_id=patient.rems_patient_id,
+        dob=patient.date_of_birth,
+        message_id="G-id",
+    )
+    assert (
+        text(
+            answer(send(pharmacy, by_id)),
+            "Body/REMSInitiationResponse/Patient/HumanPatient/Identification/REMSPatientID",
+        )
+        == patient.rems_patient_id
+    )
+    [guard] = DobLookupGuard.objects.filter(lookup=LookupKind.DEMOGRAPHICS)
+    assert guard.user == pharmacy.user
+    assert guard.locked_until is not None
+    assert len(guard.rems_patient_id) == 16
+    assert "pat" not in guard.rems_patient_id.lower()
+    assert "ient" not in guard.rems_patient_id.lower()
+    event = AuditEvent.objects.get(action="dob_lookup.lock", subject_id=guard.pk)
+    assert event.changes["lookup"] == "demographics"
+    assert "Ient" not in str(event.changes)
+
+
+def test_id4_a_name_lock_is_one_name_of_one_prescriber_and_lifts(clock, prescriber, pharmacy, admin):
+    """Misses for one name do not lock another; an administrator's lift lets the caller find the patient
+    again (audited, as for a registry ID)."""
+    patient = authorized_patient(prescriber, first_name="Pat")
+    other = authorized_patient(prescriber, first_name="Robin")
+    for attempt in range(5):
+        wrong = patient.date_of_birth - dt.timedelta(days=attempt + 1)
+        _initiation_by_name(pharmacy, prescriber, dob=wrong, message_id=f"L-{attempt}")
+    assert (
+        _initiation_by_name(pharmacy, prescriber, dob=other.date_of_birth, message_id="L-o", first="Robin")
+        == other.rems_patient_id
+    )
+    guard = DobLookupGuard.objects.get(lookup=LookupKind.DEMOGRAPHICS, locked_until__isnull=False)
+
+    dob_lock_lift(guard=guard, actor=admin.user, reason="pharmacy called; typo in the date", now=NOW)
+
+    assert (
+        _initiation_by_name(pharmacy, prescriber, dob=patient.date_of_birth, message_id="L-after")
+        == patient.rems_patient_id
+    )
+    assert AuditEvent.objects.filter(action="dob_lookup.lift", subject_id=guard.pk).exists()

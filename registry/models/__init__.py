@@ -1,6 +1,6 @@
 """Models, one module per aggregate; re-exported here."""
 
-from .access import AccessLogEntry, DobLookupGuard, ThrottleBucket
+from .access import AccessLogEntry, DobLookupGuard, LookupKind, ThrottleBucket
 from .accounts import ApiKey, IdempotencyRecord, Role, User
 from .audit import AuditEvent
 from .monitoring import (  # monitoring, issue 10
@@ -99,6 +99,7 @@ __all__ = [
     "LabOutcome",
     "LabResult",
     "LabTest",
+    "LookupKind",
     "MaternalThyroidStatus",
     "MonitoringFlag",
     "MonitoringRequirement",

@@ -39,15 +39,29 @@ class AccessLogEntry(models.Model):
         return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.user_id} read {self.patient_id} ({self.endpoint})"
 
 
+class LookupKind(models.TextChoices):
+    """How the caller named the patient it was guessing at (ID-4)."""
+
+    REGISTRY_ID = "registry_id", "registry ID + date of birth"
+    DEMOGRAPHICS = "demographics", "name + date of birth among one prescriber's patients (NCPDP)"
+
+
 class DobLookupGuard(models.Model):
-    """ID-4: one caller's date-of-birth mismatches for one registry ID. `failures` keeps the times of the
-    recent mismatches (at most the threshold); `locked_until` is set when they reach the threshold within
-    the window. An administrator may lift a lock (`lifted_at`, `lifted_by`). The registry ID is stored as
-    asked (canonical form), whether or not a patient has it, so the record itself reveals nothing."""
+    """ID-4: one caller's date-of-birth mismatches for one patient as the caller names it. `failures` keeps
+    the times of the recent mismatches (at most the threshold); `locked_until` is set when they reach the
+    threshold within the window. An administrator may lift a lock (`lifted_at`, `lifted_by`). For a
+    registry ID the ID is stored as asked (canonical form), whether or not a patient has it, so the record
+    itself reveals nothing; for a name (the NCPDP initiation without a registry ID) only a keyed digest of
+    the prescriber and the normalized name is stored, never the name."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     user = models.ForeignKey("registry.User", on_delete=models.CASCADE, related_name="+")
-    rems_patient_id = models.CharField("REMS patient ID", max_length=16)
+    lookup = models.CharField(max_length=16, choices=LookupKind.choices, default=LookupKind.REGISTRY_ID)
+    rems_patient_id = models.CharField(
+        "REMS patient ID or name digest",
+        max_length=16,
+        help_text="The registry ID asked for, or for a name lookup a digest of prescriber and name.",
+    )
     failures = models.JSONField(default=list, blank=True)
     locked_at = models.DateTimeField(null=True, blank=True)
     locked_until = models.DateTimeField(null=True, blank=True, db_index=True)
@@ -61,7 +75,7 @@ class DobLookupGuard(models.Model):
         verbose_name = "date-of-birth lookup lock"
         constraints = [
             models.UniqueConstraint(
-                fields=["user", "rems_patient_id"], name="dob_guard_one_per_caller_and_id"
+                fields=["user", "lookup", "rems_patient_id"], name="dob_guard_one_per_caller_and_lookup"
             )
         ]
 

@@ -21,6 +21,7 @@ from registry.models import (
     Facility,
     LabOutcome,
     LabTest,
+    LookupKind,
     Patient,
     PatientStatus,
     Pharmacy,
@@ -492,6 +493,7 @@ def _patient_facts(p: Patient) -> dict[str, Any]:
 # the lookup's own statement, so the guessing lock costs no extra round trip.
 _NOT_LOCKED_OUT = (
     " AND NOT EXISTS (SELECT 1 FROM registry_doblookupguard g WHERE g.user_id = %s"
+    f" AND g.lookup = '{LookupKind.REGISTRY_ID}'"
     " AND g.rems_patient_id = {table}.rems_patient_id AND g.locked_until > %s)"
 )
 

@@ -16,11 +16,14 @@ import datetime as dt
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.utils.crypto import salted_hmac
 
 from registry.errors import Conflict, ErrorCode
 from registry.identifiers import parse_registry_id
-from registry.models import DobLookupGuard, Patient, User
+from registry.matching import name_normalize, patient_match_key
+from registry.models import DobLookupGuard, LookupKind, Patient, Prescriber, User
 from registry.selectors.facts import patient_by_registry_id
+from registry.selectors.patients import patient_of_record_by_demographics
 
 from .audit import audit_record
 
@@ -30,16 +33,20 @@ DOB_MISMATCH_WINDOW = dt.timedelta(hours=24)
 DOB_LOCK_DURATION = dt.timedelta(hours=24)
 
 
-def dob_mismatch_record(*, caller: User, rems_patient_id: str, now: dt.datetime) -> DobLookupGuard:
+def dob_mismatch_record(
+    *, caller: User, rems_patient_id: str, now: dt.datetime, lookup: str = LookupKind.REGISTRY_ID
+) -> DobLookupGuard:
     """Counts one mismatch; locks the pair (audited) on the `DOB_MISMATCH_LIMIT`-th within the window.
-    The guard row is locked for the update, so concurrent mismatches from one caller all count."""
+    The guard row is locked for the update, so concurrent mismatches from one caller all count.
+    `rems_patient_id` is the registry ID asked for, or for a name lookup its digest (`demographics_key`)."""
+    named: dict[str, Any] = {"user": caller, "lookup": lookup, "rems_patient_id": rems_patient_id}
     with transaction.atomic():
         try:
             with transaction.atomic():
-                DobLookupGuard.objects.get_or_create(user=caller, rems_patient_id=rems_patient_id)
+                DobLookupGuard.objects.get_or_create(**named)
         except IntegrityError:
             pass  # a concurrent first mismatch created it
-        guard = DobLookupGuard.objects.select_for_update().get(user=caller, rems_patient_id=rems_patient_id)
+        guard = DobLookupGuard.objects.select_for_update().get(**named)
         if guard.locked_until is not None and guard.locked_until > now:
             return guard  # locked: asking again while locked neither counts nor extends the lock
         since = now - DOB_MISMATCH_WINDOW  # a lock and its lifting clear the list: those are spent
@@ -60,6 +67,8 @@ def dob_mismatch_record(*, caller: User, rems_patient_id: str, now: dt.datetime)
                     "rems_patient_id": rems_patient_id,
                     "mismatches": len(recent),
                     "locked_until": guard.locked_until,
+                    # a name lookup's lock says so (its "ID" is the name's digest)
+                    **({"lookup": lookup} if lookup != LookupKind.REGISTRY_ID else {}),
                 },
                 at=now,
             )
@@ -105,4 +114,46 @@ def patient_lookup_guarded(
     canonical = parse_registry_id(rems_patient_id)
     if found is None and canonical is not None:  # a malformed ID cannot exist: nothing to count
         dob_mismatch_record(caller=caller, rems_patient_id=canonical, now=now)
+    return found
+
+
+_DEMOGRAPHICS_SALT = "registry.dob_guard.demographics"
+
+
+def demographics_key(prescriber: Prescriber, first_name: str, last_name: str) -> str:
+    """What a name lookup's guard is keyed by: the prescriber and the normalized name (the match key),
+    as a keyed digest, so the guard table never holds a patient's name."""
+    value = f"{prescriber.pk}|{patient_match_key(first_name, last_name)}"
+    return salted_hmac(_DEMOGRAPHICS_SALT, value, algorithm="sha256").hexdigest()[:16]
+
+
+def patient_of_record_guarded(
+    prescriber: Prescriber,
+    *,
+    first_name: str,
+    last_name: str,
+    date_of_birth: dt.date,
+    sex: str | None,
+    caller: User,
+    now: dt.datetime,
+) -> Patient | None:
+    """ID-4 for the NCPDP initiation without a registry ID: a name, a date of birth (and sex) among the
+    named prescriber's patients (`selectors.patients.patient_of_record_by_demographics`) behind the same
+    guard as the registry ID: `DOB_MISMATCH_LIMIT` misses for one name of one prescriber from one caller
+    within the window lock that caller out of that name for `DOB_LOCK_DURATION`, so a caller holding a
+    name cannot try dates of birth until one answers (and learn that the person is a patient). A miss, an
+    unknown name and a lock all answer None."""
+    if not name_normalize(first_name) or not name_normalize(last_name):
+        return None  # names nobody: nothing to count
+    key = demographics_key(prescriber, first_name, last_name)
+    locked = DobLookupGuard.objects.filter(
+        user=caller, lookup=LookupKind.DEMOGRAPHICS, rems_patient_id=key, locked_until__gt=now
+    ).exists()
+    if locked:
+        return None
+    found = patient_of_record_by_demographics(
+        prescriber, first_name=first_name, last_name=last_name, date_of_birth=date_of_birth, sex=sex
+    )
+    if found is None:
+        dob_mismatch_record(caller=caller, rems_patient_id=key, now=now, lookup=LookupKind.DEMOGRAPHICS)
     return found

@@ -50,13 +50,12 @@ from registry.ncpdp_xml import (
 from registry.selectors import (
     participant_by_enrollment_id,
     participant_by_npi,
-    patient_of_record_by_demographics,
 )
 from registry.standards import disclosed_reasons, is_lemtrada_ndc, reason_category, reason_note
 
 from . import dispensing
 from .audit import audit_record
-from .dob_guard import patient_lookup_guarded
+from .dob_guard import patient_lookup_guarded, patient_of_record_guarded
 from .etasu import etasu_evaluate
 from .gate import Evaluation, Outcome
 
@@ -309,12 +308,14 @@ def _initiation(
             now=now,
         ), None
     else:
-        patient = patient_of_record_by_demographics(
+        patient = patient_of_record_guarded(  # ID-4: the same guessing lock, keyed by the name
             prescriber,
             first_name=f["first_name"],
             last_name=f["last_name"],
             date_of_birth=f["date_of_birth"],
             sex=_SEX.get(f["gender"] or ""),
+            caller=actor,
+            now=now,
         )
     if patient is None:
         return initiation_render(
