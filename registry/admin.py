@@ -7,7 +7,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.db.models import Count, QuerySet
+from django.db.models import Count, Exists, OuterRef, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -497,6 +497,27 @@ class InfusionInline(_ReadOnlyInline):
     readonly_fields = fields
 
 
+class PossibleDuplicateFilter(admin.SimpleListFilter):
+    """ACT-6: patients whose normalized name and date of birth (the match key) another patient shares: the
+    pairs enrollment would refuse today. They arise from an administrator's confirmed non-duplicate, from
+    records that predate a change of the key (migration 0014 folds ø, ł, æ ...), or from imports; each
+    pair is for an administrator to confirm or resolve by a transfer of care."""
+
+    title = "possible duplicate"
+    parameter_name = "possible_duplicate"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("yes", "Shares name and date of birth with another patient")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if self.value() != "yes":
+            return queryset
+        twin = Patient.objects.filter(
+            date_of_birth=OuterRef("date_of_birth"), match_key=OuterRef("match_key")
+        ).exclude(pk=OuterRef("pk"))
+        return queryset.filter(Exists(twin)).order_by("date_of_birth", "match_key")
+
+
 @admin.register(Patient)
 class PatientAdmin(AuditedAdmin):
     """Patients are enrolled by prescribers through the API; here administrators read them and suspend or
@@ -513,7 +534,7 @@ class PatientAdmin(AuditedAdmin):
         "monitoring_ends_on",
         "patient_page_link",
     )
-    list_filter = ("status", "sex", "reproductive_potential")
+    list_filter = ("status", "sex", "reproductive_potential", PossibleDuplicateFilter)
     search_fields = ("rems_patient_id", "last_name", "first_name", "prescriber__npi", "prescriber__last_name")
     search_help_text = "REMS patient ID, name, date of birth (YYYY-MM-DD), or the prescriber's NPI or name."
     list_select_related = ("prescriber",)

@@ -9,6 +9,7 @@ admin who is not staff does not get in.
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 from types import SimpleNamespace
 from typing import Any
 
@@ -921,3 +922,22 @@ def test_digest_page_lists_what_it_sent(console, monitoring_world, mailoutbox):
     ]
     assert (digest.status, digest.recipient) == ("sent", monitoring_world.patient.prescriber.email)
     assert monitoring_world.patient.rems_patient_id.encode() in page.content
+
+
+def test_act6_patients_sharing_name_and_date_of_birth_are_listed_for_review(console, prescriber, patient):
+    """ACT-6: the admin lists the pairs enrollment would refuse today, and only those. Here a "Søren"
+    enrolled before the key folded ø (his key was "søren|ient") let a "Soren" of the same date of birth
+    in; migration 0014 gives both the same key, and the pair shows up for an administrator to review."""
+    from django.apps import apps
+
+    with frozen(DAY0):
+        twin = authorized_patient(prescriber, first_name="Søren", last_name="Ient")
+        Patient.objects.filter(pk=twin.pk).update(match_key="søren|ient")  # the key before 0014
+        other = authorized_patient(prescriber, first_name="Soren", last_name="Ient")
+    importlib.import_module("registry.migrations.0014_match_key_latin_folds").forward(apps, None)
+
+    response = console.get(url(Patient, "changelist"), {"possible_duplicate": "yes"})
+
+    assert response.status_code == 200
+    assert {p.pk for p in shown(response)} == {twin.pk, other.pk}
+    assert patient.pk not in {p.pk for p in shown(response)}
