@@ -88,6 +88,7 @@ class DobLookupGuardAdmin(AuditedAdmin):
     list_display = (
         "rems_patient_id",
         "lookup",
+        "prescriber",
         "user",
         "locked_now",
         "locked_at",
@@ -96,12 +97,13 @@ class DobLookupGuardAdmin(AuditedAdmin):
         "lifted_by",
     )
     list_filter = ("lookup", "locked_at", "lifted_at")
-    search_fields = ("rems_patient_id", "user__username")
-    list_select_related = ("user", "lifted_by")
+    search_fields = ("rems_patient_id", "user__username", "prescriber__npi", "prescriber__last_name")
+    list_select_related = ("user", "lifted_by", "prescriber")
     readonly_fields = (
         "user",
         "lookup",
         "rems_patient_id",
+        "prescriber",
         "failures",
         "locked_at",
         "locked_until",

@@ -6,15 +6,17 @@ one."""
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from typing import Any
 
 import pytest
+from django.db import connection, transaction
 from django.test import Client
 
 from registry.errors import Conflict
 from registry.identifiers import new_registry_id
 from registry.models import AuditEvent, DobLookupGuard, LookupKind
-from registry.services.dob_guard import dob_lock_lift
+from registry.services.dob_guard import dob_lock_lift, patient_of_record_guarded
 
 from .conftest import participant_persona
 from .console import console_client
@@ -299,6 +301,7 @@ def test_id4_a_name_lookup_is_locked_after_five_misses_even_with_the_right_date(
     )
     [guard] = DobLookupGuard.objects.filter(lookup=LookupKind.DEMOGRAPHICS)
     assert guard.user == pharmacy.user
+    assert guard.prescriber == prescriber.participant  # which of its name locks an admin is lifting
     assert guard.locked_until is not None
     assert len(guard.rems_patient_id) == 16
     assert "pat" not in guard.rems_patient_id.lower()
@@ -329,3 +332,51 @@ def test_id4_a_name_lock_is_one_name_of_one_prescriber_and_lifts(clock, prescrib
         == patient.rems_patient_id
     )
     assert AuditEvent.objects.filter(action="dob_lookup.lift", subject_id=guard.pk).exists()
+
+
+@pytest.mark.postgres_only  # a real second session
+@pytest.mark.django_db(transaction=True)
+def test_id4_guesses_in_flight_together_cannot_pass_the_fifth_miss(prescriber, pharmacy):
+    """One caller's lookups of one name run one at a time: while the fifth miss is being counted (its
+    transaction still open), a guess with the right date of birth waits for it, then finds the lock."""
+    with frozen(DAY0):
+        patient = authorized_patient(prescriber, first_name="Pat")
+    named = {"first_name": "Pat", "last_name": "Ient", "sex": None, "caller": pharmacy.user, "now": NOW}
+    for attempt in range(4):
+        wrong = patient.date_of_birth - dt.timedelta(days=attempt + 1)
+        assert patient_of_record_guarded(prescriber.participant, date_of_birth=wrong, **named) is None
+    fifth_counted, release = threading.Event(), threading.Event()
+    found: list[Any] = []
+
+    def fifth_miss() -> None:
+        try:
+            with transaction.atomic():
+                wrong = patient.date_of_birth - dt.timedelta(days=9)
+                assert patient_of_record_guarded(prescriber.participant, date_of_birth=wrong, **named) is None
+                fifth_counted.set()
+                release.wait(timeout=20)
+        finally:
+            connection.close()
+
+    def right_guess() -> None:
+        try:
+            found.append(
+                patient_of_record_guarded(
+                    prescriber.participant, date_of_birth=patient.date_of_birth, **named
+                )
+            )
+        finally:
+            connection.close()
+
+    first = threading.Thread(target=fifth_miss)
+    first.start()
+    assert fifth_counted.wait(timeout=20)
+    second = threading.Thread(target=right_guess)
+    second.start()
+    second.join(timeout=1)
+    assert second.is_alive(), "the guess did not wait for the miss in flight"
+    release.set()
+    first.join(timeout=20)
+    second.join(timeout=20)
+    assert found == [None]
+    assert DobLookupGuard.objects.get(lookup=LookupKind.DEMOGRAPHICS).locked_until is not None

@@ -56,7 +56,20 @@ class DobLookupGuard(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     user = models.ForeignKey("registry.User", on_delete=models.CASCADE, related_name="+")
-    lookup = models.CharField(max_length=16, choices=LookupKind.choices, default=LookupKind.REGISTRY_ID)
+    lookup = models.CharField(
+        max_length=16,
+        choices=LookupKind.choices,
+        default=LookupKind.REGISTRY_ID,
+        db_default=LookupKind.REGISTRY_ID,  # rows written by a release that predates the column
+    )
+    prescriber = models.ForeignKey(
+        "registry.Prescriber",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="For a name lookup: the prescriber whose patients were searched (no patient is named).",
+    )
     rems_patient_id = models.CharField(
         "REMS patient ID or name digest",
         max_length=16,

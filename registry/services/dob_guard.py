@@ -7,15 +7,20 @@ A well-formed registry ID that matches no patient with that date of birth counts
 not the ID exists, so the guard itself cannot be used to learn which IDs exist. The lock is audited, shown
 to administrators (admin "Date-of-birth lookup locks"), and lifted by `dob_lock_lift`.
 
-Runs inside the gate's transaction: the gate commits its denial, and the mismatch with it.
+The NCPDP initiation without a registry ID names the patient by name, date of birth and sex among one
+prescriber's patients; `patient_of_record_guarded` puts the same rule on that lookup, keyed by the name.
+
+Runs inside the caller's transaction (the gate's, or the NCPDP message's): the answer commits, and the
+mismatch with it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils.crypto import salted_hmac
 
 from registry.errors import Conflict, ErrorCode
@@ -34,16 +39,23 @@ DOB_LOCK_DURATION = dt.timedelta(hours=24)
 
 
 def dob_mismatch_record(
-    *, caller: User, rems_patient_id: str, now: dt.datetime, lookup: str = LookupKind.REGISTRY_ID
+    *,
+    caller: User,
+    rems_patient_id: str,
+    now: dt.datetime,
+    lookup: LookupKind = LookupKind.REGISTRY_ID,
+    prescriber: Prescriber | None = None,
 ) -> DobLookupGuard:
     """Counts one mismatch; locks the pair (audited) on the `DOB_MISMATCH_LIMIT`-th within the window.
     The guard row is locked for the update, so concurrent mismatches from one caller all count.
-    `rems_patient_id` is the registry ID asked for, or for a name lookup its digest (`demographics_key`)."""
+    `rems_patient_id` is the registry ID asked for, or for a name lookup its digest (`demographics_key`),
+    stored with the `prescriber` whose patients were searched (it names no patient), so that an
+    administrator can tell one name lock from another."""
     named: dict[str, Any] = {"user": caller, "lookup": lookup, "rems_patient_id": rems_patient_id}
     with transaction.atomic():
         try:
             with transaction.atomic():
-                DobLookupGuard.objects.get_or_create(**named)
+                DobLookupGuard.objects.get_or_create(**named, defaults={"prescriber": prescriber})
         except IntegrityError:
             pass  # a concurrent first mismatch created it
         guard = DobLookupGuard.objects.select_for_update().get(**named)
@@ -82,9 +94,7 @@ def dob_lock_lift(*, guard: DobLookupGuard, actor: User, reason: str, now: dt.da
     with transaction.atomic():
         locked = DobLookupGuard.objects.select_for_update().get(pk=guard.pk)
         if locked.locked_until is None or locked.locked_until <= now:
-            raise Conflict(
-                "This registry ID is not locked for this caller.", code=ErrorCode.DOB_LOCK_NOT_ACTIVE
-            )
+            raise Conflict("This lookup is not locked for this caller.", code=ErrorCode.DOB_LOCK_NOT_ACTIVE)
         before = locked.locked_until
         locked.locked_until = None
         locked.lifted_at = now
@@ -95,7 +105,12 @@ def dob_lock_lift(*, guard: DobLookupGuard, actor: User, reason: str, now: dt.da
             actor=actor,
             action="dob_lookup.lift",
             subject=locked,
-            changes={"rems_patient_id": locked.rems_patient_id, "locked_until": before, "reason": reason},
+            changes={
+                "rems_patient_id": locked.rems_patient_id,
+                "locked_until": before,
+                "reason": reason,
+                **({"lookup": locked.lookup} if locked.lookup != LookupKind.REGISTRY_ID else {}),
+            },
             at=now,
         )
     return locked
@@ -146,14 +161,34 @@ def patient_of_record_guarded(
     if not name_normalize(first_name) or not name_normalize(last_name):
         return None  # names nobody: nothing to count
     key = demographics_key(prescriber, first_name, last_name)
-    locked = DobLookupGuard.objects.filter(
-        user=caller, lookup=LookupKind.DEMOGRAPHICS, rems_patient_id=key, locked_until__gt=now
-    ).exists()
-    if locked:
-        return None
-    found = patient_of_record_by_demographics(
-        prescriber, first_name=first_name, last_name=last_name, date_of_birth=date_of_birth, sex=sex
-    )
-    if found is None:
-        dob_mismatch_record(caller=caller, rems_patient_id=key, now=now, lookup=LookupKind.DEMOGRAPHICS)
+    with transaction.atomic():
+        # One caller's lookups of one name run one at a time (to the end of the transaction), so a burst
+        # of guesses in flight together cannot pass the lock that the fifth miss is about to commit.
+        _guesses_serialize(caller, key)
+        locked = DobLookupGuard.objects.filter(
+            user=caller, lookup=LookupKind.DEMOGRAPHICS, rems_patient_id=key, locked_until__gt=now
+        ).exists()
+        if locked:
+            return None
+        found = patient_of_record_by_demographics(
+            prescriber, first_name=first_name, last_name=last_name, date_of_birth=date_of_birth, sex=sex
+        )
+        if found is None:
+            dob_mismatch_record(
+                caller=caller,
+                rems_patient_id=key,
+                now=now,
+                lookup=LookupKind.DEMOGRAPHICS,
+                prescriber=prescriber,
+            )
     return found
+
+
+def _guesses_serialize(caller: User, key: str) -> None:
+    """A PostgreSQL advisory lock on (caller, name digest), held to the end of the transaction; SQLite
+    (the quick start) serializes writers by itself."""
+    if connection.vendor != "postgresql":
+        return
+    digest = hashlib.blake2b(f"dob_guard|{caller.pk}|{key}".encode(), digest_size=8).digest()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [int.from_bytes(digest, "big", signed=True)])
