@@ -527,6 +527,43 @@ def test_live_birth_records_the_outcome_then_follow_up_closes(prescriber, open_r
     assert PregnancyReport.objects.get(pk=open_report["id"]).status == PregnancyStatus.CLOSED
 
 
+def test_a_live_birth_corrected_to_another_outcome_drops_the_live_birth_values_PRG_3(prescriber, open_report):
+    """PRG-3: a report whose live birth is recorded (not yet closed) can be corrected to another outcome;
+    gestational age and birth weight, which only a live birth has, go with it (audited) and the report
+    closes. Sending them with the correction is refused; null clears them too."""
+    recorded = patch_report(
+        prescriber, open_report["id"], on=D(2026, 11, 10), outcome_on="2026-11-06", **LIVE_BIRTH
+    )
+    assert recorded.status_code == 200, recorded.json()
+    refused = patch_report(
+        prescriber, open_report["id"], on=D(2026, 11, 11), outcome="stillbirth", birth_weight_grams=3000
+    )
+    assert refused.status_code == 400
+    assert "birth_weight_grams" in refused.json()["errors"]
+
+    corrected = patch_report(prescriber, open_report["id"], on=D(2026, 11, 11), outcome="stillbirth")
+
+    assert corrected.status_code == 200, corrected.json()
+    body = corrected.json()
+    assert (body["outcome"], body["status"]) == ("stillbirth", "closed")
+    assert (body["gestational_age_weeks"], body["birth_weight_grams"]) == (None, None)
+    event = AuditEvent.objects.filter(action="pregnancy_report.correct", subject_id=open_report["id"]).latest(
+        "created_at"
+    )
+    assert event.changes["outcome"] == ["live_birth", "stillbirth"]
+    assert event.changes["birth_weight_grams"] == [3350, None]
+
+
+def test_null_clears_live_birth_values_only_away_from_a_live_birth_PRG_3(prescriber, open_report):
+    recorded = patch_report(
+        prescriber, open_report["id"], on=D(2026, 11, 10), outcome_on="2026-11-06", **LIVE_BIRTH
+    )
+    assert recorded.status_code == 200, recorded.json()
+    kept = patch_report(prescriber, open_report["id"], on=D(2026, 11, 11), birth_weight_grams=None)
+    assert kept.status_code == 400  # still a live birth: the weight is required
+    assert "birth_weight_grams" in kept.json()["errors"]
+
+
 @pytest.mark.parametrize(
     "outcome", ["spontaneous_abortion", "stillbirth", "elective_termination", "ectopic", "lost_to_follow_up"]
 )
@@ -869,3 +906,19 @@ def test_contraception_required_until_4_months_after_the_latest_course(prescribe
             for p in prescriber.get("/api/v1/patients").json()["results"]
         }
     assert listed == {str(patient.pk): "2026-07-06", str(other.pk): None}
+
+
+def test_the_patient_filter_answers_an_invisible_and_an_unknown_id_alike(prescriber, other_prescriber):
+    """Minimum disclosure: filtering by another prescriber's patient and by an id nobody has both answer an
+    empty list, so the filter cannot tell which ids exist; a malformed id is a 400 either way."""
+    with frozen(DAY0):
+        theirs = rp_patient(other_prescriber, authorize=False)
+    file_report(other_prescriber, theirs, on=D(2026, 5, 1), estimated_conception_on=D(2026, 4, 1))
+    invisible = prescriber.client.get(f"/api/v1/pregnancy-reports?patient={theirs.pk}")
+    unknown = prescriber.client.get("/api/v1/pregnancy-reports?patient=00000000-0000-0000-0000-000000000000")
+
+    assert invisible.status_code == unknown.status_code == 200
+    assert invisible.json()["results"] == unknown.json()["results"] == []
+    assert prescriber.client.get("/api/v1/pregnancy-reports?patient=not-an-id").status_code == 400
+    mine = other_prescriber.client.get(f"/api/v1/pregnancy-reports?patient={theirs.pk}").json()
+    assert [r["patient"] for r in mine["results"]] == [str(theirs.pk)]

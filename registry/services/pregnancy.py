@@ -390,6 +390,12 @@ def pregnancy_report_changes(
     _future_errors(data, today)
     values = dict(before)
     values.update({name: data[name] for name in (*DATE_FIELDS, *final) if name in data})
+    if before["outcome"] == PregnancyOutcome.LIVE_BIRTH and values["outcome"] != PregnancyOutcome.LIVE_BIRTH:
+        # A live birth corrected to another outcome (PRG-3: a report not yet closed): the values only a
+        # live birth has go with it, unless the correction sends them (then they are refused below).
+        for name in LIVE_BIRTH_ONLY:
+            if name not in data:
+                values[name] = None
     for name in ("outcome", "maternal_thyroid_status", "outcome_notes", "infant_follow_up_notes"):
         values[name] = values[name] or ""
     _derive(

@@ -71,10 +71,18 @@ class PregnancyReportUpdateSerializer(_StrictFieldsMixin, serializers.Serializer
     outcome = serializers.ChoiceField(choices=PregnancyOutcome.choices, required=False)
     outcome_on = serializers.DateField(required=False)
     gestational_age_weeks = serializers.IntegerField(
-        required=False, min_value=1, max_value=45, help_text="Live births only."
+        required=False,
+        allow_null=True,
+        min_value=1,
+        max_value=45,
+        help_text="Live births only; null (or a correction to another outcome) clears it.",
     )
     birth_weight_grams = serializers.IntegerField(
-        required=False, min_value=100, max_value=8000, help_text="Live births only."
+        required=False,
+        allow_null=True,
+        min_value=100,
+        max_value=8000,
+        help_text="Live births only; null (or a correction to another outcome) clears it.",
     )
     major_malformation = serializers.BooleanField(
         required=False, help_text="Yes/no; required for a live birth."

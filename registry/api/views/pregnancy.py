@@ -4,6 +4,7 @@ caller cannot see is 404, and such a patient named in a new report reads like an
 
 from __future__ import annotations
 
+import django_filters
 from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, status
@@ -19,7 +20,7 @@ from registry.api.serializers.pregnancy import (
     PregnancyReportUpdateSerializer,
 )
 from registry.errors import ValidationFailed
-from registry.models import PregnancyReport
+from registry.models import Exposure, PregnancyReport, PregnancyStatus
 from registry.permissions import CARE_TEAM
 from registry.selectors import patients_visible_to, pregnancy_report_visible, pregnancy_reports_visible_to
 from registry.services import pregnancy
@@ -27,12 +28,25 @@ from registry.services import pregnancy
 from .base import RegistryViewSet
 
 
+class PregnancyReportFilter(django_filters.FilterSet):
+    """`patient` is matched by id, not looked up: an id the caller cannot see and an id nobody has both
+    answer an empty list (a model-choice filter would refuse the second, telling which ids exist)."""
+
+    status = django_filters.ChoiceFilter(choices=PregnancyStatus.choices)
+    exposure = django_filters.ChoiceFilter(choices=Exposure.choices)
+    patient = django_filters.UUIDFilter(field_name="patient_id")
+
+    class Meta:
+        model = PregnancyReport
+        fields = ("status", "exposure", "patient")
+
+
 class PregnancyReportViewSet(
     AccessLoggedMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, RegistryViewSet
 ):
     serializer_class = PregnancyReportSerializer
     queryset = PregnancyReport.objects.none()
-    filterset_fields = ("status", "exposure", "patient")
+    filterset_class = PregnancyReportFilter
     http_method_names = ["get", "post", "patch", "head", "options"]
     roles = {"list": CARE_TEAM, "retrieve": CARE_TEAM, "create": CARE_TEAM, "partial_update": CARE_TEAM}
 
