@@ -16,7 +16,12 @@ from django.utils import timezone
 from registry import rules
 from registry.admin import PatientAdmin, ReadOnlyAdmin, _ReadOnlyInline
 from registry.models import Digest, DigestLine, MonitoringFlag, MonitoringSchedule, StatusForm, SweepRun
-from registry.selectors.monitoring import blocking_before, overdue_before, requirement_state
+from registry.selectors.monitoring import (
+    blocking_before,
+    overdue_before,
+    patient_monitored,
+    requirement_state,
+)
 
 
 class FlagAgeFilter(admin.SimpleListFilter):
@@ -64,13 +69,20 @@ class MonitoringFlagAdmin(ReadOnlyAdmin):
 class _ScheduleToday:
     """What a stored schedule row means on the registry's today (MON-3, GATE-4)."""
 
+    @staticmethod
+    def _today(obj: MonitoringSchedule) -> Any:
+        monitored = patient_monitored(obj.patient.status)
+        return requirement_state(
+            obj, as_of=timezone.localdate(), program=rules.current(), monitored=monitored
+        )
+
     @admin.display(boolean=True, description="overdue today")
     def overdue_today(self, obj: MonitoringSchedule) -> bool:
-        return requirement_state(obj, as_of=timezone.localdate(), program=rules.current()).overdue
+        return bool(self._today(obj).overdue)
 
     @admin.display(boolean=True, description="blocking today")
     def blocking_today(self, obj: MonitoringSchedule) -> bool:
-        return requirement_state(obj, as_of=timezone.localdate(), program=rules.current()).blocking
+        return bool(self._today(obj).blocking)
 
 
 class DueFilter(admin.SimpleListFilter):

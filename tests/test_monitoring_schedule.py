@@ -449,3 +449,29 @@ def test_infusion_is_not_blocked_by_overdue_monitoring(prescriber, facility, pha
         assert codes == ["course_doses_exhausted", "monitoring_overdue"]
     responses = infuse_days(facility, patient, day, 3)
     assert [r.json()["day_in_course"] for r in responses] == [1, 2, 3]
+
+
+def test_a_deceased_patient_shows_no_monitoring_overdue_ACT_8(prescriber, facility, admin):
+    """ACT-8: monitoring ends with a recorded death. The sweep already flags nothing for a deceased patient
+    and closes their flags; the patient's monitoring answer (and the console's page, which reads it) says
+    the same: nothing overdue, blocking or due."""
+    from registry.services.enrollment import patient_status_change
+
+    from .gate_helpers import moment
+
+    patient = monitored_patient(prescriber, facility)
+    with frozen(dt.date(2026, 6, 1)):
+        before = prescriber.get(f"/api/v1/patients/{patient.pk}/monitoring").json()
+        assert any(r["overdue"] for r in before["requirements"])
+        patient_status_change(
+            patient=patient,
+            actor=admin.user,
+            verb="record_death",
+            reason="Reported by the family.",
+            now=moment(dt.date(2026, 6, 1)),
+        )
+        after = prescriber.get(f"/api/v1/patients/{patient.pk}/monitoring").json()
+
+    assert after["requirements"], "the stored schedule is still listed"
+    assert not any(r["overdue"] for r in after["requirements"])
+    assert all(r["next_due_on"] is None for r in after["requirements"])

@@ -21,6 +21,7 @@ from registry.models import (
     MonitoringRequirement,
     MonitoringSchedule,
     Patient,
+    PatientStatus,
     StatusForm,
     User,
 )
@@ -55,13 +56,15 @@ class MonitoringState:
 
 
 def requirement_state(
-    row: MonitoringSchedule, *, as_of: dt.date, program: rules.ProgramSettings
+    row: MonitoringSchedule, *, as_of: dt.date, program: rules.ProgramSettings, monitored: bool = True
 ) -> RequirementState:
-    in_window = as_of <= row.window_ends_on
+    """What a stored row means on `as_of`. `monitored=False` (a deceased patient, ACT-8: the sweep flags
+    nothing for them and closes their flags) reads nothing as overdue or due."""
+    in_window = monitored and as_of <= row.window_ends_on
     return RequirementState(
         requirement=row.requirement,
         last_done_on=row.last_done_on,
-        next_due_on=row.next_due_on if row.next_due_on <= row.window_ends_on else None,
+        next_due_on=row.next_due_on if monitored and row.next_due_on <= row.window_ends_on else None,
         overdue=in_window and row.next_due_on < overdue_before(program, as_of),
         blocking=in_window and row.next_due_on < blocking_before(program, as_of),
     )
@@ -75,10 +78,19 @@ def monitoring_state(*, patient: Patient, as_of: dt.date) -> MonitoringState:
     rows = sorted(
         MonitoringSchedule.objects.filter(patient=patient), key=lambda r: order.get(r.requirement, 99)
     )
+    monitored = patient_monitored(patient.status)
     return MonitoringState(
         monitoring_ends_on=patient.monitoring_ends_on,
-        requirements=tuple(requirement_state(r, as_of=as_of, program=program) for r in rows),
+        requirements=tuple(
+            requirement_state(r, as_of=as_of, program=program, monitored=monitored) for r in rows
+        ),
     )
+
+
+def patient_monitored(status: str) -> bool:
+    """ACT-8: every patient is monitored until the window ends (discontinued and suspended ones too),
+    except a deceased one; the sweep's `_MONITORED` states the same."""
+    return status != PatientStatus.DECEASED
 
 
 def monitoring_blocks_load(*, patient_id: Any, as_of: dt.date) -> tuple[str, ...]:
