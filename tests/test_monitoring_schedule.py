@@ -475,3 +475,57 @@ def test_a_deceased_patient_shows_no_monitoring_overdue_ACT_8(prescriber, facili
     assert after["requirements"], "the stored schedule is still listed"
     assert not any(r["overdue"] for r in after["requirements"])
     assert all(r["next_due_on"] is None for r in after["requirements"])
+
+
+def test_changed_intervals_and_window_are_applied_by_the_rebuild_MON_1_MON_2(prescriber, facility, settings):
+    """*Settings*: the schedule stores due dates and window ends, so a changed thyroid interval (3 -> 2
+    months) and a changed window (48 -> 60 months) reach existing patients through
+    `rebuild_monitoring_schedule`: the API and the gate then read the new dates. Audited per patient; a
+    second run changes nothing; month ends follow calendar months as `next_due` does."""
+    import io
+
+    from django.core.management import call_command
+
+    from registry.models import AuditEvent, Patient
+
+    patient = monitored_patient(prescriber, facility)  # last infusion 2026-03-06, baseline labs 2026-02-27
+    settings.REMS_SETTINGS = {
+        "monitoring_thyroid_interval_months": 2,
+        "monitoring_months_after_last_infusion": 60,
+    }
+    with frozen(dt.date(2026, 5, 5)):
+        stale = prescriber.get(f"/api/v1/patients/{patient.pk}/monitoring").json()
+    thyroid = next(r for r in stale["requirements"] if r["requirement"] == "thyroid_function")
+    assert thyroid["next_due_on"] == "2026-05-27"  # stored under the old 3-month interval
+
+    out = io.StringIO()
+    call_command("rebuild_monitoring_schedule", stdout=out)
+
+    assert "patients changed: 1" in out.getvalue()
+    with frozen(dt.date(2026, 5, 5)):
+        fresh = prescriber.get(f"/api/v1/patients/{patient.pk}/monitoring").json()
+    thyroid = next(r for r in fresh["requirements"] if r["requirement"] == "thyroid_function")
+    assert thyroid["next_due_on"] == "2026-04-27"
+    assert fresh["monitoring_ends_on"] == "2031-03-06"
+    assert Patient.objects.get(pk=patient.pk).monitoring_ends_on == dt.date(2031, 3, 6)
+    event = AuditEvent.objects.get(action="monitoring_schedule.rebuild", subject_id=patient.pk)
+    assert event.changes["next_due_on"]["thyroid_function"] == ["2026-05-27", "2026-04-27"]
+    assert event.changes["window_ends_on"] == ["2030-03-06", "2031-03-06"]
+    again = io.StringIO()
+    call_command("rebuild_monitoring_schedule", stdout=again)
+    assert "schedule rows changed: 0, patients changed: 0" in again.getvalue()
+
+
+def test_the_rebuild_keeps_calendar_month_ends_MON_1(prescriber, facility, settings):
+    """A result on 31 January is next due 28 February, on PostgreSQL's set-based rebuild as in `next_due`."""
+    import io
+
+    from django.core.management import call_command
+
+    patient = monitored_patient(prescriber, facility)
+    with frozen(dt.date(2027, 2, 1)):
+        record_labs(patient, prescriber.user, collected_on=dt.date(2027, 1, 31), tests=["cbc_differential"])
+    settings.REMS_SETTINGS = {"monitoring_months_after_last_infusion": 60}
+    call_command("rebuild_monitoring_schedule", stdout=io.StringIO())
+    row = MonitoringSchedule.objects.get(patient=patient, requirement="cbc_differential")
+    assert (row.last_done_on, row.next_due_on) == (dt.date(2027, 1, 31), dt.date(2027, 2, 28))
