@@ -165,8 +165,7 @@ def monitoring_results_record(
 ) -> int:
     """MON-1..4, MON-3: applies new results `(patient_id, requirement, done_on)` (lab results named by
     their test, status forms as `status_form`) to the stored schedule inside the caller's transaction, and
-    closes the open flag of each requirement a newer result arrived for ("a new result closes it") when the
-    result ends the overdue state (a backdated result that leaves the requirement overdue closes nothing).
+    closes the open flag of each requirement a newer result arrived for ("a new result closes it").
     Set-based: whatever the number of results, at most five queries (schedule rows read and locked in id
     order, one bulk update, open flags read and locked, one update, one audit insert); none when no result
     concerns monitoring. Results older than the last one recorded change nothing. Returns the number of
@@ -196,13 +195,7 @@ def monitoring_results_record(
     if not changed:
         return 0
     MonitoringSchedule.objects.bulk_update(changed, ["last_done_on", "next_due_on", "updated_at"])
-    today = local_today(actor, now) if actor is not None else timezone.localdate(now)
-    # A flag says "overdue": it closes when the result ends that, not when a late, backdated result leaves
-    # the requirement overdue still (the gate keeps blocking on it, and the flag stays on the list).
-    current_from = overdue_before(program, today)
-    advanced = {(row.patient_id, row.requirement) for row in changed if row.next_due_on >= current_from}
-    if not advanced:
-        return 0
+    advanced = {(row.patient_id, row.requirement) for row in changed}
     flags = [
         (pk, patient_id, requirement)
         for pk, patient_id, requirement in MonitoringFlag.objects.select_for_update()
@@ -217,6 +210,7 @@ def monitoring_results_record(
     ]
     if not flags:
         return 0
+    today = local_today(actor, now) if actor is not None else timezone.localdate(now)
     MonitoringFlag.objects.filter(pk__in=[f[0] for f in flags]).update(
         status=FlagStatus.RESOLVED, resolved_on=today, resolution=FlagResolution.RESULT
     )
