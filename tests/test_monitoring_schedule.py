@@ -529,3 +529,99 @@ def test_the_rebuild_keeps_calendar_month_ends_MON_1(prescriber, facility, setti
     call_command("rebuild_monitoring_schedule", stdout=io.StringIO())
     row = MonitoringSchedule.objects.get(patient=patient, requirement="cbc_differential")
     assert (row.last_done_on, row.next_due_on) == (dt.date(2027, 1, 31), dt.date(2027, 2, 28))
+
+
+def test_the_rebuild_leaves_ended_monitoring_alone_and_works_in_batches_ACT_8(
+    prescriber, facility, settings, admin
+):
+    """A deceased patient's schedule is not written again (monitoring ended), and patients are taken a
+    batch at a time: with batches of one the result is the same."""
+    from registry.services.enrollment import patient_status_change
+    from registry.services.monitoring import monitoring_schedule_rebuild
+
+    from .gate_helpers import moment
+
+    first = monitored_patient(prescriber, facility)
+    second = monitored_patient(prescriber, facility)
+    gone = monitored_patient(prescriber, facility)
+    patient_status_change(
+        patient=gone,
+        actor=admin.user,
+        verb="record_death",
+        reason="Reported.",
+        now=moment(dt.date(2026, 6, 1)),
+    )
+    before = dict(
+        MonitoringSchedule.objects.filter(patient=gone).values_list("requirement", "window_ends_on")
+    )
+    settings.REMS_SETTINGS = {"monitoring_months_after_last_infusion": 60}
+
+    rows, patients = monitoring_schedule_rebuild(actor=None, now=moment(dt.date(2026, 6, 2)), batch=1)
+
+    assert patients == 2
+    assert rows == MonitoringSchedule.objects.filter(patient__in=[first, second]).count()
+    assert set(
+        MonitoringSchedule.objects.filter(patient__in=[first, second]).values_list(
+            "window_ends_on", flat=True
+        )
+    ) == {dt.date(2031, 3, 6)}
+    assert (
+        dict(MonitoringSchedule.objects.filter(patient=gone).values_list("requirement", "window_ends_on"))
+        == before
+    )
+
+
+@pytest.mark.postgres_only  # a real concurrent transaction
+@pytest.mark.django_db(transaction=True)
+def test_a_result_committed_while_the_rebuild_waits_is_not_overwritten_MON_1(prescriber, facility, settings):
+    """The rebuild computes from the rows it has locked: a result whose transaction holds the schedule row
+    makes the rebuild wait, and once it commits the rebuild starts from that result."""
+    import threading
+
+    from django.db import connection, transaction
+
+    from registry.services.monitoring import monitoring_results_record, monitoring_schedule_rebuild
+
+    from .gate_helpers import moment
+
+    patient = monitored_patient(prescriber, facility)
+    settings.REMS_SETTINGS = {"monitoring_months_after_last_infusion": 60}
+    recorded, release = threading.Event(), threading.Event()
+
+    def result_in_flight() -> None:
+        try:
+            with transaction.atomic():
+                monitoring_results_record(
+                    results=[(patient.pk, "cbc_differential", dt.date(2026, 6, 1))],
+                    actor=prescriber.user,
+                    now=moment(dt.date(2026, 6, 2)),
+                )
+                recorded.set()
+                release.wait(timeout=20)
+        finally:
+            connection.close()
+
+    def rebuild() -> None:
+        try:
+            monitoring_schedule_rebuild(actor=None, now=moment(dt.date(2026, 6, 2)))
+        finally:
+            connection.close()
+
+    writer = threading.Thread(target=result_in_flight)
+    writer.start()
+    assert recorded.wait(timeout=20)
+    rebuilder = threading.Thread(target=rebuild)
+    rebuilder.start()
+    rebuilder.join(timeout=1)
+    assert rebuilder.is_alive(), "the rebuild did not wait for the result's row"
+    release.set()
+    writer.join(timeout=20)
+    rebuilder.join(timeout=20)
+    assert not rebuilder.is_alive()
+
+    row = MonitoringSchedule.objects.get(patient=patient, requirement="cbc_differential")
+    assert (row.last_done_on, row.next_due_on, row.window_ends_on) == (
+        dt.date(2026, 6, 1),
+        dt.date(2026, 7, 1),
+        dt.date(2031, 3, 6),
+    )

@@ -59,6 +59,7 @@ from registry.models import (
     MonitoringRequirement,
     MonitoringSchedule,
     Patient,
+    PatientStatus,
     Role,
     Sex,
     StatusForm,
@@ -231,112 +232,98 @@ def monitoring_results_record(
     return len(flags)
 
 
-def monitoring_schedule_rebuild(*, actor: User | None, now: dt.datetime) -> tuple[int, int]:
+REBUILD_BATCH = 500  # patients per transaction
+
+
+def monitoring_schedule_rebuild(
+    *, actor: User | None, now: dt.datetime, batch: int = REBUILD_BATCH
+) -> tuple[int, int]:
     """MON-1, MON-2, MON-4 (*settings*): the stored schedule written again from the program settings now
     in force, after an interval or the window length (`monitoring_months_after_last_infusion`) changed:
-    every row's next due date is its interval after its last result (or after the first infusion when
-    there is none), every window ends that many months after the patient's most recent infusion, and
-    `Patient.monitoring_ends_on` follows. Rows that already agree are not touched. A patient already
-    marked `monitoring_complete` keeps that status. Each changed patient gets one audit event
-    (`monitoring_schedule.rebuild`) naming what moved. Set-based on PostgreSQL (one statement); batched on
-    SQLite. Returns (schedule rows changed, patients changed)."""
+    each row's next due date is its interval after its last result (or after the first infusion when
+    there is none, as `monitoring_schedule_start` computes it), each window ends that many months after
+    the patient's most recent infusion, and `Patient.monitoring_ends_on` follows. Rows that already agree
+    are not touched; each changed patient gets one audit event (`monitoring_schedule.rebuild`).
+
+    Patients still monitored only (not deceased, not `monitoring_complete`: their monitoring has ended and
+    stays ended). `batch` patients per transaction, in id order: their patient rows are locked first, then
+    their schedule rows in id order (the registry's lock order: an infusion locks the patient, then the
+    schedule; results lock schedule rows in id order), and the new dates are computed from the locked
+    rows, so a result or infusion committed meanwhile is never overwritten, and the gate waits at most for
+    one batch. A constant number of statements per batch. Returns (schedule rows changed, patients
+    changed)."""
     program = rules.current()
-    months = {r.value: interval_months(program, r.value) for r in MR}
-    window = program.monitoring_months_after_last_infusion
-    with transaction.atomic():
-        if connection.vendor == "postgresql":
-            moved = _rebuild_postgresql(months=months, window=window, now=now)
-        else:
-            moved = _rebuild_in_python(program=program, now=now)
-        by_patient: dict[Any, dict[str, Any]] = {}
-        for patient_id, requirement, due_before, due_after, ends_before, ends_after in moved:
-            changes = by_patient.setdefault(patient_id, {"next_due_on": {}, "settings": months})
-            if due_before != due_after:
-                changes["next_due_on"][requirement] = [due_before, due_after]
-            if ends_before != ends_after:
-                changes["window_ends_on"] = [ends_before, ends_after]
-        if by_patient:
-            audit_record_many(
-                actor=actor,
-                action="monitoring_schedule.rebuild",
-                subject_type="patient",
-                changes_by_id=by_patient,
-                at=now,
-            )
-    return len(moved), len(by_patient)
-
-
-def _rebuild_postgresql(*, months: dict[str, int], window: int, now: dt.datetime) -> list[tuple[Any, ...]]:
-    intervals = ", ".join(f"('{requirement}', {int(n)})" for requirement, n in months.items())
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"""
-            WITH m(requirement, months) AS (VALUES {intervals}),
-            x AS (
-                SELECT s.id, s.patient_id, s.requirement, s.next_due_on AS due_before,
-                       s.window_ends_on AS ends_before,
-                       (coalesce(s.last_done_on, p.first_infusion_on) + make_interval(months => m.months))::date
-                           AS due_after,
-                       (p.last_infusion_on + make_interval(months => %(window)s))::date AS ends_after
-                FROM registry_monitoringschedule s
-                JOIN registry_patient p ON p.id = s.patient_id
-                JOIN m ON m.requirement = s.requirement
-                WHERE p.first_infusion_on IS NOT NULL AND p.last_infusion_on IS NOT NULL
-            ), s AS (
-                UPDATE registry_monitoringschedule s
-                SET next_due_on = x.due_after, window_ends_on = x.ends_after, updated_at = %(now)s
-                FROM x WHERE s.id = x.id AND (x.due_before <> x.due_after OR x.ends_before <> x.ends_after)
-                RETURNING x.patient_id, x.requirement, x.due_before, x.due_after, x.ends_before, x.ends_after
-            ), p AS (
-                UPDATE registry_patient p
-                SET monitoring_ends_on = (p.last_infusion_on + make_interval(months => %(window)s))::date,
-                    updated_at = %(now)s
-                WHERE p.last_infusion_on IS NOT NULL
-                  AND p.monitoring_ends_on IS DISTINCT FROM
-                      (p.last_infusion_on + make_interval(months => %(window)s))::date
-            )
-            SELECT * FROM s ORDER BY patient_id, requirement
-            """,
-            {"window": window, "now": now},
-        )
-        return [tuple(row) for row in cursor.fetchall()]
-
-
-def _rebuild_in_python(*, program: rules.ProgramSettings, now: dt.datetime) -> list[tuple[Any, ...]]:
-    """SQLite (the quick start, a small registry): the same arithmetic as `next_due` row by row, written
-    in batches."""
     window = relativedelta(months=program.monitoring_months_after_last_infusion)
-    moved: list[tuple[Any, ...]] = []
-    rows, patients = [], []
-    schedule = (
-        MonitoringSchedule.objects.select_for_update()
-        .filter(patient__first_infusion_on__isnull=False, patient__last_infusion_on__isnull=False)
-        .select_related("patient")
-        .order_by("patient_id", "requirement")
-    )
-    ends_by_patient: dict[Any, Patient] = {}
-    for row in schedule:
-        patient = row.patient
-        first, last = patient.first_infusion_on, patient.last_infusion_on
-        if first is None or last is None:  # excluded by the filter above
-            continue
-        due = next_due(program, row.requirement, row.last_done_on or first)
-        ends = last + window
-        if patient.monitoring_ends_on != ends:
-            ends_by_patient[patient.pk] = patient
-        if (due, ends) != (row.next_due_on, row.window_ends_on):
-            moved.append((row.patient_id, row.requirement, row.next_due_on, due, row.window_ends_on, ends))
-            row.next_due_on, row.window_ends_on, row.updated_at = due, ends, now
-            rows.append(row)
-    for patient in ends_by_patient.values():
-        patient.monitoring_ends_on = patient.last_infusion_on + window  # type: ignore[operator]
-        patient.updated_at = now
-        patients.append(patient)
-    MonitoringSchedule.objects.bulk_update(
-        rows, ["next_due_on", "window_ends_on", "updated_at"], batch_size=500
-    )
-    Patient.objects.bulk_update(patients, ["monitoring_ends_on", "updated_at"], batch_size=500)
-    return moved
+    rows_changed = patients_changed = 0
+    after: Any = None
+    while True:
+        with transaction.atomic():
+            patients = (
+                # NO KEY UPDATE: results naming these patients (a foreign key) may still be inserted meanwhile;
+                # the gate's and the infusion's FOR UPDATE wait for the batch.
+                Patient.objects.select_for_update(no_key=True)
+                .filter(first_infusion_on__isnull=False, last_infusion_on__isnull=False)
+                .exclude(status__in=(PatientStatus.DECEASED, PatientStatus.MONITORING_COMPLETE))
+            )
+            if after is not None:
+                patients = patients.filter(pk__gt=after)
+            locked = list(
+                patients.order_by("pk").only(
+                    "pk", "first_infusion_on", "last_infusion_on", "monitoring_ends_on"
+                )[:batch]
+            )
+            if not locked:
+                break
+            after = locked[-1].pk
+            by_id = {patient.pk: patient for patient in locked}
+            schedule = list(
+                MonitoringSchedule.objects.select_for_update().filter(patient_id__in=by_id).order_by("pk")
+            )
+            changes: dict[Any, dict[str, Any]] = {}
+            rows = []
+            for row in schedule:
+                patient = by_id[row.patient_id]
+                first, last = patient.first_infusion_on, patient.last_infusion_on
+                if first is None or last is None:  # excluded above
+                    continue
+                due = next_due(program, row.requirement, row.last_done_on or first)
+                ends = last + window
+                if (due, ends) == (row.next_due_on, row.window_ends_on):
+                    continue
+                moved = changes.setdefault(row.patient_id, {"next_due_on": {}})
+                if due != row.next_due_on:
+                    moved["next_due_on"][row.requirement] = [row.next_due_on, due]
+                if ends != row.window_ends_on:
+                    moved["window_ends_on"] = [row.window_ends_on, ends]
+                row.next_due_on, row.window_ends_on, row.updated_at = due, ends, now
+                rows.append(row)
+            ends_moved = []
+            for patient in locked:
+                ends = patient.last_infusion_on + window  # type: ignore[operator]
+                if patient.monitoring_ends_on != ends:
+                    changes.setdefault(patient.pk, {"next_due_on": {}})["monitoring_ends_on"] = [
+                        patient.monitoring_ends_on,
+                        ends,
+                    ]
+                    patient.monitoring_ends_on = ends
+                    ends_moved.append(patient)
+            MonitoringSchedule.objects.bulk_update(
+                rows, ["next_due_on", "window_ends_on", "updated_at"], batch_size=1000
+            )
+            Patient.objects.bulk_update(ends_moved, ["monitoring_ends_on"], batch_size=1000)
+            if changes:
+                audit_record_many(
+                    actor=actor,
+                    action="monitoring_schedule.rebuild",
+                    subject_type="patient",
+                    changes_by_id=changes,
+                    at=now,
+                )
+            rows_changed += len(rows)
+            patients_changed += len(changes)
+        if len(locked) < batch:
+            break
+    return rows_changed, patients_changed
 
 
 # --- Status forms (MON-4) -------------------------------------------------------------------------
