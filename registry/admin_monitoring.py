@@ -15,7 +15,15 @@ from django.utils import timezone
 
 from registry import rules
 from registry.admin import PatientAdmin, ReadOnlyAdmin, _ReadOnlyInline
-from registry.models import Digest, DigestLine, MonitoringFlag, MonitoringSchedule, StatusForm, SweepRun
+from registry.models import (
+    Digest,
+    DigestLine,
+    MonitoringFlag,
+    MonitoringSchedule,
+    PatientStatus,
+    StatusForm,
+    SweepRun,
+)
 from registry.selectors.monitoring import (
     blocking_before,
     overdue_before,
@@ -96,7 +104,7 @@ class DueFilter(admin.SimpleListFilter):
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         today, program = timezone.localdate(), rules.current()
-        inside = queryset.filter(window_ends_on__gte=today)
+        inside = queryset.filter(window_ends_on__gte=today).exclude(patient__status=PatientStatus.DECEASED)
         if self.value() == "overdue":
             return inside.filter(next_due_on__lt=overdue_before(program, today))
         if self.value() == "blocking":

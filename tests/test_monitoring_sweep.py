@@ -260,8 +260,14 @@ def test_deceased_patients_are_not_flagged_and_their_flags_close(prescriber, fac
             reason="",
             now=moment(dt.date(2026, 4, 10)),
         )
+    # ACT-8: the death closes the open flags at once (as the sweep would), and no sweep raises new ones
+    closed = MonitoringFlag.objects.filter(patient=patient)
+    assert (
+        sorted(closed.values_list("status", "resolution", "resolved_on"))
+        == [("resolved", "monitoring_ended", dt.date(2026, 4, 10))] * 3
+    )
     result = sweep(dt.date(2026, 7, 1))
-    assert (result.opened, result.resolved) == (0, 3)
+    assert (result.opened, result.resolved) == (0, 0)
     assert not MonitoringFlag.objects.filter(status="open").exists()
 
 

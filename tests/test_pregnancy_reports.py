@@ -532,7 +532,12 @@ def test_a_live_birth_corrected_to_another_outcome_drops_the_live_birth_values_P
     gestational age and birth weight, which only a live birth has, go with it (audited) and the report
     closes. Sending them with the correction is refused; null clears them too."""
     recorded = patch_report(
-        prescriber, open_report["id"], on=D(2026, 11, 10), outcome_on="2026-11-06", **LIVE_BIRTH
+        prescriber,
+        open_report["id"],
+        on=D(2026, 11, 10),
+        outcome_on="2026-11-06",
+        infant_follow_up_notes="Seen at 2 weeks.",
+        **LIVE_BIRTH,
     )
     assert recorded.status_code == 200, recorded.json()
     refused = patch_report(
@@ -547,6 +552,7 @@ def test_a_live_birth_corrected_to_another_outcome_drops_the_live_birth_values_P
     body = corrected.json()
     assert (body["outcome"], body["status"]) == ("stillbirth", "closed")
     assert (body["gestational_age_weeks"], body["birth_weight_grams"]) == (None, None)
+    assert PregnancyReport.objects.get(pk=open_report["id"]).infant_follow_up_notes == ""
     event = AuditEvent.objects.filter(action="pregnancy_report.correct", subject_id=open_report["id"]).latest(
         "created_at"
     )

@@ -89,7 +89,8 @@ def monitoring_state(*, patient: Patient, as_of: dt.date) -> MonitoringState:
 
 def patient_monitored(status: str) -> bool:
     """ACT-8: every patient is monitored until the window ends (discontinued and suspended ones too),
-    except a deceased one; the sweep's `_MONITORED` states the same."""
+    except a deceased one. (A `monitoring_complete` patient's window has ended, so nothing reads as due;
+    the sweep's `_MONITORED` leaves out both.)"""
     return status != PatientStatus.DECEASED
 
 

@@ -20,6 +20,7 @@ from registry.models import (
     DecisionKind,
     DecisionOutcome,
     Patient,
+    PatientStatus,
 )
 
 # The states an administrator reads for a participant: ACT-5's statuses, with `certified` split into
@@ -145,15 +146,21 @@ def open_flag_counts() -> dict[tuple[str, bool], int]:
     return {(str(requirement), bool(blocking)): int(n) for requirement, blocking, n in rows}
 
 
-def monitoring_due_q(state: str, *, as_of: dt.date, prefix: str = "") -> Q:
+def monitoring_due_q(
+    state: str, *, as_of: dt.date, prefix: str = "", patient_status: str = "patient__status"
+) -> Q:
     """Schedule rows overdue (`overdue`) or overdue beyond the blocking threshold (`blocking`) on `as_of`,
-    inside the window (MON-3, GATE-4: the same days the gate blocks on, selectors/monitoring.py)."""
+    inside the window (MON-3, GATE-4: the same days the gate blocks on, selectors/monitoring.py), of
+    patients still monitored (ACT-8: not deceased). `patient_status` is the path to the patient's status
+    from the queryset's model."""
     from registry import rules
     from registry.selectors.monitoring import blocking_before, overdue_before
 
     program = rules.current()
     before = blocking_before(program, as_of) if state == "blocking" else overdue_before(program, as_of)
-    return Q(**{f"{prefix}next_due_on__lt": before, f"{prefix}window_ends_on__gte": as_of})
+    return Q(**{f"{prefix}next_due_on__lt": before, f"{prefix}window_ends_on__gte": as_of}) & ~Q(
+        **{patient_status: PatientStatus.DECEASED}
+    )
 
 
 def patients_overdue_counts(*, as_of: dt.date) -> dict[str, int]:
@@ -165,12 +172,16 @@ def patients_overdue_counts(*, as_of: dt.date) -> dict[str, int]:
             overdue=Count(
                 "pk",
                 distinct=True,
-                filter=monitoring_due_q("overdue", as_of=as_of, prefix="monitoring_schedule__"),
+                filter=monitoring_due_q(
+                    "overdue", as_of=as_of, prefix="monitoring_schedule__", patient_status="status"
+                ),
             ),
             blocking=Count(
                 "pk",
                 distinct=True,
-                filter=monitoring_due_q("blocking", as_of=as_of, prefix="monitoring_schedule__"),
+                filter=monitoring_due_q(
+                    "blocking", as_of=as_of, prefix="monitoring_schedule__", patient_status="status"
+                ),
             ),
         ).items()
     }

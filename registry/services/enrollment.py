@@ -46,7 +46,7 @@ from .accounts import care_team_ensure
 from .audit import audit_record, audit_record_many
 from .decisions import PATIENT_AUTHORIZATION_GATE
 from .gate import AlreadyDone, Outcome, gate_run
-from .monitoring import monitoring_results_record
+from .monitoring import monitoring_flags_end, monitoring_results_record
 from .pregnancy import pregnancy_test_hold, pregnancy_tests_hold
 from .revocation import authorizations_revoke_where
 
@@ -497,6 +497,8 @@ def patient_status_change(
                 category=RevokeCategory.PATIENT_NO_LONGER_ELIGIBLE,
                 patient=locked,
             )
+        if to == PS.DECEASED:  # ACT-8: monitoring ends with the death; its open flags close now
+            monitoring_flags_end(patient_id=locked.pk, actor=actor, now=now)
         audit_record(
             actor=actor,
             action=f"patient.{verb}",

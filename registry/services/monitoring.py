@@ -326,6 +326,38 @@ def monitoring_schedule_rebuild(
     return rows_changed, patients_changed
 
 
+def monitoring_flags_end(*, patient_id: Any, actor: User | None, now: dt.datetime) -> int:
+    """ACT-8: a patient's open flags closed as `monitoring_ended` (a recorded death), in the caller's
+    transaction, each audited as the sweep audits its own; returns how many. The sweep would close them
+    on its next run; the flag list and the dashboard should not wait for it."""
+    today = local_today(actor, now) if actor is not None else timezone.localdate(now)
+    flags = list(
+        MonitoringFlag.objects.select_for_update()
+        .filter(patient_id=patient_id, status=FlagStatus.OPEN)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    if not flags:
+        return 0
+    MonitoringFlag.objects.filter(pk__in=flags).update(
+        status=FlagStatus.RESOLVED, resolved_on=today, resolution=FlagResolution.MONITORING_ENDED
+    )
+    audit_record_many(
+        actor=actor,
+        action="monitoring_flag.resolve",
+        subject_type="monitoringflag",
+        changes_by_id={
+            pk: {
+                "status": [FlagStatus.OPEN, FlagStatus.RESOLVED],
+                "resolution": FlagResolution.MONITORING_ENDED,
+            }
+            for pk in flags
+        },
+        at=now,
+    )
+    return len(flags)
+
+
 # --- Status forms (MON-4) -------------------------------------------------------------------------
 
 

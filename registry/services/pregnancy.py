@@ -396,6 +396,8 @@ def pregnancy_report_changes(
         for name in LIVE_BIRTH_ONLY:
             if name not in data:
                 values[name] = None
+        if "infant_follow_up_notes" not in data:  # there is no infant to follow up
+            values["infant_follow_up_notes"] = ""
     for name in ("outcome", "maternal_thyroid_status", "outcome_notes", "infant_follow_up_notes"):
         values[name] = values[name] or ""
     _derive(
