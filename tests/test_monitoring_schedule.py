@@ -457,13 +457,10 @@ def test_a_deceased_patient_shows_no_monitoring_overdue_ACT_8(prescriber, facili
     the same: nothing overdue, blocking or due."""
     from registry.selectors.program import patients_overdue_counts
     from registry.services.enrollment import patient_status_change
-    from registry.services.monitoring import monitoring_sweep
 
     from .gate_helpers import moment
 
     patient = monitored_patient(prescriber, facility)
-    monitoring_sweep(as_of=dt.date(2026, 5, 31), now=moment(dt.date(2026, 5, 31)))
-    assert MonitoringFlag.objects.filter(patient=patient, status="open").exists()
     assert patients_overdue_counts(as_of=dt.date(2026, 6, 1)) == {"overdue": 1, "blocking": 1}
     with frozen(dt.date(2026, 6, 1)):
         before = prescriber.get(f"/api/v1/patients/{patient.pk}/monitoring").json()
@@ -480,12 +477,7 @@ def test_a_deceased_patient_shows_no_monitoring_overdue_ACT_8(prescriber, facili
     assert after["requirements"], "the stored schedule is still listed"
     assert not any(r["overdue"] for r in after["requirements"])
     assert all(r["next_due_on"] is None for r in after["requirements"])
-    # the dashboard's counts and the flag list agree at once, without waiting for the next sweep
     assert patients_overdue_counts(as_of=dt.date(2026, 6, 1)) == {"overdue": 0, "blocking": 0}
-    assert not MonitoringFlag.objects.filter(patient=patient, status="open").exists()
-    assert set(MonitoringFlag.objects.filter(patient=patient).values_list("resolution", flat=True)) == {
-        "monitoring_ended"
-    }
 
 
 def test_changed_intervals_and_window_are_applied_by_the_rebuild_MON_1_MON_2(prescriber, facility, settings):
