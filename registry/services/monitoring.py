@@ -211,21 +211,33 @@ def monitoring_results_record(
     ]
     if not flags:
         return 0
+    return _flags_resolve(
+        {
+            pk: {"done_on": latest[(patient_id, requirement)].isoformat()}
+            for pk, patient_id, requirement in flags
+        },
+        resolution=FlagResolution.RESULT,
+        actor=actor,
+        now=now,
+    )
+
+
+def _flags_resolve(
+    flags: dict[Any, dict[str, Any]], *, resolution: str, actor: User | None, now: dt.datetime
+) -> int:
+    """Closes the (locked) open flags `flags` (id -> extra audit changes) on the actor's local day, one
+    update and one audit insert; returns how many."""
     today = local_today(actor, now) if actor is not None else timezone.localdate(now)
-    MonitoringFlag.objects.filter(pk__in=[f[0] for f in flags]).update(
-        status=FlagStatus.RESOLVED, resolved_on=today, resolution=FlagResolution.RESULT
+    MonitoringFlag.objects.filter(pk__in=list(flags)).update(
+        status=FlagStatus.RESOLVED, resolved_on=today, resolution=resolution
     )
     audit_record_many(
         actor=actor,
         action="monitoring_flag.resolve",
         subject_type="monitoringflag",
         changes_by_id={
-            pk: {
-                "status": [FlagStatus.OPEN, FlagStatus.RESOLVED],
-                "resolution": FlagResolution.RESULT,
-                "done_on": latest[(patient_id, requirement)].isoformat(),
-            }
-            for pk, patient_id, requirement in flags
+            pk: {"status": [FlagStatus.OPEN, FlagStatus.RESOLVED], "resolution": resolution, **extra}
+            for pk, extra in flags.items()
         },
         at=now,
     )
@@ -330,7 +342,6 @@ def monitoring_flags_end(*, patient_id: Any, actor: User | None, now: dt.datetim
     """ACT-8: a patient's open flags closed as `monitoring_ended` (a recorded death), in the caller's
     transaction, each audited as the sweep audits its own; returns how many. The sweep would close them
     on its next run; the flag list and the dashboard should not wait for it."""
-    today = local_today(actor, now) if actor is not None else timezone.localdate(now)
     flags = list(
         MonitoringFlag.objects.select_for_update()
         .filter(patient_id=patient_id, status=FlagStatus.OPEN)
@@ -339,23 +350,9 @@ def monitoring_flags_end(*, patient_id: Any, actor: User | None, now: dt.datetim
     )
     if not flags:
         return 0
-    MonitoringFlag.objects.filter(pk__in=flags).update(
-        status=FlagStatus.RESOLVED, resolved_on=today, resolution=FlagResolution.MONITORING_ENDED
+    return _flags_resolve(
+        {pk: {} for pk in flags}, resolution=FlagResolution.MONITORING_ENDED, actor=actor, now=now
     )
-    audit_record_many(
-        actor=actor,
-        action="monitoring_flag.resolve",
-        subject_type="monitoringflag",
-        changes_by_id={
-            pk: {
-                "status": [FlagStatus.OPEN, FlagStatus.RESOLVED],
-                "resolution": FlagResolution.MONITORING_ENDED,
-            }
-            for pk in flags
-        },
-        at=now,
-    )
-    return len(flags)
 
 
 # --- Status forms (MON-4) -------------------------------------------------------------------------
