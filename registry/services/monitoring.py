@@ -317,12 +317,12 @@ def monitoring_schedule_rebuild(
                         patient.monitoring_ends_on,
                         ends,
                     ]
-                    patient.monitoring_ends_on = ends
+                    patient.monitoring_ends_on, patient.updated_at = ends, now
                     ends_moved.append(patient)
             MonitoringSchedule.objects.bulk_update(
                 rows, ["next_due_on", "window_ends_on", "updated_at"], batch_size=1000
             )
-            Patient.objects.bulk_update(ends_moved, ["monitoring_ends_on"], batch_size=1000)
+            Patient.objects.bulk_update(ends_moved, ["monitoring_ends_on", "updated_at"], batch_size=1000)
             if changes:
                 audit_record_many(
                     actor=actor,
